@@ -1,0 +1,39 @@
+# Quick start:  make demo   (main job on the bundled data)   |   make test   (the test suite)
+# Both create the virtual environment first; everything they need installs from PyPI.
+VENV ?= $(HOME)/.cache/logdistill/venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.logdistill-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
+EXTRAS ?= train,demo,test,dashboards
+K8S_BIN ?= $(HOME)/.cache/logdistill/k8s-1.35.4/bin
+export K8S_BIN
+
+.PHONY: venv demo test test-fast cluster-bin bench clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(VENV)/bin/logdistill demo
+
+cluster-bin:
+	bash hack/build-k8s.sh
+
+# The whole suite, cluster tests included (they build the control plane binaries once, cached).
+test: venv cluster-bin
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# No cluster, no torch-heavy tests: the inner loop.
+test-fast: venv
+	$(PY) -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
+
+bench: venv
+	$(VENV)/bin/logdistill bench distill
+	$(VENV)/bin/logdistill bench classify
+
+clean-venv:
+	rm -rf $(VENV)

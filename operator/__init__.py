@@ -1,0 +1,1 @@
+"""logdistill.operator: the kopf operator for DistilledModel resources (never imports torch)."""

@@ -1,0 +1,5 @@
+import sys
+
+from logdistill.cli import main
+
+sys.exit(main())

@@ -1,0 +1,59 @@
+"""The ``logdistill`` console script.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``main(args) -> int``. Those modules import torch or onnxruntime inside functions, so
+``logdistill operator`` and ``logdistill classify`` never pay for (or need) torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from logdistill import __version__
+
+# name -> (module, one-line help). Order is the order shown in --help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("logdistill.model.demo", "train a teacher, distil a student and compare them on the bundled BGL sample"),
+    "teacher": ("logdistill.model.teacher", "teacher commands (train)"),
+    "distill": ("logdistill.model.distill", "distil a student from a teacher as a config file describes"),
+    "evaluate": ("logdistill.model.evaluate", "score an artifact on labelled logs and print a JSON report"),
+    "predict": ("logdistill.model.predict", "print a JSON label and score per input line"),
+    "classify": ("logdistill.edge.main", "run the edge classifier: tail logs, classify, export metrics"),
+    "operator": ("logdistill.operator.main", "run the DistilledModel operator"),
+    "bench": ("logdistill.bench", "benchmarks (distill, classify)"),
+}
+
+
+def build_parser(load: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="logdistill", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"logdistill {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        if load:
+            module = importlib.import_module(module_name)
+            module.add_arguments(command)
+            command.set_defaults(_main=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # Import only the chosen subcommand's module: keeps start-up light and torch-free.
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    if chosen in COMMANDS:
+        parser = build_parser(load=False)
+        module = importlib.import_module(COMMANDS[chosen][0])
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        module.add_arguments(sub.choices[chosen])
+        sub.choices[chosen].set_defaults(_main=module.main)
+    else:
+        parser = build_parser(load=False)
+    args = parser.parse_args(argv)
+    return int(args._main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""The typed spec: one source of truth for ``logdistill distill --config`` and ``DistilledModel.spec``.
+
+Field names are camelCase on the wire (YAML config, CR spec) and snake_case in Python.
+Every model forbids unknown fields, so a typo is an error that names the field. The CRD
+schema is generated from these models (see ``logdistill.operator.crd``); the engine reads
+the same YAML. Sections the engine does not use (job, rollout, storage) are still part of
+the schema so one file serves both.
+
+Pure pydantic: imported by the operator and the edge runtime, so no torch here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "SpecModel",
+    "TeacherSpec",
+    "WeightedTeacher",
+    "EndpointTeacher",
+    "SecretKeyRef",
+    "StudentSpec",
+    "DataSpec",
+    "TrainingSpec",
+    "GateSpec",
+    "DistillSpec",
+    "SpecError",
+    "load_spec",
+    "parse_spec",
+]
+
+
+class SpecModel(BaseModel):
+    """Base for every spec section: camelCase aliases, unknown fields refused, frozen."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+
+Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+class SecretKeyRef(SpecModel):
+    """A key in a Kubernetes Secret in the CR's namespace."""
+
+    name: str = Field(min_length=1, max_length=253)
+    """Secret name."""
+    key: str = Field(default="apiKey", min_length=1, max_length=253)
+    """Key inside the Secret."""
+
+
+class WeightedTeacher(SpecModel):
+    """One member of a teacher ensemble."""
+
+    checkpoint: str = Field(min_length=1)
+    """Path of a local ``transformers`` checkpoint directory (or a logdistill teacher artifact)."""
+    weight: float = Field(default=1.0, gt=0.0)
+    """Relative weight of this teacher's soft targets in the ensemble."""
+
+
+class EndpointTeacher(SpecModel):
+    """An LLM behind an OpenAI-compatible API (vLLM, Ollama, ...)."""
+
+    url: str = Field(min_length=1, pattern=r"^https?://")
+    """Base URL, e.g. http://vllm.llm.svc:8000/v1."""
+    model: str = Field(min_length=1)
+    """Model name sent in each request."""
+    api_key_env: str = Field(default="LOGDISTILL_TEACHER_API_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    """Environment variable the API key is read from (never logged)."""
+    secret_ref: SecretKeyRef | None = None
+    """Secret the operator maps into ``apiKeyEnv`` in the Job."""
+    requests_per_second: float = Field(default=5.0, gt=0.0)
+    """Client-side rate limit."""
+
+
+class TeacherSpec(SpecModel):
+    """Where soft targets come from: exactly one of ``checkpoint``, ``ensemble`` or ``endpoint``."""
+
+    checkpoint: str | None = Field(default=None, min_length=1)
+    """Path of a local ``transformers`` checkpoint directory (or a logdistill teacher artifact)."""
+    ensemble: list[WeightedTeacher] | None = Field(default=None, min_length=2, max_length=8)
+    """Several local teachers whose soft targets are combined by weight."""
+    endpoint: EndpointTeacher | None = None
+    """An OpenAI-compatible LLM endpoint."""
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> "TeacherSpec":
+        given = [n for n in ("checkpoint", "ensemble", "endpoint") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "exactly one of teacher.checkpoint, teacher.ensemble, teacher.endpoint must be set"
+                f" (got {', '.join(given) or 'none'})"
+            )
+        return self
+
+
+class StudentSpec(SpecModel):
+    """Size and initialisation of the small BERT-style student."""
+
+    layers: int = Field(default=2, ge=1, le=12)
+    """Transformer layers."""
+    hidden: int = Field(default=128, ge=16, le=1024)
+    """Hidden size (a multiple of ``heads``)."""
+    heads: int = Field(default=2, ge=1, le=16)
+    """Attention heads."""
+    intermediate: int = Field(default=512, ge=16, le=4096)
+    """Feed-forward size."""
+    max_length: int = Field(default=64, ge=8, le=512)
+    """Tokens per line (longer lines are truncated)."""
+    init: Literal["scratch", "teacher", "pretrained"] = "teacher"
+    """``scratch``: random; ``teacher``: embeddings projected and layers copied from the teacher
+    where shapes allow; ``pretrained``: from the encoder at ``pretrained``."""
+    pretrained: str | None = None
+    """Checkpoint directory of a smaller encoder, for ``init: pretrained``."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "StudentSpec":
+        if self.hidden % self.heads:
+            raise ValueError(f"student.hidden ({self.hidden}) must be a multiple of student.heads ({self.heads})")
+        if self.init == "pretrained" and not self.pretrained:
+            raise ValueError("student.pretrained is required when student.init is 'pretrained'")
+        return self
+
+
+class DataSpec(SpecModel):
+    """Where the training logs are and how they are split."""
+
+    path: str | None = None
+    """A file (or a directory of files) of labelled logs; unset = the bundled BGL sample."""
+    format: Literal["loghub", "csv", "jsonl"] = "loghub"
+    """``loghub``: first token is the label (``-`` = normal); ``csv``: Loghub structured CSV;
+    ``jsonl``: one ``{"text", "label"}`` object per line (label may be null)."""
+    text_column: str = "Content"
+    """CSV column holding the log message."""
+    label_column: str = "EventId"
+    """CSV column holding the label."""
+    split: Literal["template", "chronological"] = "template"
+    """``template``: no masked template appears in two splits; ``chronological``: by line order."""
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=0.9)
+    """Share of lines (or templates) held out for the evaluation."""
+    dev_fraction: float = Field(default=0.1, gt=0.0, lt=0.9)
+    """Share held out for early stopping."""
+    max_per_template: int = Field(default=8, ge=1)
+    """Training lines kept per masked template (logs repeat heavily)."""
+    min_class_lines: int = Field(default=1, ge=1)
+    """Classes with fewer lines are folded into the normal label."""
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "DataSpec":
+        if self.test_fraction + self.dev_fraction >= 0.9:
+            raise ValueError("data.testFraction + data.devFraction must be below 0.9")
+        return self
+
+
+class TrainingSpec(SpecModel):
+    """Optimisation and distillation-loss options."""
+
+    epochs: int = Field(default=10, ge=1, le=200)
+    """Maximum epochs."""
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    """Lines per optimisation step."""
+    learning_rate: float = Field(default=1e-3, gt=0.0, le=1.0)
+    """Peak learning rate (linear warm-up, then linear decay)."""
+    warmup_ratio: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Share of steps spent warming up."""
+    weight_decay: float = Field(default=0.01, ge=0.0, le=1.0)
+    """AdamW weight decay."""
+    temperature: float = Field(default=2.0, gt=0.0, le=100.0)
+    """Softmax temperature T of the soft targets."""
+    alpha: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Weight of the soft (KL) loss; 1 - alpha weights the hard-label cross-entropy."""
+    patience: int = Field(default=3, ge=1)
+    """Epochs without a dev macro-F1 gain before stopping."""
+    seed: int = Field(default=13, ge=0)
+    """Seed for splits, initialisation and batching."""
+    threads: int = Field(default=0, ge=0, le=256)
+    """torch intra-op threads; 0 = all cores."""
+
+
+class GateSpec(SpecModel):
+    """A student is rolled out only if it passes both thresholds."""
+
+    min_macro_f1: Fraction = 0.5
+    """Minimum student macro-F1 on the held-out set."""
+    min_retention: Fraction = 0.9
+    """Minimum student macro-F1 as a share of the teacher's."""
+
+
+class DistillSpec(SpecModel):
+    """What ``logdistill distill`` needs: the engine's part of ``DistilledModel.spec``."""
+
+    teacher: TeacherSpec
+    """Teacher(s) that produce soft targets."""
+    student: StudentSpec = StudentSpec()
+    """The student's size."""
+    data: DataSpec = DataSpec()
+    """Training logs."""
+    training: TrainingSpec = TrainingSpec()
+    """Optimisation."""
+    gate: GateSpec = GateSpec()
+    """Rollout gate."""
+
+
+class SpecError(ValueError):
+    """A config file that does not validate; the message names the file and every bad field."""
+
+
+def _format_errors(source: str, err: ValidationError) -> str:
+    lines = [f"{source}: invalid spec ({err.error_count()} error(s))"]
+    for item in err.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "<root>"
+        lines.append(f"  {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_spec(data: Any, model: type[SpecModel] = DistillSpec, source: str = "spec") -> Any:
+    """Validate plain data (a CR's ``spec`` or a loaded YAML) into ``model``; raise :class:`SpecError`."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(_format_errors(source, err)) from None
+
+
+def load_spec(path: str | Path, model: type[SpecModel] = DistillSpec) -> Any:
+    """Read a YAML config with ``yaml.safe_load`` and validate it."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise SpecError(f"{path}: {err}") from None
+    return parse_spec(data, model, source=str(path))
