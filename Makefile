@@ -6,6 +6,9 @@ STAMP := $(VENV)/.logdistill-$(shell cat pyproject.toml | sha256sum | cut -c1-16
 EXTRAS ?= train,demo,test,dashboards
 K8S_BIN ?= $(HOME)/.cache/logdistill/k8s-1.35.4/bin
 export K8S_BIN
+# The repo root holds operator/, which would shadow the standard library's `operator` for
+# `python -m ...` run from here (cwd goes first on sys.path). Safe-path mode turns that off.
+export PYTHONSAFEPATH := 1
 
 .PHONY: venv demo test test-fast cluster-bin bench clean-venv
 
@@ -25,11 +28,11 @@ cluster-bin:
 
 # The whole suite, cluster tests included (they build the control plane binaries once, cached).
 test: venv cluster-bin
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
 
 # No cluster, no torch-heavy tests: the inner loop.
 test-fast: venv
-	$(PY) -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not slow and not cluster" $(PYTEST_ARGS)
 
 bench: venv
 	$(VENV)/bin/logdistill bench distill
