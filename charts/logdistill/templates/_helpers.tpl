@@ -1,0 +1,96 @@
+{{/* Chart name, overridable. */}}
+{{- define "logdistill.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name: <release>-<chart>, or the release name when it already contains the chart name. */}}
+{{- define "logdistill.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "logdistill.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels on every object. */}}
+{{- define "logdistill.labels" -}}
+helm.sh/chart: {{ include "logdistill.chart" . }}
+{{ include "logdistill.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: logdistill
+{{- end -}}
+
+{{/* Labels that select the operator pod. */}}
+{{- define "logdistill.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "logdistill.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "logdistill.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "logdistill.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "logdistill.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "logdistill.edgeImage" -}}
+{{- printf "%s:%s" .Values.edgeImage.repository (default .Chart.AppVersion .Values.edgeImage.tag) -}}
+{{- end -}}
+
+{{/* The operator's permissions, shared by the ClusterRole (all namespaces) and the per-namespace Roles.
+     Each rule names only what the operator does; see docs/quickstart-cluster.md#permissions. */}}
+{{- define "logdistill.namespacedRules" -}}
+# The custom resource: watch it, patch its status, and a finalizer only where external artifacts must go.
+- apiGroups: ["logdistill.io"]
+  resources: ["distilledmodels"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["logdistill.io"]
+  resources: ["distilledmodels/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["logdistill.io"]
+  resources: ["distilledmodels/finalizers"]
+  verbs: ["update"]
+# The distillation Job per spec generation (deletion cascades by owner reference, but a superseded run is deleted).
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The Job's pod: its termination message carries the result summary. Read only.
+- apiGroups: [""]
+  resources: ["pods", "pods/status"]
+  verbs: ["get", "list", "watch"]
+# The spec mounted into the Job.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# The classifier rollout and its metrics Service.
+- apiGroups: ["apps"]
+  resources: ["daemonsets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# Events on every transition (kopf posts core/v1 events).
+- apiGroups: ["", "events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+# kopf peering (namespaced), so two replicas never act at once.
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- end -}}
