@@ -1,0 +1,179 @@
+"""The hot path: mask each line, answer from a bounded LRU template cache, batch the misses.
+
+The cache key is ``mask(line)`` and the model input is the same template, so a cached
+answer is exactly what the model would say (tests assert it). With the cache on, masking
+dominates (the model runs once per distinct template); with it off, the model does.
+
+Thread-safe: the HTTP server threads and the tail loop call :meth:`classify` at once.
+OrderedDict operations are atomic under the GIL; the one race (an entry evicted between
+``get`` and ``move_to_end``) is caught, so the hit path takes no lock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, OrderedDict
+from typing import NamedTuple, Sequence
+
+from logdistill.edge.lines import DEFAULT_MAX_LINE_BYTES
+from logdistill.edge.metrics import ClassifierMetrics
+from logdistill.model.runtime import OnnxClassifier
+from logdistill.model.templates import mask
+
+__all__ = ["Result", "TemplateClassifier"]
+
+
+class Result(NamedTuple):
+    label: str
+    score: float
+    template: str
+
+
+class TemplateClassifier:
+    """A loaded model plus its template cache. One instance per model version.
+
+    ``cache_size=0`` turns the cache off entirely (every line goes to the model, even
+    repeats within a call): the "cache off" benchmark measures the model path alone.
+    Misses are sent to the model in micro-batches of ``batch_size`` templates, sorted by
+    length so a batch pads little.
+    """
+
+    def __init__(
+        self,
+        model: OnnxClassifier,
+        *,
+        cache_size: int = 100_000,
+        batch_size: int = 32,
+        metrics: ClassifierMetrics | None = None,
+        max_line_chars: int = DEFAULT_MAX_LINE_BYTES,
+        seen_limit: int = 1_000_000,
+    ) -> None:
+        self.model = model
+        self.cache_size = max(0, cache_size)
+        self.batch_size = max(1, batch_size)
+        self.metrics = metrics
+        self.max_line_chars = max_line_chars
+        self._cache: OrderedDict[str, Result] = OrderedDict()
+        self._empty = Result(model.normal_label, 1.0, "")
+        # Hashes of every template seen, for the drift counter (bounded: cleared when full,
+        # so after ~1M distinct templates "new" means "not seen since the last clear").
+        self._seen: set[int] = set()
+        self._seen_limit = seen_limit
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    @property
+    def normal_label(self) -> str:
+        return self.model.normal_label
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def share_seen(self, other: TemplateClassifier) -> None:
+        """Keep the drift counter's memory across a model swap (new templates are a data property)."""
+        self._seen = other._seen
+
+    def classify(self, lines: Sequence[str]) -> list[Result]:
+        """``Result(label, score, template)`` for each line, in order."""
+        started = time.perf_counter()
+        limit = self.max_line_chars
+        too_long = 0
+        results: list[Result | None] = [None] * len(lines)
+        misses: dict[str, list[int]] = {}
+        if self.cache_size:
+            cache = self._cache
+            lookup = cache.get
+            touch = cache.move_to_end
+            for index, line in enumerate(lines):
+                if len(line) > limit:
+                    line = line[:limit]
+                    too_long += 1
+                template = mask(line)
+                hit = lookup(template)
+                if hit is not None:
+                    results[index] = hit
+                    try:
+                        touch(template)
+                    except KeyError:  # evicted by another thread between get and touch
+                        pass
+                elif template in misses:
+                    misses[template].append(index)
+                else:
+                    misses[template] = [index]
+            hits = len(lines) - len(misses)
+        else:
+            templates = []
+            for line in lines:
+                if len(line) > limit:
+                    line = line[:limit]
+                    too_long += 1
+                templates.append(mask(line))
+            hits = 0
+        if self.cache_size:
+            if misses:
+                distinct = list(misses)
+                computed = self._run_model(distinct)
+                self._store(distinct, computed)
+                for answer, indices in zip(computed, misses.values()):
+                    for index in indices:
+                        results[index] = answer
+        else:
+            results = self._run_model(templates)  # type: ignore[assignment]
+        self._count(results, hits, len(misses) if self.cache_size else len(lines), too_long, started)
+        return results  # type: ignore[return-value]
+
+    def _run_model(self, templates: list[str]) -> list[Result]:
+        """Model output for each template (in order), run in micro-batches of similar length."""
+        out: list[Result] = [self._empty] * len(templates)
+        order = sorted((i for i, t in enumerate(templates) if t), key=lambda i: len(templates[i]))
+        metrics = self.metrics
+        seen = self._seen
+        new = 0
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            texts = [templates[i] for i in batch]
+            began = time.perf_counter()
+            predictions = self.model.predict(texts)
+            elapsed = time.perf_counter() - began
+            for index, template, (label, score) in zip(batch, texts, predictions):
+                out[index] = Result(label, score, template)
+                key = hash(template)
+                if key not in seen:
+                    new += 1
+                    seen.add(key)
+            if metrics is not None:
+                metrics.batch_seconds.observe(elapsed)
+                per_line = elapsed / len(batch)
+                for _ in batch:
+                    metrics.line_seconds.observe(per_line)
+        if len(seen) > self._seen_limit:
+            seen.clear()
+        if metrics is not None and new:
+            metrics.new_templates.inc(new)
+        return out
+
+    def _store(self, templates: list[str], computed: list[Result]) -> None:
+        cache = self._cache
+        cache.update(zip(templates, computed))
+        for _ in range(len(cache) - self.cache_size):
+            try:
+                cache.popitem(last=False)
+            except KeyError:  # emptied concurrently
+                break
+
+    def _count(self, results: list, hits: int, misses: int, too_long: int, started: float) -> None:
+        metrics = self.metrics
+        if metrics is None:
+            return
+        for label, count in Counter(r[0] for r in results).items():
+            metrics.lines_classified.labels(label=label).inc(count)
+        if hits:
+            metrics.cache_hits.inc(hits)
+        if misses:
+            metrics.cache_misses.inc(misses)
+        if too_long:
+            metrics.malformed.labels(reason="too_long").inc(too_long)
+        metrics.cache_entries.set(len(self._cache))
+        metrics.classify_seconds.observe(time.perf_counter() - started)

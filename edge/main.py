@@ -1,0 +1,142 @@
+"""``logdistill classify``: the edge classifier process (one per node, a DaemonSet).
+
+Serves the HTTP API, tails the node's pod logs, writes non-normal lines as JSON lines to
+stdout, exports ``logdistill_classifier_*`` metrics and hot-reloads the model directory.
+Never imports torch or transformers (tests assert it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from logdistill.edge.lines import DEFAULT_MAX_LINE_BYTES
+
+__all__ = ["add_arguments", "main", "load_classifier"]
+
+log = logging.getLogger("logdistill.edge")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from logdistill.edge.server import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_LINES
+    from logdistill.edge.sources import DEFAULT_PATHS, FORMATS
+
+    parser.add_argument("--model", required=True, type=Path, help="artifact directory (may be a symlink swapped on update)")
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default %(default)s)")
+    parser.add_argument("--port", type=int, default=8080, help="HTTP port; 0 picks a free one (default %(default)s)")
+    parser.add_argument("--paths", nargs="+", default=list(DEFAULT_PATHS), metavar="GLOB",
+                        help="log files to tail (default: %(default)s)")
+    parser.add_argument("--no-tail", action="store_true", help="serve the HTTP API only; tail no files")
+    parser.add_argument("--format", choices=FORMATS, default="auto",
+                        help="line format: cri, plain, or auto = CRI for kubelet pod logs (default %(default)s)")
+    parser.add_argument("--start-at", choices=("beginning", "end"), default="beginning",
+                        help="where to start in files found at the very first start, without saved offsets")
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="directory for read offsets (without it, a restart re-reads files from --start-at)")
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default %(default)s)")
+    parser.add_argument("--cache-size", type=int, default=100_000,
+                        help="template cache entries; 0 disables the cache (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=32, help="micro-batch size for cache misses")
+    parser.add_argument("--reload-interval", type=float, default=10.0,
+                        help="seconds between model directory checks; 0 disables hot reload (default %(default)s)")
+    parser.add_argument("--poll-interval", type=float, default=0.25, help="seconds between file polls when idle")
+    parser.add_argument("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE_BYTES,
+                        help="longer lines are truncated and counted (default %(default)s)")
+    parser.add_argument("--max-request-lines", type=int, default=DEFAULT_MAX_LINES)
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def load_classifier(directory: Path, *, threads: int, cache_size: int, batch_size: int,
+                    max_line_chars: int, metrics=None):
+    """Verify and load an artifact, and run it once so a broken graph is refused before it serves."""
+    from logdistill.edge.classifier import TemplateClassifier
+    from logdistill.model.artifact import ArtifactError
+    from logdistill.model.runtime import OnnxClassifier
+
+    model = OnnxClassifier(directory, threads=threads)
+    try:
+        model.predict(["warm up <NUM>"])
+    except Exception as err:
+        raise ArtifactError(f"{directory}: the model fails on a probe line: {err}") from None
+    return TemplateClassifier(model, cache_size=cache_size, batch_size=batch_size, metrics=metrics,
+                              max_line_chars=max_line_chars)
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from prometheus_client import CollectorRegistry
+
+    from logdistill.edge.metrics import ClassifierMetrics
+    from logdistill.edge.pipeline import TailPipeline
+    from logdistill.edge.reload import ModelHolder, Reloader
+    from logdistill.edge.server import ClassifierServer
+    from logdistill.edge.sources import Tailer
+    from logdistill.model.artifact import ArtifactError
+
+    metrics = ClassifierMetrics(CollectorRegistry())
+    holder = ModelHolder()
+    try:
+        server = ClassifierServer(holder, metrics, host=args.host, port=args.port,
+                                  max_lines=args.max_request_lines, max_body_bytes=args.max_body_bytes)
+    except OSError as err:
+        print(f"logdistill classify: cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr)
+        return 1
+    server.start()  # /healthz answers while the model loads; /readyz waits for it
+    log.info("listening on %s", server.url)
+
+    def load(directory: Path):
+        return load_classifier(directory, threads=args.threads, cache_size=args.cache_size,
+                               batch_size=args.batch_size, max_line_chars=args.max_line_bytes, metrics=metrics)
+
+    try:
+        holder.swap(load(args.model))
+    except ArtifactError as err:
+        print(f"logdistill classify: refusing the model: {err}", file=sys.stderr)
+        server.stop()
+        return 2
+    model = holder.current
+    metrics.set_model(model.model.manifest)
+    metrics.last_reload.set_to_current_time()
+    log.info("serving model %s (%s) from %s", model.version, model.model.manifest.kind, args.model)
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    reloader = None
+    if args.reload_interval > 0:
+        reloader = Reloader(args.model, holder, load, interval=args.reload_interval, metrics=metrics)
+        reloader.start()
+
+    tailer = None
+    if not args.no_tail:
+        if args.state_dir is None:
+            log.warning("no --state-dir: read offsets are not persisted across restarts")
+        tailer = Tailer(args.paths, state_dir=args.state_dir, fmt=args.format, start_at=args.start_at,
+                        max_line_bytes=args.max_line_bytes,
+                        on_malformed=lambda reason: metrics.malformed.labels(reason=reason).inc())
+        pipeline = TailPipeline(tailer, holder, metrics, sys.stdout)
+        log.info("tailing %s", " ".join(args.paths))
+    try:
+        while not stop.is_set():
+            try:
+                busy = tailer is not None and pipeline.step() > 0
+            except Exception:  # a bug in one batch must not stop the node's classifier
+                log.exception("tail step failed")
+                busy = False
+            if not busy:
+                stop.wait(args.poll_interval)
+    finally:
+        log.info("stopping")
+        if tailer is not None:
+            tailer.close()
+        if reloader is not None:
+            reloader.stop()
+        server.stop()
+    return 0

@@ -1,0 +1,146 @@
+"""Prometheus collectors of the edge classifier, on a registry the caller owns.
+
+Names follow ``logdistill_classifier_<name>_<unit>``; every label has a bounded set of
+values (model labels, the closed set of malformed reasons, source kinds/globs, reload
+results), never a file path or a message.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from logdistill.model.artifact import REPORT, Manifest
+
+__all__ = ["ClassifierMetrics", "RELOAD_RESULTS"]
+
+RELOAD_RESULTS = ("success", "failed", "unchanged")
+
+# Model time per line ranges from ~20 µs (a tiny student, batched) to ~50 ms (a teacher);
+# a batch or an HTTP call up to a few seconds.
+_LINE_BUCKETS = (2e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25)
+_BATCH_BUCKETS = (1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ClassifierMetrics:
+    """All collectors of one classifier process. Pass a fresh ``CollectorRegistry`` in tests."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        p = "logdistill_classifier"
+        self.lines_classified = Counter(
+            f"{p}_lines_classified", "Lines classified, by predicted label.", ["label"], registry=registry
+        )
+        self.line_seconds = Histogram(
+            f"{p}_inference_line_seconds",
+            "Model inference time per cache-missed line (batch time / batch size).",
+            buckets=_LINE_BUCKETS,
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            f"{p}_inference_batch_seconds",
+            "Model inference time per micro-batch of cache misses (tokenise + ONNX Runtime).",
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.classify_seconds = Histogram(
+            f"{p}_classify_seconds",
+            "Time of one classify call (masking, cache and model) for a group of lines.",
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.cache_hits = Counter(f"{p}_cache_hits", "Lines answered from the template cache.", registry=registry)
+        self.cache_misses = Counter(
+            f"{p}_cache_misses", "Templates not in the cache, sent to the model.", registry=registry
+        )
+        self.cache_entries = Gauge(f"{p}_cache_entries", "Templates held in the cache.", registry=registry)
+        self.new_templates = Counter(
+            f"{p}_new_templates",
+            "Templates never seen before by this process (the drift signal).",
+            registry=registry,
+        )
+        self.malformed = Counter(
+            f"{p}_malformed_lines", "Malformed input lines, by reason.", ["reason"], registry=registry
+        )
+        self.lines_read = Counter(
+            f"{p}_lines_read",
+            "Lines read, by source (the --paths glob that matched, or 'http').",
+            ["source"],
+            registry=registry,
+        )
+        self.model_info = Info(f"{p}_model", "The model being served.", registry=registry)
+        self.model_parameters = Gauge(
+            f"{p}_model_parameters", "Parameter count of the model being served.", registry=registry
+        )
+        self.model_accuracy = Gauge(
+            f"{p}_model_accuracy_ratio",
+            "Accuracy from the served artifact's evaluation report (model = student or teacher).",
+            ["model"],
+            registry=registry,
+        )
+        self.model_macro_f1 = Gauge(
+            f"{p}_model_macro_f1_ratio",
+            "Macro-F1 from the served artifact's evaluation report (model = student or teacher).",
+            ["model"],
+            registry=registry,
+        )
+        self.reloads = Counter(f"{p}_reloads", "Model reload attempts, by result.", ["result"], registry=registry)
+        self.last_reload = Gauge(
+            f"{p}_model_loaded_timestamp_seconds", "Unix time the serving model was loaded.", registry=registry
+        )
+
+    def set_model(self, manifest: Manifest) -> None:
+        """Publish the served model's identity and scores (called at start and on each swap)."""
+        info = manifest.info
+        student = info.get("student") or {}
+        size = "x".join(str(student.get(k, "?")) for k in ("layers", "hidden")) if isinstance(student, dict) else ""
+        self.model_info.info(
+            {
+                "version": manifest.version,
+                "kind": manifest.kind,
+                "teacher": str(info.get("teacher", "")),
+                "student": size if manifest.kind == "student" else "",
+                "parameters": str(info.get("parameters", "")),
+            }
+        )
+        parameters = info.get("parameters")
+        if isinstance(parameters, (int, float)):
+            self.model_parameters.set(parameters)
+        for model, scores in model_scores(manifest).items():
+            if "accuracy" in scores:
+                self.model_accuracy.labels(model=model).set(scores["accuracy"])
+            if "macroF1" in scores:
+                self.model_macro_f1.labels(model=model).set(scores["macroF1"])
+
+
+def model_scores(manifest: Manifest) -> dict[str, dict[str, float]]:
+    """``{"student"|"teacher": {"accuracy", "macroF1"}}`` from ``info.summary``, else ``report.json``."""
+    summary = manifest.info.get("summary")
+    found: dict[str, dict[str, float]] = {}
+    if isinstance(summary, dict):
+        for model in ("student", "teacher"):
+            scores = _numbers(summary.get(model))
+            if scores:
+                found[model] = scores
+    if not found:
+        try:
+            report = json.loads((manifest.path / REPORT).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return found
+        scores = _numbers(report)
+        if scores:
+            found[manifest.kind] = scores
+    return found
+
+
+def _numbers(scores: Any) -> dict[str, float]:
+    if not isinstance(scores, dict):
+        return {}
+    out = {}
+    for key, name in (("accuracy", "accuracy"), ("macroF1", "macroF1"), ("macro_f1", "macroF1")):
+        value = scores.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out

@@ -1,0 +1,80 @@
+"""Tailed records -> classifier -> JSON lines on stdout for the non-normal ones.
+
+One :meth:`TailPipeline.step` reads what the files grew by, classifies it as one call
+(cache + micro-batched misses), writes the alerts, and only then checkpoints the
+offsets: a line is counted done once its verdict is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from typing import TextIO
+
+from logdistill.edge.lines import pod_from_path
+from logdistill.edge.metrics import ClassifierMetrics
+from logdistill.edge.reload import ModelHolder
+from logdistill.edge.sources import Record, Tailer
+
+__all__ = ["TailPipeline", "alert_record"]
+
+log = logging.getLogger(__name__)
+
+
+def alert_record(record: Record, label: str, score: float, template: str, version: str) -> dict:
+    """The JSON object written for one non-normal line."""
+    out: dict = {
+        "time": record.time or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": record.path,
+    }
+    pod = pod_from_path(record.path)
+    if pod is not None:
+        out.update(namespace=pod.namespace, pod=pod.pod, container=pod.container)
+    if record.stream:
+        out["stream"] = record.stream
+    out.update(label=label, score=round(score, 6), line=record.message, template=template, model=version)
+    return out
+
+
+class TailPipeline:
+    def __init__(self, tailer: Tailer, holder: ModelHolder, metrics: ClassifierMetrics, output: TextIO) -> None:
+        self.tailer = tailer
+        self.holder = holder
+        self.metrics = metrics
+        self.output = output
+        self._output_broken = False
+
+    def step(self) -> int:
+        """Handle one poll's records; returns how many (0 = nothing new)."""
+        model = self.holder.current
+        if model is None:
+            return 0
+        records = self.tailer.poll()
+        if not records:
+            return 0
+        for pattern, count in Counter(r.pattern for r in records).items():
+            self.metrics.lines_read.labels(source=pattern).inc(count)
+        results = model.classify([r.message for r in records])
+        normal = model.normal_label
+        alerts = [
+            json.dumps(alert_record(record, result.label, result.score, result.template, model.version))
+            for record, result in zip(records, results)
+            if result.label != normal
+        ]
+        if alerts:
+            self._write("\n".join(alerts) + "\n")
+        self.tailer.checkpoint()
+        return len(records)
+
+    def _write(self, text: str) -> None:
+        if self._output_broken:
+            return
+        try:
+            self.output.write(text)
+            self.output.flush()
+        except (BrokenPipeError, ValueError, OSError) as err:
+            # Metrics and the API stay useful without stdout; say so once.
+            log.error("cannot write alerts to stdout any more: %s", err)
+            self._output_broken = True

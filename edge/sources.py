@@ -1,0 +1,357 @@
+"""Tailing log files by glob: CRI or plain lines, rotation, truncation, persisted offsets.
+
+Delivery contract: :meth:`Tailer.poll` returns the complete records read since the last
+poll; after the caller has handled them it calls :meth:`Tailer.checkpoint`, which writes
+each file's offset *after the last complete record* (a CRI message still in partial
+pieces is re-read after a restart). A restart on the same state directory therefore
+neither loses nor repeats a line; a crash between handling and checkpoint repeats at
+most that one batch.
+
+Files are identified by (device, inode), so a rotated file (renamed, a new one created
+in its place) is drained to its end under its new name while the new file is read from
+its start. The state file also keeps each file's path and a hash of its first bytes, so a
+reused inode is not mistaken for the old file. A file that shrinks was truncated
+(copytruncate) and is read again from 0. A file deleted while open is drained through
+the open descriptor and then dropped. No I/O error stops the tailer: the file is logged
+and dropped, and picked up again on the next scan if it is still there.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+import os
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable, Sequence
+
+from logdistill.edge.lines import DEFAULT_MAX_LINE_BYTES, CriAssembler, LineSplitter, decode_line, parse_cri, pod_from_path
+
+__all__ = ["Record", "Tailer", "DEFAULT_PATHS", "STATE_FILE", "FORMATS"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PATHS = ("/var/log/pods/*/*/*.log",)
+STATE_FILE = "offsets.json"
+FORMATS = ("auto", "cri", "plain")
+_HEAD_BYTES = 64
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One complete log message read from a file."""
+
+    path: str
+    pattern: str  # the --paths glob that matched (a bounded metric label)
+    message: str
+    time: str | None  # the CRI timestamp; None for plain files
+    stream: str | None  # stdout/stderr for CRI files
+
+
+class _File:
+    """An open, tailed file. ``committed`` <= ``read_pos``: the offset a restart resumes from."""
+
+    __slots__ = (
+        "key", "path", "pattern", "handle", "cri", "read_pos", "committed", "splitter", "assembler",
+        "orphaned_since", "head",
+    )
+
+    def __init__(self, key: tuple[int, int], path: str, pattern: str, handle: BinaryIO, cri: bool, offset: int,
+                 max_bytes: int) -> None:
+        self.key = key
+        self.path = path
+        self.pattern = pattern
+        self.handle = handle
+        self.cri = cri
+        self.read_pos = offset
+        self.committed = offset
+        self.splitter = LineSplitter(max_bytes)
+        self.assembler = CriAssembler(max_bytes)
+        self.orphaned_since: float | None = None
+        self.head: tuple[int, str] | None = None  # (length, hash) of the first bytes, cached once full
+
+
+class Tailer:
+    """Follows every file matching ``patterns``.
+
+    ``fmt``: ``cri``, ``plain``, or ``auto`` (CRI for kubelet pod logs and
+    ``/var/log/containers``, plain otherwise). ``start_at="end"`` skips what files already
+    hold on the very first start (no state file yet); files that appear later are always
+    read from their start. ``rotate_wait`` is how long a rotated-away file stays open
+    after it stops growing (a writer may still flush to it briefly).
+    """
+
+    def __init__(
+        self,
+        patterns: Sequence[str],
+        *,
+        state_dir: str | Path | None = None,
+        fmt: str = "auto",
+        start_at: str = "beginning",
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        read_budget: int = 1 << 20,
+        rotate_wait: float = 5.0,
+        scan_interval: float = 1.0,
+        on_malformed: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
+        if start_at not in ("beginning", "end"):
+            raise ValueError(f"start_at must be 'beginning' or 'end', not {start_at!r}")
+        self.patterns = list(patterns)
+        self.fmt = fmt
+        self.max_line_bytes = max_line_bytes
+        self.read_budget = read_budget
+        self.rotate_wait = rotate_wait
+        self.scan_interval = scan_interval
+        self._on_malformed = on_malformed or (lambda reason: None)
+        self._clock = clock
+        self._files: dict[tuple[int, int], _File] = {}
+        self._state_path = Path(state_dir) / STATE_FILE if state_dir is not None else None
+        self._saved, had_state = self._load_state()
+        self._skip_existing = start_at == "end" and not had_state
+        self._first_scan = True
+        self._next_scan = 0.0
+        self._last_written: list | None = None
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def files(self) -> dict[str, int]:
+        """Open files and their committed offsets (for tests and debugging)."""
+        return {f.path: f.committed for f in self._files.values()}
+
+    def poll(self) -> list[Record]:
+        """Scan for new/rotated files when due, then read what every open file has grown by."""
+        now = self._clock()
+        if now >= self._next_scan:
+            self._scan(now)
+            self._next_scan = now + self.scan_interval
+        records: list[Record] = []
+        for tailed in list(self._files.values()):
+            self._read(tailed, records, now)
+        return records
+
+    def checkpoint(self) -> None:
+        """Persist committed offsets atomically (write a temp file, fsync, rename)."""
+        if self._state_path is None:
+            return
+        entries = []
+        for tailed in self._files.values():
+            head_len, head = self._head(tailed)
+            entries.append(
+                {"dev": tailed.key[0], "ino": tailed.key[1], "path": tailed.path, "pattern": tailed.pattern,
+                 "offset": tailed.committed, "headLength": head_len, "head": head}
+            )
+        entries.sort(key=lambda e: e["path"])
+        if entries == self._last_written:
+            return
+        self._state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._state_path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as out:
+            json.dump({"version": 1, "files": entries}, out, indent=1)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self._state_path)
+        self._last_written = entries
+
+    def close(self) -> None:
+        self.checkpoint()
+        for tailed in self._files.values():
+            tailed.handle.close()
+        self._files.clear()
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _load_state(self) -> tuple[dict[tuple[int, int], dict], bool]:
+        if self._state_path is None or not self._state_path.exists():
+            return {}, False
+        try:
+            body = json.loads(self._state_path.read_text(encoding="utf-8"))
+            saved = {(int(e["dev"]), int(e["ino"])): e for e in body["files"]}
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("%s: unreadable offsets, starting over: %s", self._state_path, err)
+            return {}, False
+        return saved, True
+
+    def _head(self, tailed: _File) -> tuple[int, str]:
+        if tailed.head is not None and tailed.head[0] == _HEAD_BYTES:
+            return tailed.head
+        length = min(_HEAD_BYTES, tailed.committed)
+        try:
+            data = os.pread(tailed.handle.fileno(), length, 0)
+        except OSError:
+            data = b""
+        tailed.head = (len(data), hashlib.sha256(data).hexdigest()[:16])
+        return tailed.head
+
+    def _resume_offset(self, saved: dict | None, handle: BinaryIO, size: int) -> int | None:
+        """The saved offset if it still applies to this file (same first bytes, not truncated)."""
+        if saved is None:
+            return None
+        offset, head_len = int(saved.get("offset", 0)), int(saved.get("headLength", 0))
+        if offset > size:
+            return None
+        data = os.pread(handle.fileno(), head_len, 0)
+        if hashlib.sha256(data).hexdigest()[:16] != saved.get("head"):
+            return None
+        return offset
+
+    # -- discovery --------------------------------------------------------------------------
+
+    def _scan(self, now: float) -> None:
+        found: dict[tuple[int, int], tuple[str, str]] = {}
+        for pattern in self.patterns:
+            for path in sorted(glob.glob(pattern)):
+                try:
+                    info = os.stat(path)
+                except OSError:
+                    continue  # deleted between glob and stat
+                if stat.S_ISREG(info.st_mode):
+                    found.setdefault((info.st_dev, info.st_ino), (path, pattern))
+        for key, (path, pattern) in found.items():
+            tailed = self._files.get(key)
+            if tailed is not None:
+                tailed.path, tailed.orphaned_since = path, None
+            else:
+                self._open(path, pattern, now, orphan=False)
+        for key, tailed in self._files.items():
+            if key not in found and tailed.orphaned_since is None:
+                log.info("%s: rotated or deleted; draining it", tailed.path)
+                tailed.orphaned_since = now
+        if self._first_scan:
+            self._first_scan = False
+            self._resume_rotated_while_down(now)
+
+    def _resume_rotated_while_down(self, now: float) -> None:
+        """Saved files no longer matching the glob were rotated while we were down: finish them."""
+        for (dev, ino), saved in list(self._saved.items()):
+            directory = os.path.dirname(saved.get("path", "")) or "."
+            try:
+                entries = list(os.scandir(directory))
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    if entry.inode() == ino and entry.is_file() and entry.stat().st_dev == dev:
+                        self._open(entry.path, saved.get("pattern", ""), now, orphan=True)
+                        break
+                except OSError:
+                    continue
+        self._saved.clear()
+
+    def _open(self, path: str, pattern: str, now: float, *, orphan: bool) -> None:
+        try:
+            handle = open(path, "rb")
+        except OSError as err:
+            log.warning("%s: cannot open: %s", path, err)
+            return
+        try:
+            info = os.fstat(handle.fileno())
+            key = (info.st_dev, info.st_ino)
+            if key in self._files:
+                handle.close()
+                return
+            offset = self._resume_offset(self._saved.pop(key, None), handle, info.st_size)
+            if offset is None:
+                offset = info.st_size if self._skip_existing and self._first_scan else 0
+            handle.seek(offset)
+        except OSError as err:
+            handle.close()
+            log.warning("%s: cannot open: %s", path, err)
+            return
+        cri = self.fmt == "cri" or (self.fmt == "auto" and _looks_like_cri(path))
+        tailed = _File(key, path, pattern, handle, cri, offset, self.max_line_bytes)
+        if orphan:
+            tailed.orphaned_since = now
+        self._files[key] = tailed
+        log.info("%s: tailing from offset %d (%s)", path, offset, "cri" if cri else "plain")
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _read(self, tailed: _File, records: list[Record], now: float) -> None:
+        try:
+            size = os.fstat(tailed.handle.fileno()).st_size
+            if size < tailed.read_pos:
+                log.info("%s: truncated (%d < %d bytes); reading from the start", tailed.path, size, tailed.read_pos)
+                tailed.handle.seek(0)
+                tailed.read_pos = tailed.committed = 0
+                tailed.splitter.reset()
+                tailed.assembler.reset()
+                tailed.head = None
+            budget = self.read_budget
+            while budget > 0:
+                data = tailed.handle.read(min(_CHUNK, budget))
+                if not data:
+                    break
+                budget -= len(data)
+                base = tailed.read_pos
+                tailed.read_pos += len(data)
+                for raw, _truncated, end in tailed.splitter.feed(data):
+                    if self._line(tailed, raw, records):
+                        tailed.committed = base + end
+            at_end = budget > 0
+        except OSError as err:
+            log.warning("%s: read failed, dropping the file: %s", tailed.path, err)
+            self._drop(tailed)
+            return
+        if tailed.orphaned_since is not None and at_end and now - tailed.orphaned_since >= self.rotate_wait:
+            self._finish(tailed, records)
+
+    def _finish(self, tailed: _File, records: list[Record]) -> None:
+        """A rotated/deleted file that stopped growing: its unterminated tail is its last line."""
+        rest = tailed.splitter.flush()
+        if rest is not None:
+            self._line(tailed, rest[0], records)
+        pending = tailed.assembler.flush()
+        if pending is not None:
+            self._emit(tailed, pending.message, pending.time, pending.stream, [], records)
+        log.info("%s: finished reading a rotated or deleted file", tailed.path)
+        self._drop(tailed)
+
+    def _drop(self, tailed: _File) -> None:
+        self._files.pop(tailed.key, None)
+        try:
+            tailed.handle.close()
+        except OSError:
+            pass
+
+    def _line(self, tailed: _File, raw: bytes, records: list[Record]) -> bool:
+        """Handle one physical line; True when it completes a record (the offset may advance)."""
+        text, reasons = decode_line(raw, self.max_line_bytes)
+        if not tailed.cri:
+            self._emit(tailed, text, None, None, reasons, records)
+            return True
+        parsed = parse_cri(text)
+        if parsed is None:
+            reasons.append("bad_cri")
+            self._emit(tailed, text, None, None, reasons, records)
+            return not tailed.assembler.pending
+        done = tailed.assembler.add(parsed)
+        if done is None:
+            for reason in reasons:
+                self._on_malformed(reason)
+            return False
+        if tailed.assembler.truncated and "too_long" not in reasons:
+            reasons.append("too_long")
+        self._emit(tailed, done.message, done.time, done.stream, reasons, records)
+        return True
+
+    def _emit(self, tailed: _File, message: str, when: str | None, stream: str | None, reasons: list[str],
+              records: list[Record]) -> None:
+        for reason in reasons:
+            self._on_malformed(reason)
+        if not message.strip():
+            self._on_malformed("empty")
+            return
+        records.append(Record(tailed.path, tailed.pattern, message, when, stream))
+
+
+def _looks_like_cri(path: str) -> bool:
+    return pod_from_path(path) is not None or "/var/log/containers/" in path
