@@ -20,11 +20,11 @@ import csv
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, BinaryIO, Literal, get_args
 
 if TYPE_CHECKING:
     from logdistill.spec import DataSpec
@@ -96,21 +96,17 @@ class _Malformed(Exception):
         self.reason = reason
 
 
-def _physical_lines(data: bytes) -> Iterator[tuple[int, str]]:
+def _physical_lines(stream: BinaryIO) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` per ``\\n``-terminated line, CR of CRLF removed, bad UTF-8 replaced.
 
-    Splitting the bytes on ``\\n`` ourselves (rather than universal newlines) keeps the line
-    numbers equal to what ``sed -n Np`` shows even when a message holds a stray ``\\r``.
+    A binary stream splits on ``\\n`` only (not on a stray ``\\r`` as universal newlines would),
+    so line numbers match what ``sed -n Np`` shows; reading line by line keeps memory flat.
     """
-    if data.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte order mark
-        data = data[3:]
-    chunks = data.split(b"\n")
-    if chunks and chunks[-1] == b"":  # the file's final newline does not start a line
-        chunks.pop()
-    for number, chunk in enumerate(chunks, start=1):
-        if chunk.endswith(b"\r"):
-            chunk = chunk[:-1]
-        yield number, chunk.decode("utf-8", errors="replace")
+    for number, raw in enumerate(stream, start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte order mark
+            raw = raw[3:]
+        raw = raw.removesuffix(b"\n").removesuffix(b"\r")
+        yield number, raw.decode("utf-8", errors="replace")
 
 
 def _parse_loghub(text: str) -> tuple[str, str]:
@@ -164,8 +160,8 @@ class _Reader:
         return self.result
 
 
-def _read_lines(reader: _Reader, data: bytes, parse) -> None:
-    for number, text in _physical_lines(data):
+def _read_lines(reader: _Reader, stream: BinaryIO, parse: Callable[[str], tuple[str, str | None]]) -> None:
+    for number, text in _physical_lines(stream):
         if not text.strip():
             continue
         try:
@@ -176,8 +172,8 @@ def _read_lines(reader: _Reader, data: bytes, parse) -> None:
         reader.add(message, label, number)
 
 
-def _read_csv(reader: _Reader, data: bytes, text_column: str, label_column: str) -> None:
-    lines = (text + "\n" for _, text in _physical_lines(data))
+def _read_csv(reader: _Reader, stream: BinaryIO, text_column: str, label_column: str) -> None:
+    lines = (text + "\n" for _, text in _physical_lines(stream))
     rows = csv.reader(lines)
     header: list[str] | None = None
     line_after_previous_row = 1
@@ -246,17 +242,17 @@ def read_logs(
     result = ReadResult()
     for file in _files(Path(path)):
         source = str(file)
+        reader = _Reader(source, strict)
         try:
-            data = file.read_bytes()
+            with file.open("rb") as stream:
+                if format == "loghub":
+                    _read_lines(reader, stream, _parse_loghub)
+                elif format == "jsonl":
+                    _read_lines(reader, stream, _parse_jsonl)
+                else:
+                    _read_csv(reader, stream, text_column, label_column)
         except OSError as err:
             raise DataError(f"{source}: {err.strerror or err}") from None
-        reader = _Reader(source, strict)
-        if format == "loghub":
-            _read_lines(reader, data, _parse_loghub)
-        elif format == "jsonl":
-            _read_lines(reader, data, _parse_jsonl)
-        else:
-            _read_csv(reader, data, text_column, label_column)
         result.extend(reader.finish())
     return result
 

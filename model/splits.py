@@ -27,6 +27,7 @@ __all__ = [
     "cap_per_template",
     "fold_rare_labels",
     "make_split",
+    "leave_label_out",
     "majority_label",
 ]
 
@@ -179,3 +180,21 @@ def make_split(records: Sequence[LogRecord], data_spec: "DataSpec", seed: int) -
         dev=cap_per_template(split.dev, data_spec.max_per_template, seed + 1),
         test=split.test,
     )
+
+
+def leave_label_out(records: Sequence[LogRecord], label: str, data_spec: "DataSpec", seed: int) -> Split:
+    """:func:`make_split` without any line of ``label`` in train or dev; all its lines join test.
+
+    Measures what a model does with an alert category it never saw: the alert recall on those
+    lines (predicting any other alert still counts as an alert).
+    """
+    if label == NORMAL_LABEL:
+        raise ValueError("the normal label cannot be left out")
+    held = [r for r in records if r.label == label]
+    if not held:
+        raise ValueError(f"no line has label {label!r}")
+    split = make_split([r for r in records if r.label != label], data_spec, seed)
+    # Folding rare labels makes new records: place them back by where they were read.
+    position = {(r.source, r.line, r.text): i for i, r in enumerate(records)}
+    test = sorted(split.test + held, key=lambda r: position[(r.source, r.line, r.text)])
+    return Split(train=split.train, dev=split.dev, test=test)

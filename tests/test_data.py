@@ -80,6 +80,22 @@ def test_strict_mode_raises_on_the_first_malformed_row(tmp_path: Path) -> None:
         read_logs(f, strict=True)
 
 
+def test_a_stray_carriage_return_does_not_split_a_line(tmp_path: Path) -> None:
+    records = read_logs(write(tmp_path / "x.log", "- a\rb\n- c\n")).records
+    assert [(r.text, r.line) for r in records] == [("a\rb", 1), ("c", 2)]
+
+
+def test_every_malformed_row_is_listed_but_warnings_are_bounded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    f = write(tmp_path / "x.log", "KERNDTLB\n" * 25 + "- fine\n")
+    with caplog.at_level(logging.WARNING, logger="logdistill.model.data"):
+        result = read_logs(f)
+    assert len(result.malformed) == 25 and result.malformed[-1].startswith(f"{f}:25:")
+    assert len(caplog.records) == 21
+    assert "5 more malformed rows" in caplog.records[-1].getMessage()
+
+
 def test_invalid_utf8_is_replaced_not_malformed(tmp_path: Path) -> None:
     f = write(tmp_path / "x.log", b"- caf\xe9 \xff\xfe broken\n- ok\n")
     result = read_logs(f)
@@ -182,6 +198,12 @@ def test_csv_custom_columns_and_a_missing_header_column(tmp_path: Path) -> None:
         ("hello world", "A")
     ]
     with pytest.raises(DataError, match=rf"^{f}:1: CSV header has no column 'Content', 'EventId' \(columns: msg, cls\)"):
+        read_logs(f, "csv")
+
+
+def test_unreadable_csv_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    f = write(tmp_path / "s.csv", "Content,EventId\nok,E1\n" + "x" * 200_000 + ",E2\n")
+    with pytest.raises(DataError, match=rf"^{f}:3: unreadable CSV \(field larger than field limit"):
         read_logs(f, "csv")
 
 

@@ -12,6 +12,7 @@ from logdistill.model.splits import (
     cap_per_template,
     chronological_split,
     fold_rare_labels,
+    leave_label_out,
     make_split,
     majority_label,
     template_split,
@@ -176,3 +177,21 @@ def test_bundled_bgl_template_split() -> None:
     assert {"KERNTERM", "APPSEV", "KERNREC"} <= set(d["dev"]["labels"])
     assert d["train"]["labels"]["KERNDTLB"] == 696  # one template only: all of it trains
     assert isinstance(split, Split)
+
+
+def test_leave_label_out_puts_every_line_of_the_label_in_test_only() -> None:
+    spec = DataSpec(max_per_template=3)
+    split = leave_label_out(RECORDS, "BIG", spec, seed=13)
+    assert "BIG" not in {r.label for r in split.train + split.dev}
+    assert [r for r in split.test if r.label == "BIG"] == [r for r in RECORDS if r.label == "BIG"]
+    rest = make_split([r for r in RECORDS if r.label != "BIG"], spec, seed=13)
+    assert split.train == rest.train and split.dev == rest.dev
+    assert [r for r in split.test if r.label != "BIG"] == rest.test
+    assert [r.line for r in split.test] == sorted(r.line for r in split.test)
+    folded = leave_label_out(RECORDS, "BIG", DataSpec(min_class_lines=6), seed=13)
+    assert "ONE" not in {r.label for r in folded.train + folded.dev + folded.test}
+    assert sum(r.label == "BIG" for r in folded.test) == 12 * 5
+    with pytest.raises(ValueError, match="no line has label 'NOPE'"):
+        leave_label_out(RECORDS, "NOPE", spec, seed=13)
+    with pytest.raises(ValueError, match="normal label"):
+        leave_label_out(RECORDS, NORMAL_LABEL, spec, seed=13)
