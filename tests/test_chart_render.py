@@ -1,0 +1,237 @@
+"""The Helm chart rendered by the real helm: lint and template over every ci/*-values.yaml scenario, the
+values schema refusing misspelt or mistyped values by name, the operator pod's security settings,
+least-privilege RBAC, the monitors and the dashboard ConfigMap."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+from chart_helpers import CHART, CI_VALUES, DASHBOARD_JSON, find, helm, render, template_args
+
+OPERATOR_NEEDS = {
+    ("logdistill.io", "distilledmodels"): {"get", "list", "watch", "patch"},
+    ("logdistill.io", "distilledmodels/status"): {"patch"},
+    ("batch", "jobs"): {"get", "list", "watch", "create"},
+    ("", "pods"): {"get", "list", "watch"},
+    ("", "configmaps"): {"create"},
+    ("apps", "daemonsets"): {"get", "list", "watch", "create", "patch"},
+    ("", "services"): {"create", "patch"},
+    ("", "events"): {"create"},
+}
+
+
+def test_ci_scenarios_exist():
+    names = {p.name for p in CI_VALUES}
+    assert {"default-values.yaml", "monitoring-values.yaml", "namespaced-values.yaml", "minimal-values.yaml"} <= names
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
+def test_lint_and_template_every_scenario(values):
+    lint = helm("lint", "--strict", CHART, "-f", values)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    docs = render(values_files=[values])
+    kinds = {d["kind"] for d in docs}
+    assert "Deployment" in kinds
+    for doc in docs:
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "logdistill", doc["metadata"]["name"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ("operator.replica=2", "replica"),
+        ("metrics.podMonitor.enable=true", "enable"),
+        ("prometheusRule.accuracyGat=0.8", "accuracyGat"),
+        ("imagee.tag=x", "imagee"),
+        ("dashboard.label.x=y", "label"),
+    ],
+)
+def test_misspelt_value_fails_naming_it(setting, named):
+    for args in (template_args(), ["lint", str(CHART)]):
+        proc = helm(*args, "--set", setting)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode != 0, f"{setting} was accepted by helm {args[0]}"
+        assert re.search(rf"additional propert(y|ies) '{named}' not allowed", output), output
+
+
+@pytest.mark.parametrize(
+    ("setting", "path"),
+    [
+        ("operator.replicas=two", "/operator/replicas"),
+        ("operator.logLevel=verbose", "/operator/logLevel"),
+        ("prometheusRule.accuracyGate=1.5", "/prometheusRule/accuracyGate"),
+        ("metrics.interval=soon", "/metrics/interval"),
+        ("operator.healthPort=80", "/operator/healthPort"),
+    ],
+)
+def test_mistyped_value_fails_naming_its_path(setting, path):
+    proc = helm(*template_args(), "--set", setting)
+    assert proc.returncode != 0, f"{setting} was accepted"
+    assert path in proc.stderr, proc.stderr
+
+
+def _leaf_paths(values: dict, schema: dict, prefix: str = ""):
+    """(path, schema node) of every key in values.yaml, recursing where the schema names properties."""
+    for key, value in values.items():
+        node = schema["properties"].get(key)
+        assert node is not None, f"values.yaml key {prefix}{key} is not in values.schema.json"
+        yield f"{prefix}{key}", node
+        if isinstance(value, dict) and "properties" in node:
+            yield from _leaf_paths(value, node, f"{prefix}{key}.")
+
+
+def test_every_value_is_in_the_schema_documented_and_closed():
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    paths = dict(_leaf_paths(values, schema))
+    assert len(paths) > 40
+    # Every object with named properties refuses unknown keys.
+    def closed(node, where):
+        if "properties" in node:
+            assert node.get("additionalProperties") is False, f"schema {where} is open"
+            for key, child in node["properties"].items():
+                closed(child, f"{where}.{key}")
+    closed(schema, "<root>")
+    # Every schema property exists in values.yaml (no dead schema), except helm's own `global`.
+    def schema_paths(node, prefix=""):
+        for key, child in node.get("properties", {}).items():
+            yield f"{prefix}{key}"
+            yield from schema_paths(child, f"{prefix}{key}.")
+    assert set(schema_paths(schema)) - set(paths) == {"global"}
+    # Every leaf value carries a comment on the line above it (sections are documented by their leaves).
+    undocumented = [f"values.yaml:{n}: {path}" for path, (n, above) in _key_lines().items()
+                    if path in paths and "properties" not in paths[path] and not above.startswith("#")]
+    assert not undocumented, "\n".join(undocumented)
+
+
+def _key_lines() -> dict[str, tuple[int, str]]:
+    """dotted path -> (line number, the stripped line above) for every mapping key in values.yaml."""
+    found: dict[str, tuple[int, str]] = {}
+    stack: list[tuple[int, str]] = []
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    for number, line in enumerate(lines, 1):
+        match = re.match(r"^(\s*)([A-Za-z][\w]*):", line)
+        if not match:
+            continue
+        indent = len(match.group(1))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, match.group(2)))
+        found[".".join(key for _, key in stack)] = (number, lines[number - 2].strip() if number > 1 else "")
+    return found
+
+
+def test_operator_pod_meets_restricted_pod_security():
+    (deployment,) = find(render(), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    sc = container["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert container["command"] == ["logdistill", "operator"]
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["port"] == "health"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert any(f"--liveness=http://0.0.0.0:{ports['health']}/healthz" == a for a in container["args"])
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["LOGDISTILL_JOB_IMAGE"] == "ghcr.io/logdistill/logdistill:0.1.0"
+    assert env["LOGDISTILL_EDGE_IMAGE"] == "ghcr.io/logdistill/logdistill-edge:0.1.0"
+    assert pod["serviceAccountName"] == "logdistill"
+
+
+def _rules(docs, kind):
+    return [(rule, doc) for doc in find(docs, kind) for rule in doc["rules"]]
+
+
+def _granted(docs, kind):
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule, _ in _rules(docs, kind):
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    return granted
+
+
+def test_rbac_grants_what_the_operator_uses_and_no_secrets():
+    docs = render()
+    granted = _granted(docs, "ClusterRole")
+    for key, verbs in OPERATOR_NEEDS.items():
+        assert verbs <= granted.get(key, set()), f"{key} lacks {verbs - granted.get(key, set())}"
+    for rule, doc in _rules(docs, "ClusterRole") + _rules(docs, "Role"):
+        where = doc["metadata"]["name"]
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"], where
+        assert not {"secrets", "nodes", "clusterroles", "roles", "rolebindings", "serviceaccounts"} & set(rule["resources"]), where
+        assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), where
+    # Pods are only read: the Job controller and the DaemonSet controller create them.
+    assert granted[("", "pods")] == {"get", "list", "watch"}
+    # Leases only in the operator's own namespace.
+    leases = [doc for rule, doc in _rules(docs, "Role") if "leases" in rule["resources"]]
+    assert [d["metadata"]["namespace"] for d in leases] == ["logdistill-system"]
+
+
+def test_namespaced_scenario_has_no_cluster_wide_write_access():
+    docs = render(values_files=[CHART / "ci" / "namespaced-values.yaml"])
+    for rule, doc in _rules(docs, "ClusterRole"):
+        assert set(rule["verbs"]) <= {"get", "list", "watch", "patch"}, doc["metadata"]["name"]
+        assert set(rule["resources"]) <= {"customresourcedefinitions", "clusterkopfpeerings"}, rule
+    namespaces = {doc["metadata"]["namespace"] for rule, doc in _rules(docs, "Role") if "jobs" in rule["resources"]}
+    assert namespaces == {"team-a", "team-b"}
+    for binding in find(docs, "RoleBinding"):
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "logdistill", "namespace": "logdistill-system"}]
+    (deployment,) = find(docs, "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+
+
+def test_minimal_scenario_creates_no_rbac_or_service_account():
+    docs = render(values_files=[CHART / "ci" / "minimal-values.yaml"])
+    assert not {"ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding", "ServiceAccount", "ConfigMap"} & {
+        d["kind"] for d in docs
+    }
+    (deployment,) = find(docs, "Deployment")
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "logdistill-operator"
+
+
+def test_monitors_select_classifier_pods_and_label_node_and_model():
+    docs = render(values_files=[CHART / "ci" / "monitoring-values.yaml"])
+    (pod_monitor,) = find(docs, "PodMonitor", "-classifier")
+    (service_monitor,) = find(docs, "ServiceMonitor", "-classifier")
+    for monitor, key in ((pod_monitor, "podMetricsEndpoints"), (service_monitor, "endpoints")):
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        assert monitor["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "logdistill-classifier"}
+        assert monitor["spec"]["namespaceSelector"] == {"any": True}
+        (endpoint,) = monitor["spec"][key]
+        assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == ("metrics", "/metrics", "15s")
+        targets = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
+        assert targets["node"] == ["__meta_kubernetes_pod_node_name"]
+        assert targets["distilledmodel"] == ["__meta_kubernetes_pod_label_logdistill_io_distilledmodel"]
+    (rule,) = find(docs, "PrometheusRule")
+    alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert alerts == ["LogdistillStudentAccuracyBelowGate", "LogdistillLatencySLOBreach",
+                      "LogdistillNewTemplateSurge", "LogdistillDaemonSetRolloutIncomplete"]
+    assert all(r["labels"]["team"] == "aiops" for g in rule["spec"]["groups"] for r in g["rules"])
+    assert "< 0.85" in rule["spec"]["groups"][0]["rules"][0]["expr"]
+
+
+def test_monitoring_objects_are_opt_in():
+    kinds = {d["kind"] for d in render()}
+    assert not {"PodMonitor", "ServiceMonitor", "PrometheusRule"} & kinds
+
+
+def test_dashboard_configmap_carries_the_committed_json_for_the_sidecar():
+    docs = render(values_files=[CHART / "ci" / "monitoring-values.yaml"])
+    (configmap,) = find(docs, "ConfigMap", "-dashboard")
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["namespace"] == "monitoring"
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "AIOps"}
+    assert json.loads(configmap["data"]["logdistill.json"]) == json.loads(DASHBOARD_JSON.read_text())
+
+
