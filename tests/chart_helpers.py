@@ -5,6 +5,7 @@ helm comes from ``hack/build-k8s.sh`` (``make cluster-bin``) in ``$K8S_BIN``, li
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -41,13 +42,14 @@ def helm(*args: Any, env: dict[str, str] | None = None, timeout: float = 120) ->
                           timeout=timeout)
 
 
-def template_args(values_files: Iterable[Path] = (), set_values: dict[str, str] | None = None,
+def template_args(values_files: Iterable[Path] = (), set_values: dict[str, Any] | None = None,
                   namespace: str = "logdistill-system", release: str = "logdistill") -> list[str]:
     args = ["template", release, str(CHART), "--namespace", namespace]
     for path in values_files:
         args += ["-f", str(path)]
     for key, value in (set_values or {}).items():
-        args += ["--set", f"{key}={value}"]
+        # --set keeps floats as strings; JSON keeps every type.
+        args += ["--set-json", f"{key}={json.dumps(value)}"]
     return args
 
 
@@ -67,8 +69,8 @@ def find(docs: list[dict], kind: str, name_suffix: str = "") -> list[dict]:
     return [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(name_suffix)]
 
 
-def rule_groups(set_values: dict[str, str] | None = None) -> dict:
+def rule_groups(set_values: dict[str, Any] | None = None) -> dict:
     """The PrometheusRule's groups as a Prometheus rule file (``{"groups": [...]}``)."""
-    values = {"prometheusRule.enabled": "true", **(set_values or {})}
+    values = {"prometheusRule.enabled": True, **(set_values or {})}
     (rule,) = find(render(set_values=values), "PrometheusRule")
     return {"groups": rule["spec"]["groups"]}
