@@ -81,7 +81,7 @@ def test_known_non_idempotent_inputs(line: str) -> None:
     assert not _digits_outside_tokens(mask(line))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.text())
 def test_never_raises_and_normalises_whitespace(text: str) -> None:
     out = mask(text)
@@ -91,7 +91,7 @@ def test_never_raises_and_normalises_whitespace(text: str) -> None:
     assert not any(ch.isspace() and ch != " " for ch in out)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.text())
 def test_works_token_by_token(text: str) -> None:
     """Masks never cross whitespace; tokens with no digit and no '/' pass through unchanged."""
@@ -102,7 +102,7 @@ def test_works_token_by_token(text: str) -> None:
             assert out == word
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.text())
 def test_adds_no_digits(text: str) -> None:
     digits_in = sorted(ch for ch in text if re.match(r"\d", ch))
@@ -130,7 +130,7 @@ _token = st.one_of(_word, _value, _wrapped.map("".join))
 _line = st.lists(_token, min_size=1, max_size=12).map(" ".join)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(_line)
 def test_log_like_lines_are_idempotent_and_digit_free(line: str) -> None:
     template = mask(line)
