@@ -1,0 +1,111 @@
+"""The template cache and micro-batching over a real (tiny, torch-free) ONNX artifact."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from helpers.onnx_artifacts import build_onnx_artifact, expected_label
+from prometheus_client import CollectorRegistry
+
+from logdistill.edge.classifier import TemplateClassifier
+from logdistill.edge.metrics import ClassifierMetrics
+from logdistill.model.runtime import OnnxClassifier
+from logdistill.model.templates import mask
+
+LABELS = ["-", "ERROR", "FATAL"]
+LINES = [
+    "job 17 started on node 3",
+    "job 18 started on node 4",
+    "disk error on node 7 at 0x1f",
+    "request failed for user 12",
+    "kernel panic: not syncing",
+    "job 19 started on node 5",
+    "disk error on node 9 at 0x2e",
+    "",
+    "   ",
+    "ok",
+]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> OnnxClassifier:
+    directory = tmp_path_factory.mktemp("model")
+    build_onnx_artifact(directory, LABELS)
+    return OnnxClassifier(directory)
+
+
+def value(registry: CollectorRegistry, name: str, **labels) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+def test_labels_follow_the_model_and_the_template_is_the_masked_line(model):
+    classifier = TemplateClassifier(model, cache_size=100)
+    results = classifier.classify(LINES)
+    assert [r.label for r in results] == [expected_label(mask(line), LABELS) for line in LINES]
+    assert [r.template for r in results] == [mask(line) for line in LINES]
+    assert results[7] == ("-", 1.0, "")  # empty lines are normal without a model call
+
+
+def test_cached_answer_equals_uncached_answer(model):
+    cached = TemplateClassifier(model, cache_size=1000)
+    uncached = TemplateClassifier(model, cache_size=0)
+    first = cached.classify(LINES)
+    second = cached.classify(list(reversed(LINES)))  # all hits now
+    plain = uncached.classify(LINES)
+    assert first == plain
+    assert list(reversed(second)) == plain
+    direct = model.predict([mask(line) for line in LINES if line.strip()])
+    assert [(r.label, r.score) for r in plain if r.template] == direct
+
+
+def test_cache_counts_hits_and_misses_and_stays_bounded(model):
+    registry = CollectorRegistry()
+    metrics = ClassifierMetrics(registry)
+    classifier = TemplateClassifier(model, cache_size=3, metrics=metrics)
+    classifier.classify(["job 1 started", "job 2 started", "disk error 3"])  # 2 distinct templates
+    assert value(registry, "logdistill_classifier_cache_misses_total") == 2
+    assert value(registry, "logdistill_classifier_cache_hits_total") == 1  # the repeat inside the call
+    assert value(registry, "logdistill_classifier_new_templates_total") == 2
+    classifier.classify(["job 9 started"])
+    assert value(registry, "logdistill_classifier_cache_hits_total") == 2
+    classifier.classify([f"word{i} x" for i in range(10)])  # "<ID> x" is one template
+    classifier.classify(["a error", "b error", "c error", "d error"])  # 4 distinct, cache holds 3
+    assert len(classifier) == 3
+    assert value(registry, "logdistill_classifier_cache_entries") == 3
+    assert value(registry, "logdistill_classifier_lines_classified_total", label="ERROR") == 5
+    assert value(registry, "logdistill_classifier_lines_classified_total", label="-") == 13
+
+
+def test_misses_are_micro_batched(model):
+    registry = CollectorRegistry()
+    classifier = TemplateClassifier(model, cache_size=1000, batch_size=4, metrics=ClassifierMetrics(registry))
+    classifier.classify([f"event {'x' * i} happened" for i in range(10)])  # 10 distinct templates
+    assert value(registry, "logdistill_classifier_inference_batch_seconds_count") == 3  # 4 + 4 + 2
+    assert value(registry, "logdistill_classifier_inference_line_seconds_count") == 10
+
+
+def test_overlong_line_is_truncated_and_counted(model):
+    registry = CollectorRegistry()
+    classifier = TemplateClassifier(model, max_line_chars=50, metrics=ClassifierMetrics(registry))
+    (result,) = classifier.classify(["kernel panic " + "z" * 1_000_000])
+    assert result.label == "FATAL" and len(result.template) <= 50
+    assert value(registry, "logdistill_classifier_malformed_lines_total", reason="too_long") == 1
+
+
+def test_concurrent_callers_get_consistent_answers(model):
+    classifier = TemplateClassifier(model, cache_size=8)  # small: evictions race with hits
+    reference = TemplateClassifier(model, cache_size=0).classify(LINES * 5)
+    failures: list[str] = []
+
+    def worker() -> None:
+        for _ in range(30):
+            if classifier.classify(LINES * 5) != reference:
+                failures.append("mismatch")
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []

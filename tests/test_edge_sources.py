@@ -1,0 +1,211 @@
+"""Tailing: CRI and plain files, partial lines, rotation, truncation, restarts, bad bytes.
+
+A "restart" is a new :class:`Tailer` on the same state directory. Each test writes
+numbered lines and checks that exactly those lines come out, once each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+from logdistill.edge.sources import STATE_FILE, Tailer
+
+
+def cri(message: str, partial: bool = False, stream: str = "stdout") -> bytes:
+    return f"2024-05-01T10:00:00.000000001Z {stream} {'P' if partial else 'F'} {message}\n".encode()
+
+
+def append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as out:
+        out.write(data)
+
+
+class Run:
+    """A tailer plus everything it has returned and every malformed reason it reported."""
+
+    def __init__(self, pattern: str, state: Path | None, **options) -> None:
+        self.malformed: Counter[str] = Counter()
+        options.setdefault("scan_interval", 0.0)
+        options.setdefault("rotate_wait", 0.0)
+        self.tailer = Tailer([pattern], state_dir=state, on_malformed=lambda reason: self.malformed.update([reason]), **options)
+        self.messages: list[str] = []
+        self.records = []
+
+    def poll(self) -> list[str]:
+        records = self.tailer.poll()
+        self.tailer.checkpoint()  # as the pipeline does once the batch is handled
+        self.records += records
+        got = [r.message for r in records]
+        self.messages += got
+        return got
+
+    def close(self) -> None:
+        self.tailer.close()
+
+
+def test_plain_file_lines_arrive_once_and_an_unfinished_line_waits(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_bytes(b"one\ntwo\nthr")
+    run = Run(str(tmp_path / "*.log"), tmp_path / "state")
+    assert run.poll() == ["one", "two"]
+    assert run.poll() == []
+    append(log, b"ee\r\nfour\n")
+    assert run.poll() == ["three", "four"]
+    assert run.records[0].time is None and run.records[0].pattern == str(tmp_path / "*.log")
+
+
+def test_cri_partial_lines_are_reassembled_across_polls_and_a_restart(tmp_path):
+    pod_dir = tmp_path / "pods" / "prod_web-7d4_0a1b2c" / "nginx"
+    pod_dir.mkdir(parents=True)
+    log = pod_dir / "0.log"
+    state = tmp_path / "state"
+    pattern = str(tmp_path / "pods" / "*" / "*" / "*.log")
+    log.write_bytes(cri("first") + cri("disk ", partial=True))
+    run = Run(pattern, state)
+    assert run.poll() == ["first"]
+    append(log, cri("err", partial=True))
+    assert run.poll() == []
+    run.close()  # restart while the message is still in pieces
+    append(log, cri("or on node 7") + cri("last", stream="stderr"))
+    run = Run(pattern, state)
+    assert run.poll() == ["disk error on node 7", "last"]
+    assert [r.stream for r in run.records] == ["stdout", "stderr"]
+    assert run.records[0].time == "2024-05-01T10:00:00.000000001Z"
+
+
+def test_rotation_while_running_loses_and_repeats_nothing(tmp_path):
+    log = tmp_path / "0.log"
+    log.write_bytes(b"a1\na2\n")
+    run = Run(str(tmp_path / "*.log"), tmp_path / "state")
+    run.poll()
+    append(log, b"a3\n")  # written before the rotation, read only after it
+    log.rename(tmp_path / "0.log.20240501-100000")
+    log.write_bytes(b"b1\n")
+    run.poll()
+    append(log, b"b2\n")
+    run.poll()
+    assert sorted(run.messages) == ["a1", "a2", "a3", "b1", "b2"]
+    assert list(run.tailer.files) == [str(log)]  # the rotated file was finished and closed
+
+
+def test_truncation_restarts_from_the_beginning(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_bytes(b"old line 1\nold line 2\n")
+    run = Run(str(log), tmp_path / "state")
+    run.poll()
+    with open(log, "r+b") as handle:  # copytruncate
+        handle.truncate(0)
+    append(log, b"new\n")
+    assert run.poll() == ["new"]
+
+
+def test_restart_across_rotation_and_truncation_neither_loses_nor_duplicates(tmp_path):
+    state = tmp_path / "state"
+    pattern = str(tmp_path / "*.log")
+    log, other = tmp_path / "0.log", tmp_path / "1.log"
+    log.write_bytes(b"".join(f"line {i}\n".encode() for i in range(100)))
+    other.write_bytes(b"x1\n")
+    seen: list[str] = []
+    run = Run(pattern, state)
+    seen += run.poll()
+    append(log, b"line 100\nline 101\n")
+    seen += run.poll()
+    run.close()
+    # While the tailer is down: more lines, then a rotation, then a truncation of the other file.
+    append(log, b"line 102\n")
+    log.rename(tmp_path / "0.log.1")
+    log.write_bytes(b"line 103\n")
+    other.write_bytes(b"")
+    run = Run(pattern, state)
+    seen += run.poll()
+    append(other, b"x2\n")
+    append(log, b"line 104\n")
+    seen += run.poll()
+    run.close()
+    run = Run(pattern, state)  # a restart with nothing new reads nothing
+    seen += run.poll()
+    expected = [f"line {i}" for i in range(105)] + ["x1", "x2"]
+    assert Counter(seen) == Counter(expected)
+    body = json.loads((state / STATE_FILE).read_text())
+    assert {Path(e["path"]).name for e in body["files"]} == {"0.log", "1.log"}
+    assert not list(state.glob("*.tmp"))
+
+
+def test_new_files_are_picked_up_and_a_deleted_file_never_crashes(tmp_path):
+    pattern = str(tmp_path / "*" / "*.log")
+    (tmp_path / "a").mkdir()
+    first = tmp_path / "a" / "x.log"
+    first.write_bytes(b"hello\n")
+    run = Run(pattern, tmp_path / "state")
+    assert run.poll() == ["hello"]
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "y.log").write_bytes(b"new file\n")
+    append(first, b"unread when deleted\n")
+    first.unlink()
+    assert sorted(run.poll()) == ["new file", "unread when deleted"]
+    assert list(run.tailer.files) == [str(tmp_path / "b" / "y.log")]
+    (tmp_path / "b" / "y.log").unlink()
+    (tmp_path / "b").rmdir()
+    assert run.poll() == []
+    run.close()
+
+
+def test_bad_bytes_are_counted_and_never_crash(tmp_path):
+    log = tmp_path / "bad.log"
+    log.write_bytes(
+        b"binary \x00\x01\x02 data\n"
+        b"latin-1 caf\xe9\n"
+        + b"k" * 1_000_000 + b"\n"
+        b"\n"
+        b"   \r\n"
+        b"crlf line\r\n"
+    )
+    run = Run(str(log), None, max_line_bytes=1000)
+    messages = run.poll()
+    assert messages[0].startswith("binary ") and "\x00" not in messages[0]
+    assert messages[1] == "latin-1 caf\ufffd"
+    assert messages[2] == "k" * 1000
+    assert messages[3] == "crlf line"
+    assert len(messages) == 4
+    assert run.malformed == Counter(binary=1, invalid_utf8=1, too_long=1, empty=2)
+
+
+def test_malformed_cri_lines_are_counted_and_still_classified(tmp_path):
+    pod_dir = tmp_path / "ns_pod_uid" / "c"
+    pod_dir.mkdir(parents=True)
+    (pod_dir / "0.log").write_bytes(b"not a cri line\n" + cri("fine"))
+    run = Run(str(tmp_path / "*" / "*" / "*.log"), None)
+    assert run.poll() == ["not a cri line", "fine"]
+    assert run.malformed == Counter(bad_cri=1)
+
+
+def test_start_at_end_skips_existing_content_only_on_the_first_start(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_bytes(b"history\n")
+    state = tmp_path / "state"
+    run = Run(str(tmp_path / "*.log"), state, start_at="end")
+    assert run.poll() == []
+    append(log, b"fresh\n")
+    (tmp_path / "late.log").write_bytes(b"late file\n")
+    assert sorted(run.poll()) == ["fresh", "late file"]
+    run.close()
+    append(log, b"after restart\n")
+    run = Run(str(tmp_path / "*.log"), state, start_at="end")
+    assert run.poll() == ["after restart"]
+
+
+def test_a_reused_inode_with_other_content_is_read_from_the_start(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_bytes(b"original content line\n")
+    state = tmp_path / "state"
+    run = Run(str(log), state)
+    run.poll()
+    run.close()
+    with open(log, "r+b") as handle:  # same inode, same size or longer, different bytes
+        handle.write(b"REPLACED content line\nmore\n")
+    os.utime(log)
+    run = Run(str(log), state)
+    assert run.poll() == ["REPLACED content line", "more"]
