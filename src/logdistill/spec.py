@@ -29,6 +29,14 @@ __all__ = [
     "TrainingSpec",
     "GateSpec",
     "DistillSpec",
+    "Toleration",
+    "ResourceList",
+    "Resources",
+    "JobSpec",
+    "RolloutSpec",
+    "PvcStorage",
+    "StorageSpec",
+    "DistilledModelSpec",
     "SpecError",
     "load_spec",
     "parse_spec",
@@ -211,6 +219,137 @@ class DistillSpec(SpecModel):
     """Rollout gate."""
 
 
+# --- Kubernetes sections of DistilledModel.spec (read by the operator, ignored by the engine) ---
+
+K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|Pi|M|G|T|P)?$"
+LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+Image = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^\s]+$")]
+
+
+class Toleration(SpecModel):
+    """A pod toleration (the subset of ``core/v1 Toleration`` logdistill passes through)."""
+
+    key: str | None = Field(default=None, max_length=316)
+    """Taint key; unset with ``operator: Exists`` tolerates every taint."""
+    operator: Literal["Exists", "Equal"] = "Equal"
+    """``Equal`` matches ``value``; ``Exists`` matches any value."""
+    value: str | None = Field(default=None, max_length=63)
+    """Taint value for ``operator: Equal``."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """Taint effect to match; unset matches all effects."""
+    toleration_seconds: int | None = Field(default=None, ge=0)
+    """For ``NoExecute``: how long the pod stays bound after the taint appears."""
+
+    @model_validator(mode="after")
+    def _exists_has_no_value(self) -> "Toleration":
+        if self.operator == "Exists" and self.value:
+            raise ValueError("toleration.value must be empty when toleration.operator is 'Exists'")
+        return self
+
+
+class ResourceList(SpecModel):
+    """CPU and memory quantities, e.g. ``cpu: 500m``, ``memory: 256Mi``."""
+
+    cpu: str | None = Field(default=None, max_length=32, pattern=QUANTITY)
+    """CPU quantity (cores or millicores, e.g. ``2`` or ``500m``)."""
+    memory: str | None = Field(default=None, max_length=32, pattern=QUANTITY)
+    """Memory quantity (e.g. ``256Mi``, ``2Gi``)."""
+
+
+class Resources(SpecModel):
+    """Container resource requests and limits."""
+
+    requests: ResourceList | None = None
+    """Guaranteed resources the scheduler reserves."""
+    limits: ResourceList | None = None
+    """Hard caps."""
+
+
+NodeSelector = Annotated[
+    dict[Annotated[str, Field(max_length=316, pattern=LABEL_KEY)], Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]],
+    Field(max_length=32),
+]
+
+
+class JobSpec(SpecModel):
+    """The distillation Job the operator runs for each spec generation."""
+
+    image: Image | None = None
+    """Container image with ``logdistill[train]``; unset = the operator's ``--job-image``."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """Image pull policy of the Job's container."""
+    resources: Resources | None = None
+    """Resources of the Job's container."""
+    node_selector: NodeSelector = {}
+    """Nodes the Job may run on (e.g. a GPU pool)."""
+    tolerations: list[Toleration] = Field(default=[], max_length=16)
+    """Tolerations of the Job's pod."""
+    backoff_limit: int = Field(default=1, ge=0, le=10)
+    """Retries before the Job is marked failed."""
+    active_deadline_seconds: int = Field(default=7200, ge=60, le=604800)
+    """Wall-clock limit of the whole Job."""
+    service_account_name: str | None = Field(default=None, max_length=253, pattern=K8S_NAME)
+    """ServiceAccount of the Job's pod; it needs ``patch`` on pods to publish progress."""
+
+
+class RolloutSpec(SpecModel):
+    """How a student that passed the gate runs on the edge: a DaemonSet of ``logdistill classify``."""
+
+    node_selector: NodeSelector = {"node-role.kubernetes.io/edge": ""}
+    """Nodes that run the classifier."""
+    tolerations: list[Toleration] = Field(default=[], max_length=16)
+    """Tolerations of the classifier pods (edge nodes are often tainted)."""
+    max_unavailable: int = Field(default=1, ge=1, le=1000)
+    """Nodes updated at once during a rolling update."""
+    log_paths: list[Annotated[str, Field(min_length=2, max_length=1024, pattern=r"^/\S*$")]] = Field(
+        default=["/var/log/*.log"], min_length=1, max_length=16
+    )
+    """Absolute host paths or globs of the logs to classify; their directories are mounted read-only."""
+    resources: Resources | None = None
+    """Resources of each classifier container."""
+    image: Image | None = None
+    """Edge image (``logdistill`` without torch); unset = the operator's ``--edge-image``."""
+    port: int = Field(default=9400, ge=1024, le=65535)
+    """Port of /healthz, /readyz and /metrics."""
+
+
+class PvcStorage(SpecModel):
+    """Artifacts on a PersistentVolumeClaim in the CR's namespace (ReadWriteMany for multi-node edges)."""
+
+    claim_name: str = Field(default="logdistill-artifacts", min_length=1, max_length=253, pattern=K8S_NAME)
+    """Name of the PersistentVolumeClaim."""
+    sub_path: str = Field(
+        default="models", min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
+    )
+    """Relative folder inside the volume; artifacts go to ``<subPath>/<name>/g<generation>``."""
+
+    @model_validator(mode="after")
+    def _no_parent(self) -> "PvcStorage":
+        if ".." in self.sub_path.split("/"):
+            raise ValueError("storage.persistentVolumeClaim.subPath must not contain '..'")
+        return self
+
+
+class StorageSpec(SpecModel):
+    """Where artifacts live (the Job writes them, the classifier pods read them)."""
+
+    persistent_volume_claim: PvcStorage = PvcStorage()
+    """A PersistentVolumeClaim, mounted read-write in the Job and read-only on the edge."""
+
+
+class DistilledModelSpec(DistillSpec):
+    """``DistilledModel.spec``: the engine's sections plus how to run, store and roll out."""
+
+    job: JobSpec = JobSpec()
+    """The distillation Job."""
+    rollout: RolloutSpec = RolloutSpec()
+    """The edge DaemonSet."""
+    storage: StorageSpec = StorageSpec()
+    """Artifact storage."""
+
+
 class SpecError(ValueError):
     """A config file that does not validate; the message names the file and every bad field."""
 
@@ -233,8 +372,10 @@ def parse_spec(data: Any, model: type[SpecModel] = DistillSpec, source: str = "s
         raise SpecError(_format_errors(source, err)) from None
 
 
-def load_spec(path: str | Path, model: type[SpecModel] = DistillSpec) -> Any:
-    """Read a YAML config with ``yaml.safe_load`` and validate it."""
+def load_spec(path: str | Path, model: type[SpecModel] | None = None) -> Any:
+    """Read a YAML config with ``yaml.safe_load`` and validate it (default: a whole ``DistilledModel.spec``,
+    so ``logdistill distill --config`` accepts a CR's spec; the engine reads only its own sections)."""
+    model = DistilledModelSpec if model is None else model
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -1,0 +1,366 @@
+"""Pure manifest builders: CR (name, uid, spec) in, Kubernetes manifests (plain dicts) out.
+
+No API calls and no clock here, so every manifest is unit-tested and a handler that runs twice
+builds the same objects (deterministic names: the second create is a 409, not a duplicate).
+Every child carries an owner reference to its DistilledModel, so deleting the CR deletes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass
+
+import yaml
+
+from logdistill.operator.crd import GROUP, KIND, VERSION
+from logdistill.spec import DistilledModelSpec, Resources, Toleration
+
+SPEC_MOUNT = "/etc/logdistill"
+SPEC_FILE = "spec.yaml"
+ARTIFACT_MOUNT = "/artifacts"
+TERMINATION_LOG = "/dev/termination-log"
+MANAGED_BY = "logdistill-operator"
+# Labels and annotations under our own prefix.
+MODEL_LABEL = f"{GROUP}/model"
+GENERATION_LABEL = f"{GROUP}/generation"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+VERSION_ANNOTATION = f"{GROUP}/version"
+ARTIFACT_ANNOTATION = f"{GROUP}/artifact"
+SHA256_ANNOTATION = f"{GROUP}/sha256"
+APPLIED_HASH_ANNOTATION = f"{GROUP}/applied-hash"
+PROGRESS_ANNOTATION = f"{GROUP}/progress"
+# Pod and container identity of the workloads (non-root; fsGroup makes the PVC writable).
+RUN_AS = 65532
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The DistilledModel a manifest belongs to."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+
+    @classmethod
+    def from_body(cls, body) -> "Owner":
+        meta = body["metadata"]
+        return cls(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], generation=int(meta["generation"]))
+
+
+@dataclass(frozen=True)
+class Images:
+    """Images the operator falls back to when the spec names none."""
+
+    job: str
+    edge: str
+
+
+# --- names ----------------------------------------------------------------------------------
+
+def configmap_name(name: str, generation: int) -> str:
+    return f"{name}-spec-g{generation}"
+
+
+def job_name(name: str, generation: int) -> str:
+    return f"{name}-distill-g{generation}"
+
+
+def daemonset_name(name: str) -> str:
+    return f"{name}-classifier"
+
+
+def service_name(name: str) -> str:
+    return f"{name}-classifier-metrics"
+
+
+def artifact_relpath(spec: DistilledModelSpec, name: str, generation: int) -> str:
+    """Where generation ``generation``'s artifact lives inside the storage volume."""
+    return posixpath.join(spec.storage.persistent_volume_claim.sub_path, name, f"g{generation}")
+
+
+# --- shared pieces --------------------------------------------------------------------------
+
+def owner_reference(owner: Owner) -> dict:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def labels(owner: Owner, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "logdistill",
+        "app.kubernetes.io/instance": owner.name,
+        COMPONENT_LABEL: component,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        MODEL_LABEL: owner.name,
+    }
+
+
+def _metadata(owner: Owner, name: str, component: str, extra_labels: dict | None = None) -> dict:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": {**labels(owner, component), **(extra_labels or {})},
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
+def _tolerations(items: list[Toleration]) -> list[dict]:
+    return [t.model_dump(by_alias=True, exclude_none=True) for t in items]
+
+
+def _resources(res: Resources | None) -> dict:
+    return res.model_dump(by_alias=True, exclude_none=True) if res is not None else {}
+
+
+def _container_security() -> dict:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _pod_security(supplemental_groups: list[int] | None = None) -> dict:
+    ctx = {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if supplemental_groups:
+        ctx["supplementalGroups"] = supplemental_groups
+    return ctx
+
+
+def manifest_hash(manifest: dict) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --- the distillation Job -------------------------------------------------------------------
+
+def spec_yaml(spec: DistilledModelSpec) -> str:
+    """The whole CR spec as the engine's config file (it reads only its own sections)."""
+    return yaml.safe_dump(spec.model_dump(by_alias=True, exclude_none=True, mode="json"), sort_keys=False)
+
+
+def build_configmap(owner: Owner, spec: DistilledModelSpec) -> dict:
+    meta = _metadata(owner, configmap_name(owner.name, owner.generation), "distill",
+                     {GENERATION_LABEL: str(owner.generation)})
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {SPEC_FILE: spec_yaml(spec)}}
+
+
+def job_command(spec: DistilledModelSpec, owner: Owner) -> list[str]:
+    out = posixpath.join(ARTIFACT_MOUNT, artifact_relpath(spec, owner.name, owner.generation))
+    return [
+        "logdistill", "operator", "job-run",
+        "--config", posixpath.join(SPEC_MOUNT, SPEC_FILE),
+        "--out", out,
+        "--summary-file", TERMINATION_LOG,
+    ]
+
+
+def build_job(owner: Owner, spec: DistilledModelSpec, images: Images) -> dict:
+    job = spec.job
+    gen_labels = {GENERATION_LABEL: str(owner.generation)}
+    meta = _metadata(owner, job_name(owner.name, owner.generation), "distill", gen_labels)
+    env = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "HF_HUB_OFFLINE", "value": "1"},
+    ]
+    endpoint = spec.teacher.endpoint
+    if endpoint is not None and endpoint.secret_ref is not None:
+        env.append({"name": endpoint.api_key_env, "valueFrom": {"secretKeyRef": {
+            "name": endpoint.secret_ref.name, "key": endpoint.secret_ref.key}}})
+    container = {
+        "name": "distill",
+        "image": job.image or images.job,
+        "imagePullPolicy": job.image_pull_policy,
+        "command": job_command(spec, owner),
+        "env": env,
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
+        "securityContext": _container_security(),
+        "volumeMounts": [
+            {"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
+            {"name": "artifacts", "mountPath": ARTIFACT_MOUNT},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    if job.resources is not None:
+        container["resources"] = _resources(job.resources)
+    pod_spec: dict = {
+        "restartPolicy": "Never",
+        "securityContext": _pod_security(),
+        "containers": [container],
+        "volumes": [
+            {"name": "spec", "configMap": {"name": configmap_name(owner.name, owner.generation)}},
+            {"name": "artifacts", "persistentVolumeClaim": {"claimName": spec.storage.persistent_volume_claim.claim_name}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+    if job.service_account_name:
+        pod_spec["serviceAccountName"] = job.service_account_name
+    if job.node_selector:
+        pod_spec["nodeSelector"] = dict(job.node_selector)
+    if job.tolerations:
+        pod_spec["tolerations"] = _tolerations(job.tolerations)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {
+            "backoffLimit": job.backoff_limit,
+            "activeDeadlineSeconds": job.active_deadline_seconds,
+            "template": {"metadata": {"labels": {**labels(owner, "distill"), **gen_labels}}, "spec": pod_spec},
+        },
+    }
+
+
+# --- the edge classifier --------------------------------------------------------------------
+
+def log_directories(log_paths: list[str]) -> list[str]:
+    """The host folders to mount for some paths/globs: each one's folder part before any wildcard."""
+    dirs: list[str] = []
+    for path in log_paths:
+        parts = path.split("/")
+        fixed = []
+        for part in parts[:-1]:
+            if any(ch in part for ch in "*?["):
+                break
+            fixed.append(part)
+        folder = "/".join(fixed) or "/"
+        if folder not in dirs:
+            dirs.append(folder)
+    # A folder inside another mounted folder is already visible.
+    return [d for d in dirs if not any(d != o and d.startswith(o.rstrip("/") + "/") for o in dirs)]
+
+
+@dataclass(frozen=True)
+class Release:
+    """The artifact a DaemonSet serves."""
+
+    version: str
+    generation: int
+    artifact: str  # path inside the storage volume
+    sha256: str
+
+
+def selector_labels(owner_name: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "logdistill",
+        "app.kubernetes.io/instance": owner_name,
+        COMPONENT_LABEL: "classifier",
+    }
+
+
+def build_daemonset(owner: Owner, spec: DistilledModelSpec, release: Release, images: Images) -> dict:
+    rollout = spec.rollout
+    log_dirs = log_directories(rollout.log_paths)
+    mounts = [{"name": "artifacts", "mountPath": ARTIFACT_MOUNT, "readOnly": True}]
+    volumes: list[dict] = [{"name": "artifacts", "persistentVolumeClaim": {
+        "claimName": spec.storage.persistent_volume_claim.claim_name, "readOnly": True}}]
+    for i, folder in enumerate(log_dirs):
+        mounts.append({"name": f"logs-{i}", "mountPath": folder, "readOnly": True})
+        volumes.append({"name": f"logs-{i}", "hostPath": {"path": folder, "type": "Directory"}})
+    volumes.append({"name": "tmp", "emptyDir": {}})
+    mounts.append({"name": "tmp", "mountPath": "/tmp"})
+    probe = lambda path, period: {  # noqa: E731 - two probes differing only in path and period
+        "httpGet": {"path": path, "port": "metrics"}, "periodSeconds": period, "timeoutSeconds": 2,
+        "failureThreshold": 3,
+    }
+    container = {
+        "name": "classify",
+        "image": rollout.image or images.edge,
+        "imagePullPolicy": "IfNotPresent",
+        "command": [
+            "logdistill", "classify",
+            "--model", posixpath.join(ARTIFACT_MOUNT, release.artifact),
+            "--port", str(rollout.port),
+            "--paths", *rollout.log_paths,
+        ],
+        "env": [
+            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            {"name": "HOME", "value": "/tmp"},
+        ],
+        "ports": [{"name": "metrics", "containerPort": rollout.port, "protocol": "TCP"}],
+        "readinessProbe": probe("/readyz", 5),
+        "livenessProbe": probe("/healthz", 10),
+        "securityContext": _container_security(),
+        "volumeMounts": mounts,
+    }
+    if rollout.resources is not None:
+        container["resources"] = _resources(rollout.resources)
+    pod_spec: dict = {
+        # adm (4) reads /var/log on Debian-family hosts without running as root.
+        "securityContext": _pod_security(supplemental_groups=[4]),
+        "nodeSelector": dict(rollout.node_selector),
+        "containers": [container],
+        "volumes": volumes,
+        "automountServiceAccountToken": False,
+    }
+    if rollout.tolerations:
+        pod_spec["tolerations"] = _tolerations(rollout.tolerations)
+    release_annotations = {
+        VERSION_ANNOTATION: release.version,
+        GENERATION_LABEL: str(release.generation),
+        ARTIFACT_ANNOTATION: release.artifact,
+        SHA256_ANNOTATION: release.sha256,
+    }
+    manifest = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {**_metadata(owner, daemonset_name(owner.name), "classifier"), "annotations": {}},
+        "spec": {
+            "selector": {"matchLabels": selector_labels(owner.name)},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": rollout.max_unavailable}},
+            "template": {
+                "metadata": {"labels": labels(owner, "classifier"), "annotations": release_annotations},
+                "spec": pod_spec,
+            },
+        },
+    }
+    manifest["metadata"]["annotations"] = {
+        **release_annotations, APPLIED_HASH_ANNOTATION: manifest_hash(manifest["spec"]),
+    }
+    return manifest
+
+
+def build_service(owner: Owner, spec: DistilledModelSpec) -> dict:
+    """A headless Service over the classifier pods, so Prometheus can scrape each node's /metrics."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(owner, service_name(owner.name), "classifier"),
+        "spec": {
+            "clusterIP": "None",
+            "selector": selector_labels(owner.name),
+            "ports": [{"name": "metrics", "port": spec.rollout.port, "targetPort": "metrics", "protocol": "TCP"}],
+        },
+    }
+
+
+def release_of(daemonset: dict | None) -> Release | None:
+    """The release a DaemonSet manifest (built here or read from the API) serves, from its template."""
+    if not daemonset:
+        return None
+    ann = ((daemonset.get("spec") or {}).get("template") or {}).get("metadata", {}).get("annotations") or {}
+    if VERSION_ANNOTATION not in ann:
+        return None
+    try:
+        generation = int(ann.get(GENERATION_LABEL, "0"))
+    except ValueError:
+        generation = 0
+    return Release(version=ann[VERSION_ANNOTATION], generation=generation,
+                   artifact=ann.get(ARTIFACT_ANNOTATION, ""), sha256=ann.get(SHA256_ANNOTATION, ""))

@@ -1,0 +1,349 @@
+"""kopf handlers for DistilledModel: short; the logic is in builders (manifests), status
+(transitions) and summary (the Job's result).
+
+One reconcile path, level-triggered: whatever woke it (the CR's spec, its Job, the Job's pod, the
+DaemonSet), :func:`reconcile` re-reads the CR and its children, acts, and patches the status when
+it changed. A per-CR lock serialises concurrent wake-ups; everything else lives in the CR status
+and in deterministic child names, so an operator restart resumes where it stopped.
+
+Choices:
+- No finalizer: no deletion handler and no timers/daemons (kopf would add one for those), so a CR
+  is deletable while the operator is down; its children go through owner references (GC).
+- kopf's own bookkeeping goes into annotations (``logdistill.io/...``), not ``status.kopf``
+  (the status schema is closed).
+- A spec change supersedes a running Job: Jobs of older generations that have not finished are
+  deleted (with their pods); finished ones stay until the CR is deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from logdistill.operator import builders as b
+from logdistill.operator.crd import GROUP, PLURAL, VERSION
+from logdistill.operator.status import (
+    DistilledModelStatus,
+    JobOutcome,
+    Progress,
+    RolloutState,
+    invalid_spec_status,
+    next_status,
+    same_status,
+    transitions,
+)
+from logdistill.operator.summary import JobReportedError, Summary, SummaryError, gate_decision, parse_summary
+from logdistill.spec import DistilledModelSpec, SpecError, parse_spec
+
+log = logging.getLogger("logdistill.operator")
+CR = (GROUP, VERSION, PLURAL)
+CHILD_LABELS = {"app.kubernetes.io/managed-by": b.MANAGED_BY, b.MODEL_LABEL: kopf.PRESENT}
+# Fields of the pods of a Job: the job-name label (batch.kubernetes.io/job-name since 1.27).
+JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+# HTTP statuses worth retrying.
+TRANSIENT = {409, 429, 500, 502, 503, 504}
+
+
+@dataclass
+class Context:
+    """What the handlers share: an API client and the default images (kopf's ``memo``)."""
+
+    api: client.ApiClient
+    images: b.Images
+
+
+_locks: dict[tuple[str, str], threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock(namespace: str, name: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault((namespace, name), threading.Lock())
+
+
+# --- kopf wiring ----------------------------------------------------------------------------
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{GROUP}/operator"  # only used if a deletion handler is ever added
+    settings.posting.level = logging.INFO
+    # Periodic re-listing doubles as a resync: every child and CR is seen again at least this often.
+    settings.watching.server_timeout = 120
+    settings.execution.max_workers = 8
+
+
+@kopf.on.resume(*CR)
+@kopf.on.create(*CR)
+@kopf.on.update(*CR, field="spec")
+def on_spec(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    reconcile(memo.ctx, body["metadata"]["namespace"], body["metadata"]["name"], strict=True)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS)
+@kopf.on.event("apps", "v1", "daemonsets", labels=CHILD_LABELS)
+@kopf.on.event("", "v1", "pods", labels={**CHILD_LABELS, b.COMPONENT_LABEL: "distill"})
+def on_child(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    owner = body["metadata"].get("labels", {}).get(b.MODEL_LABEL)
+    if owner:
+        try:
+            reconcile(memo.ctx, body["metadata"]["namespace"], owner, strict=False)
+        except (kopf.TemporaryError, kopf.PermanentError) as err:
+            # Event handlers are not retried: the next event (or the periodic re-list) will be.
+            log.info("reconcile of %s/%s after a %s event deferred: %s", body["metadata"]["namespace"], owner,
+                     body.get("kind", "child"), err)
+
+
+# --- reconcile ------------------------------------------------------------------------------
+
+def reconcile(ctx: Context, namespace: str, name: str, strict: bool) -> DistilledModelStatus | None:
+    """Bring the CR's children and status in line with its current generation."""
+    with _lock(namespace, name):
+        try:
+            return _reconcile(ctx, namespace, name)
+        except ApiException as err:
+            if err.status in TRANSIENT:
+                raise kopf.TemporaryError(f"API {err.status} {err.reason}; retrying", delay=2) from err
+            raise
+
+
+def _reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus | None:
+    custom = client.CustomObjectsApi(ctx.api)
+    try:
+        body = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except ApiException as err:
+        if err.status == 404:
+            return None  # deleted: owner references take the children with it
+        raise
+    meta = body["metadata"]
+    if meta.get("deletionTimestamp"):
+        return None
+    old = DistilledModelStatus.model_validate(body.get("status") or {})
+    generation = int(meta["generation"])
+    try:
+        spec = parse_spec(body.get("spec") or {}, DistilledModelSpec, source=f"DistilledModel {namespace}/{name} spec")
+    except SpecError as err:
+        new = invalid_spec_status(old, generation, str(err))
+        _write_status(custom, body, old, new)
+        raise kopf.PermanentError(str(err)) from None
+
+    owner = b.Owner.from_body(body)
+    job_name = b.job_name(name, generation)
+    batch, core = client.BatchV1Api(ctx.api), client.CoreV1Api(ctx.api)
+    if old.job != job_name:
+        _create(core.create_namespaced_config_map, namespace, b.build_configmap(owner, spec))
+        if _create(batch.create_namespaced_job, namespace, b.build_job(owner, spec, ctx.images)):
+            kopf.info(body, reason="JobCreated", message=f"Job {job_name} distils generation {generation}")
+        _supersede(batch, namespace, name, generation, body)
+
+    job = _read(batch.read_namespaced_job, job_name, namespace)
+    pods = _job_pods(core, namespace, job_name) if job is not None else []
+    outcome, summary, summary_error, progress = observe_job(job, pods, generation, old)
+
+    if outcome.phase == "Succeeded" and summary is not None:
+        passed, _ = gate_decision(summary, spec.gate.min_macro_f1, spec.gate.min_retention)
+        if passed:
+            release = b.Release(version=summary.version, generation=generation,
+                                artifact=b.artifact_relpath(spec, name, generation), sha256=summary.sha256)
+            _apply_daemonset(ctx, owner, spec, release, body)
+
+    ds = _read(client.AppsV1Api(ctx.api).read_namespaced_daemon_set, b.daemonset_name(name), namespace)
+    new = next_status(old, generation=generation, job_name=job_name, job=outcome, summary=summary,
+                      summary_error=summary_error, gate=spec.gate, progress=progress, rollout=rollout_state(ds))
+    _write_status(custom, body, old, new)
+    return new
+
+
+# --- observing ------------------------------------------------------------------------------
+
+def observe_job(job: dict | None, pods: list[dict], generation: int, old: DistilledModelStatus):
+    """(JobOutcome, Summary | None, (reason, message) | None, Progress | None) of the current Job."""
+    if job is None:
+        ev = old.evaluation
+        if old.observed_generation == generation and ev is not None and ev.generation == generation:
+            # The Job was deleted after it was evaluated: the status remembers the result.
+            return JobOutcome("Succeeded"), _summary_from_status(old), None, None
+        if old.job and old.observed_generation == generation:
+            return JobOutcome("Failed", "JobDeleted", "the Job was deleted before it finished"), None, None, None
+        return JobOutcome("Missing"), None, None, None
+    conditions = {c["type"]: c for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
+    progress = _progress(pods, generation)
+    if "Complete" in conditions:
+        succeeded = [p for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"]
+        if not succeeded:
+            return JobOutcome("Succeeded"), None, ("SummaryMissing", "no succeeded pod found to read the summary from"), progress
+        try:
+            return JobOutcome("Succeeded"), parse_summary(_termination_message(succeeded[-1])), None, progress
+        except SummaryError as err:
+            return JobOutcome("Succeeded"), None, (err.reason, str(err)), progress
+    if "Failed" in conditions:
+        cond = conditions["Failed"]
+        reason, message = cond.get("reason") or "JobFailed", cond.get("message") or "the Job failed"
+        failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
+        if failed:
+            pod_reason, pod_message = _pod_failure(failed[-1])
+            message = f"{message}; pod {failed[-1]['metadata']['name']}: {pod_message}"
+            reason = pod_reason or reason
+        return JobOutcome("Failed", reason, message), None, None, progress
+    running = any((p.get("status") or {}).get("phase") == "Running" for p in pods)
+    return JobOutcome("Running" if running else "Pending"), None, None, progress
+
+
+def _summary_from_status(old: DistilledModelStatus) -> Summary:
+    ev = old.evaluation
+    return Summary.model_validate({
+        "version": ev.version, "sha256": ev.sha256, "artifact": ev.artifact, "retention": ev.retention,
+        "gatePassed": ev.gate_passed,
+        "teacher": ev.teacher.model_dump(by_alias=True, exclude_none=True),
+        "student": ev.student.model_dump(by_alias=True, exclude_none=True),
+    })
+
+
+def _terminated(pod: dict) -> dict:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == "distill":
+            return (status.get("state") or {}).get("terminated") or {}
+    return {}
+
+
+def _termination_message(pod: dict) -> str | None:
+    return _terminated(pod).get("message")
+
+
+def _pod_failure(pod: dict) -> tuple[str, str]:
+    """(reason, message) of a failed distillation pod: the engine's error if it wrote one."""
+    term = _terminated(pod)
+    try:
+        parse_summary(term.get("message"))
+    except JobReportedError as err:
+        return err.reason, str(err)
+    except SummaryError:
+        pass
+    status = pod.get("status") or {}
+    reason = term.get("reason") or status.get("reason") or "PodFailed"
+    detail = f"exit code {term['exitCode']}" if "exitCode" in term else (status.get("message") or "failed")
+    return "PodFailed", f"{reason}, {detail}"
+
+
+def _progress(pods: list[dict], generation: int) -> Progress | None:
+    for pod in reversed(pods):
+        raw = ((pod.get("metadata") or {}).get("annotations") or {}).get(b.PROGRESS_ANNOTATION)
+        if raw:
+            try:
+                data = json.loads(raw)
+                return Progress.model_validate({**data, "generation": generation})
+            except (ValueError, TypeError):
+                log.warning("ignoring unreadable progress annotation on pod %s", pod["metadata"]["name"])
+    return None
+
+
+def rollout_state(ds: dict | None) -> RolloutState | None:
+    release = b.release_of(ds)
+    if ds is None or release is None:
+        return None
+    status = ds.get("status") or {}
+    return RolloutState(
+        version=release.version, generation=release.generation, artifact=release.artifact,
+        desired=status.get("desiredNumberScheduled", 0), updated=status.get("updatedNumberScheduled", 0),
+        available=status.get("numberAvailable", 0),
+        current=status.get("observedGeneration", 0) >= ds["metadata"].get("generation", 0),
+    )
+
+
+# --- acting ---------------------------------------------------------------------------------
+
+_serializer: client.ApiClient | None = None
+
+
+def _plain(api_result: Any) -> dict:
+    """An API model object as the plain camelCase dict the rest of the operator reads."""
+    global _serializer
+    if _serializer is None:
+        _serializer = client.ApiClient()
+    return _serializer.sanitize_for_serialization(api_result)
+
+
+def _read(reader, name: str, namespace: str) -> dict | None:
+    try:
+        return _plain(reader(name, namespace))
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def _create(creator, namespace: str, manifest: dict) -> bool:
+    """Create; False when it already exists (a re-run after a restart or a retry)."""
+    try:
+        creator(namespace, manifest)
+        return True
+    except ApiException as err:
+        if err.status == 409:
+            return False
+        raise
+
+
+def _job_pods(core: client.CoreV1Api, namespace: str, job_name: str) -> list[dict]:
+    for label in JOB_NAME_LABELS:
+        pods = _plain(core.list_namespaced_pod(namespace, label_selector=f"{label}={job_name}"))["items"]
+        if pods:
+            return sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+    return []
+
+
+def _supersede(batch: client.BatchV1Api, namespace: str, name: str, generation: int, body: dict) -> None:
+    """Delete unfinished Jobs of older generations of this CR (a spec change supersedes them)."""
+    jobs = _plain(batch.list_namespaced_job(namespace, label_selector=f"{b.MODEL_LABEL}={name}"))["items"]
+    for job in jobs:
+        job_name = job["metadata"]["name"]
+        try:
+            gen = int((job["metadata"].get("labels") or {}).get(b.GENERATION_LABEL, "0"))
+        except ValueError:
+            continue
+        conditions = (job.get("status") or {}).get("conditions") or []
+        done = any(c["type"] in ("Complete", "Failed") and c["status"] == "True" for c in conditions)
+        if gen < generation and not done:
+            try:
+                batch.delete_namespaced_job(job_name, namespace, propagation_policy="Background")
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+            kopf.info(body, reason="JobSuperseded",
+                      message=f"Job {job_name} deleted: generation {generation} supersedes it")
+
+
+def _apply_daemonset(ctx: Context, owner: b.Owner, spec: DistilledModelSpec, release: b.Release, body: dict) -> None:
+    apps, core = client.AppsV1Api(ctx.api), client.CoreV1Api(ctx.api)
+    manifest = b.build_daemonset(owner, spec, release, ctx.images)
+    name, namespace = manifest["metadata"]["name"], owner.namespace
+    current = _read(apps.read_namespaced_daemon_set, name, namespace)
+    if current is None:
+        if _create(apps.create_namespaced_daemon_set, namespace, manifest):
+            kopf.info(body, reason="RolloutStarted", message=f"DaemonSet {name} created with version {release.version}")
+    else:
+        applied = (current["metadata"].get("annotations") or {}).get(b.APPLIED_HASH_ANNOTATION)
+        if applied != manifest["metadata"]["annotations"][b.APPLIED_HASH_ANNOTATION]:
+            manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            apps.replace_namespaced_daemon_set(name, namespace, manifest)  # 409 on a race: retried
+            kopf.info(body, reason="RolloutStarted", message=f"DaemonSet {name} updated to version {release.version}")
+    _create(core.create_namespaced_service, namespace, b.build_service(owner, spec))
+
+
+def _write_status(custom: client.CustomObjectsApi, body: dict, old: DistilledModelStatus,
+                  new: DistilledModelStatus) -> None:
+    if same_status(old, new):
+        return
+    meta = body["metadata"]
+    custom.patch_namespaced_custom_object_status(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
+                                                 {"status": new.to_patch()})
+    for event in transitions(old, new):
+        (kopf.warn if event.warning else kopf.info)(body, reason=event.reason, message=event.message[:1000])

@@ -1,0 +1,126 @@
+"""``logdistill operator job-run``: the distillation Job's entrypoint.
+
+It runs ``logdistill distill`` as a child process and, while it runs, publishes the engine's
+progress file into an annotation of its own pod (``POD_NAME``/``POD_NAMESPACE`` from the downward
+API), at most once per ``--interval``. The operator copies that annotation into
+``DistilledModel.status.progress``, so it never reads the artifact storage. If the engine dies
+without writing its summary, the runner writes ``{"error": ...}`` with the last lines of its
+stderr into the summary file (the termination message), so the operator can say why.
+
+Progress publishing is best effort: without API credentials (or RBAC to patch pods) the
+distillation runs anyway and only ``status.progress`` stays empty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from logdistill.operator.builders import PROGRESS_ANNOTATION
+
+log = logging.getLogger("logdistill.operator.jobrun")
+MAX_ANNOTATION_BYTES = 2048
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="spec file (the CR spec, mounted from a ConfigMap)")
+    parser.add_argument("--out", required=True, help="artifact folder to write")
+    parser.add_argument("--summary-file", required=True, help="where the summary goes (the termination-message path)")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between progress publications")
+    parser.add_argument("extra", nargs="*", help="more arguments for `logdistill distill` (after --)")
+
+
+class ProgressPublisher:
+    """Patches the pod's progress annotation; disabled when there is no API access."""
+
+    def __init__(self, pod: str | None, namespace: str | None):
+        self.pod, self.namespace, self.core = pod, namespace, None
+        self.last: str | None = None
+        if not (pod and namespace):
+            log.warning("POD_NAME/POD_NAMESPACE not set: progress is not published")
+            return
+        try:
+            from kubernetes import client, config
+
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+            self.core = client.CoreV1Api()
+        except Exception as err:  # noqa: BLE001 - any config problem only disables publishing
+            log.warning("no Kubernetes API access (%s): progress is not published", err)
+
+    def publish(self, text: str) -> None:
+        if self.core is None or text == self.last:
+            return
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            return  # the engine writes atomically; a partial read means a non-atomic writer: skip it
+        value = json.dumps(data, separators=(",", ":"), sort_keys=True)[:MAX_ANNOTATION_BYTES]
+        try:
+            self.core.patch_namespaced_pod(self.pod, self.namespace,
+                                           {"metadata": {"annotations": {PROGRESS_ANNOTATION: value}}})
+            self.last = text
+        except Exception as err:  # noqa: BLE001 - a failed publication never fails the Job
+            log.warning("cannot publish progress to pod %s/%s: %s", self.namespace, self.pod, err)
+            if getattr(err, "status", None) in (401, 403):
+                self.core = None  # no permission: stop trying
+
+
+def _forward(stream, sink, tail: collections.deque) -> None:
+    for line in iter(stream.readline, ""):
+        sink.write(line)
+        sink.flush()
+        tail.append(line.rstrip("\n"))
+
+
+def _summary_written(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    summary = Path(args.summary_file)
+    progress = Path(tempfile.mkdtemp(prefix="logdistill-progress-")) / "progress.json"
+    command = [sys.executable, "-P", "-m", "logdistill", "distill", "--config", args.config, "--out", args.out,
+               "--progress-file", str(progress), "--summary-file", str(summary), *args.extra]
+    publisher = ProgressPublisher(os.environ.get("POD_NAME"), os.environ.get("POD_NAMESPACE"))
+    log.info("running %s", " ".join(command))
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace")
+    tail: collections.deque = collections.deque(maxlen=20)
+    forwarder = threading.Thread(target=_forward, args=(proc.stderr, sys.stderr, tail), daemon=True)
+    forwarder.start()
+    signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
+
+    def read_progress() -> None:
+        try:
+            publisher.publish(progress.read_text(encoding="utf-8"))
+        except OSError:
+            pass
+
+    while True:
+        try:
+            code = proc.wait(timeout=args.interval)
+            break
+        except subprocess.TimeoutExpired:
+            read_progress()
+    forwarder.join(timeout=5)
+    read_progress()
+    if code != 0 and not _summary_written(summary):
+        last = next((line for line in reversed(tail) if line.strip()), "no output")
+        error = f"logdistill distill exited with code {code}: {last}"[:1000]
+        summary.write_text(json.dumps({"error": error}), encoding="utf-8")
+    return code

@@ -1,0 +1,177 @@
+"""``logdistill operator``: run the DistilledModel operator (kopf), or one of its helpers.
+
+    logdistill operator [--namespace NS ...] [--all-namespaces] [--liveness URL] [--job-image IMG]
+                        [--edge-image IMG] [--peering NAME | --standalone] [--priority N]
+    logdistill operator crd [--peering]      # print the CRD (and kopf's peering CRDs)
+    logdistill operator job-run ...          # the distillation Job's entrypoint
+    logdistill operator bench ...            # reconcile-latency benchmark on a cluster
+
+Credentials come from the in-cluster ServiceAccount, else ``KUBECONFIG`` (or ``--kubeconfig``).
+No torch anywhere in this package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import random
+import sys
+import threading
+from typing import Sequence
+
+from logdistill import __version__
+
+DEFAULT_JOB_IMAGE = f"ghcr.io/logdistill/logdistill:{__version__}"
+DEFAULT_EDGE_IMAGE = f"ghcr.io/logdistill/logdistill-edge:{__version__}"
+DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
+DEFAULT_PEERING = "logdistill"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--namespace", "-n", action="append", default=[], metavar="NS",
+                        help="watch this namespace (repeatable; globs like 'team-*' work); default: all namespaces")
+    parser.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (cluster-wide)")
+    parser.add_argument("--liveness", default=DEFAULT_LIVENESS, metavar="URL",
+                        help=f"liveness endpoint to serve (default {DEFAULT_LIVENESS}); 'none' disables it")
+    parser.add_argument("--job-image", default=DEFAULT_JOB_IMAGE, metavar="IMG",
+                        help="image of distillation Jobs when spec.job.image is unset")
+    parser.add_argument("--edge-image", default=DEFAULT_EDGE_IMAGE, metavar="IMG",
+                        help="image of the classifier DaemonSet when spec.rollout.image is unset")
+    peering = parser.add_mutually_exclusive_group()
+    peering.add_argument("--peering", default=DEFAULT_PEERING, metavar="NAME",
+                         help="kopf peering object: of several replicas only the highest priority acts")
+    peering.add_argument("--standalone", action="store_true", help="no peering (a single replica)")
+    parser.add_argument("--priority", type=int, default=None,
+                        help="peering priority (default: random, so two replicas never tie and both pause)")
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then KUBECONFIG)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="operator_command", metavar="[crd|job-run|bench]")
+    crd = sub.add_parser("crd", help="print the generated DistilledModel CRD")
+    crd.add_argument("--peering", dest="with_peering", action="store_true",
+                     help="print kopf's peering CRDs (kopf.dev/v1) instead")
+    from logdistill.operator import jobrun
+
+    jobrun.add_arguments(sub.add_parser("job-run", help="distillation Job entrypoint (runs logdistill distill)"))
+    from logdistill.operator import bench
+
+    bench.add_arguments(sub.add_parser("bench", help="measure reconcile latency on a cluster"))
+
+
+def load_kube_config(kubeconfig: str | None = None) -> None:
+    """In-cluster credentials, else a kubeconfig file (``KUBECONFIG`` or ``~/.kube/config``)."""
+    from kubernetes import config
+
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig)
+        return
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+
+
+def operator_kwargs(args: argparse.Namespace) -> dict:
+    """kopf.operator() keyword arguments from the command line."""
+    clusterwide = args.all_namespaces or not args.namespace
+    return {
+        "clusterwide": clusterwide,
+        "namespaces": [] if clusterwide else list(args.namespace),
+        "liveness_endpoint": None if args.liveness == "none" else args.liveness,
+        "standalone": True if args.standalone else None,
+        "peering_name": None if args.standalone else args.peering,
+        "priority": args.priority if args.priority is not None else random.randint(1, 2**31 - 1),
+    }
+
+
+class OperatorThread:
+    """The operator in a background thread with its own event loop (tests, benchmarks).
+
+    ``start()`` returns once kopf is ready; ``stop()`` asks it to exit and joins it."""
+
+    def __init__(self, namespaces: Sequence[str] = (), images=None, api_client=None, standalone: bool = True,
+                 peering_name: str | None = None, priority: int = 0):
+        from kubernetes import client
+
+        from logdistill.operator import builders, handlers
+
+        self.ctx = handlers.Context(
+            api=api_client or client.ApiClient(),
+            images=images or builders.Images(job=DEFAULT_JOB_IMAGE, edge=DEFAULT_EDGE_IMAGE),
+        )
+        self.kwargs = {
+            "clusterwide": not namespaces,
+            "namespaces": list(namespaces),
+            "standalone": standalone,
+            "peering_name": peering_name,
+            "priority": priority,
+        }
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="kopf-operator", daemon=True)
+
+    def _run(self) -> None:
+        import kopf
+
+        try:
+            asyncio.run(kopf.operator(memo=kopf.Memo(ctx=self.ctx), stop_flag=self._stop, ready_flag=self._ready,
+                                      **self.kwargs))
+        except BaseException as err:  # noqa: BLE001 - surfaced by start()/stop()
+            self.error = err
+            self._ready.set()
+
+    def start(self, timeout: float = 30) -> "OperatorThread":
+        self._thread.start()
+        if not self._ready.wait(timeout) or self.error is not None:
+            raise RuntimeError(f"the operator did not start: {self.error!r}")
+        return self
+
+    def stop(self, timeout: float = 30) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise RuntimeError("the operator thread did not stop")
+
+    def __enter__(self) -> "OperatorThread":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from logdistill.operator import builders, handlers
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    load_kube_config(args.kubeconfig)
+    from kubernetes import client
+
+    ctx = handlers.Context(api=client.ApiClient(), images=builders.Images(job=args.job_image, edge=args.edge_image))
+    kwargs = operator_kwargs(args)
+    logging.getLogger("logdistill.operator").info(
+        "watching %s; peering %s", "all namespaces" if kwargs["clusterwide"] else ", ".join(kwargs["namespaces"]),
+        "off" if args.standalone else f"{args.peering} (priority {kwargs['priority']})")
+    asyncio.run(kopf.operator(memo=kopf.Memo(ctx=ctx), **kwargs))
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    command = getattr(args, "operator_command", None)
+    if command == "crd":
+        from logdistill.operator.crd import render_crd, render_peering_crds
+
+        sys.stdout.write(render_peering_crds() if args.with_peering else render_crd())
+        return 0
+    if command == "job-run":
+        from logdistill.operator import jobrun
+
+        return jobrun.main(args)
+    if command == "bench":
+        from logdistill.operator import bench
+
+        return bench.main(args)
+    return run(args)

@@ -1,0 +1,382 @@
+"""DistilledModel.status: its typed model (the CRD's status schema) and the pure transition logic.
+
+:func:`next_status` turns what the operator observed (the current generation's Job, its summary,
+the DaemonSet) into the next status. No API calls here: the handlers observe, call this, and patch
+the result. The state lives in the CR status and in the children (deterministic names, the
+DaemonSet's pod-template annotations), never in the operator's memory, so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from logdistill.operator.summary import Summary, gate_decision
+from logdistill.spec import GateSpec
+
+Phase = Literal["Pending", "Distilling", "RollingOut", "Ready", "Degraded", "Failed"]
+PHASES: tuple[str, ...] = Phase.__args__  # type: ignore[attr-defined]
+HISTORY_LENGTH = 5
+# Condition types, in the order they are listed.
+DISTILLED, GATE_PASSED, ROLLED_OUT, READY = "Distilled", "GatePassed", "RolledOut", "Ready"
+
+
+class StatusModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", use_attribute_docstrings=True
+    )
+
+
+class Condition(StatusModel):
+    """One aspect of the resource's state, Kubernetes-style."""
+
+    type: str = Field(max_length=64)
+    """Distilled, GatePassed, RolledOut or Ready."""
+    status: Literal["True", "False", "Unknown"]
+    """Whether the condition holds."""
+    reason: str = Field(max_length=128)
+    """CamelCase reason of the last transition."""
+    message: str = Field(default="", max_length=2048)
+    """Human-readable detail."""
+    last_transition_time: str
+    """When ``status`` last changed (RFC 3339)."""
+    observed_generation: int = Field(ge=0)
+    """The spec generation this condition describes."""
+
+
+class Progress(StatusModel):
+    """The running Job's progress, as published by its job-runner."""
+
+    generation: int = Field(default=0, ge=0)
+    """Spec generation of the Job reporting it."""
+    stage: str | None = Field(default=None, max_length=64)
+    """Current stage (e.g. teacher, train, export, evaluate)."""
+    epoch: int | None = None
+    """Current epoch."""
+    epochs: int | None = None
+    """Planned epochs."""
+    step: int | None = None
+    """Step within the epoch."""
+    steps: int | None = None
+    """Steps per epoch."""
+    percent: float | None = Field(default=None, ge=0.0, le=100.0)
+    """Overall completion."""
+    dev_macro_f1: float | None = None
+    """Best macro-F1 on the dev split so far."""
+    updated: str | None = None
+    """When the runner last saw progress (RFC 3339)."""
+
+
+class Scores(StatusModel):
+    """Scores of one model on the held-out split."""
+
+    accuracy: float | None = None
+    """Accuracy."""
+    macro_f1: float | None = None
+    """Macro-averaged F1."""
+    latency_ms_p50: float | None = None
+    """Median per-line latency in milliseconds."""
+    latency_ms_p99: float | None = None
+    """99th percentile per-line latency (student)."""
+    parameters: int | None = None
+    """Parameter count (student)."""
+    size_bytes: int | None = None
+    """Size of the exported model (student)."""
+
+
+class Evaluation(StatusModel):
+    """The latest evaluated generation."""
+
+    generation: int = Field(ge=0)
+    """Spec generation evaluated."""
+    version: str
+    """Artifact version."""
+    sha256: str
+    """Artifact digest."""
+    artifact: str
+    """Artifact path inside the storage volume."""
+    teacher: Scores
+    """Teacher scores."""
+    student: Scores
+    """Student scores."""
+    retention: float
+    """Student macro-F1 / teacher macro-F1."""
+    gate_passed: bool
+    """Whether the gate passed."""
+
+
+class HistoryEntry(StatusModel):
+    """One evaluated version."""
+
+    generation: int
+    """Spec generation."""
+    version: str
+    """Artifact version."""
+    teacher_macro_f1: float
+    """Teacher macro-F1."""
+    student_macro_f1: float
+    """Student macro-F1."""
+    retention: float
+    """Retention."""
+    gate_passed: bool
+    """Whether it passed the gate."""
+    finished_at: str
+    """When its evaluation was observed."""
+
+
+class DistilledModelStatus(StatusModel):
+    """Observed state of a DistilledModel."""
+
+    phase: Phase = "Pending"
+    """Pending, Distilling, RollingOut, Ready, Degraded (an older version serves) or Failed."""
+    message: str = Field(default="", max_length=2048)
+    """What is happening, in one line."""
+    observed_generation: int = Field(default=0, ge=0)
+    """The spec generation the status describes."""
+    job: str | None = None
+    """Name of the current generation's Job."""
+    conditions: list[Condition] = Field(default=[], max_length=16)
+    """Distilled, GatePassed, RolledOut, Ready."""
+    progress: Progress | None = None
+    """Progress of the current Job."""
+    evaluation: Evaluation | None = None
+    """Scores of the latest evaluated generation."""
+    serving_version: str | None = None
+    """Artifact version the DaemonSet serves."""
+    serving_generation: int | None = None
+    """Spec generation of the served artifact."""
+    serving_artifact: str | None = None
+    """Served artifact path inside the storage volume."""
+    history: list[HistoryEntry] = Field(default=[], max_length=HISTORY_LENGTH)
+    """The last evaluated versions with their scores, newest last."""
+
+    def condition(self, kind: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == kind), None)
+
+    def to_patch(self) -> dict:
+        """The status as a JSON merge-patch body (nulls clear fields that became unset)."""
+        return self.model_dump(by_alias=True, mode="json")
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+# --- what the handlers observe -------------------------------------------------------------
+
+JobPhase = Literal["Missing", "Pending", "Running", "Succeeded", "Failed"]
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """The current generation's Job, reduced to what the status needs."""
+
+    phase: JobPhase
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """The classifier DaemonSet as observed."""
+
+    version: str | None
+    generation: int | None
+    artifact: str | None
+    desired: int
+    updated: int
+    available: int
+    current: bool  # the DaemonSet controller has seen the latest template (observedGeneration)
+
+    @property
+    def complete(self) -> bool:
+        return self.current and self.updated == self.desired and self.available == self.desired
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An event to post: a phase change or a condition that changed status."""
+
+    warning: bool
+    reason: str
+    message: str
+
+
+def _cond(old: DistilledModelStatus, kind: str, status: str, reason: str, message: str, gen: int, now: str) -> Condition:
+    prev = old.condition(kind)
+    since = prev.last_transition_time if prev is not None and prev.status == status else now
+    return Condition(
+        type=kind, status=status, reason=reason, message=message[:2048], last_transition_time=since,
+        observed_generation=gen,
+    )
+
+
+def evaluation_from(summary: Summary, generation: int, gate_passed: bool) -> Evaluation:
+    t, s = summary.teacher, summary.student
+    return Evaluation(
+        generation=generation, version=summary.version, sha256=summary.sha256, artifact=summary.artifact,
+        teacher=Scores(accuracy=t.accuracy, macro_f1=t.macro_f1, latency_ms_p50=t.latency_ms_p50),
+        student=Scores(
+            accuracy=s.accuracy, macro_f1=s.macro_f1, latency_ms_p50=s.latency_ms_p50,
+            latency_ms_p99=s.latency_ms_p99, parameters=s.parameters, size_bytes=s.size_bytes,
+        ),
+        retention=summary.retention, gate_passed=gate_passed,
+    )
+
+
+def _with_history(old: list[HistoryEntry], ev: Evaluation, now: str) -> list[HistoryEntry]:
+    if any(h.generation == ev.generation and h.version == ev.version for h in old):
+        return list(old)
+    entry = HistoryEntry(
+        generation=ev.generation, version=ev.version, teacher_macro_f1=ev.teacher.macro_f1 or 0.0,
+        student_macro_f1=ev.student.macro_f1 or 0.0, retention=ev.retention, gate_passed=ev.gate_passed,
+        finished_at=now,
+    )
+    return (list(old) + [entry])[-HISTORY_LENGTH:]
+
+
+def next_status(
+    old: DistilledModelStatus,
+    *,
+    generation: int,
+    job_name: str,
+    job: JobOutcome,
+    summary: Summary | None = None,
+    summary_error: tuple[str, str] | None = None,
+    gate: GateSpec,
+    progress: Progress | None = None,
+    rollout: RolloutState | None = None,
+    now: str | None = None,
+) -> DistilledModelStatus:
+    """The next status from the observed world. Pure and idempotent: same inputs, same output
+    (condition times move only when a condition's status changes)."""
+    now = now or now_rfc3339()
+    g = generation
+    serving = rollout.version if rollout is not None else None
+    evaluation = old.evaluation
+    history = list(old.history)
+    gate_ok: bool | None = None
+    gate_msg = ""
+
+    if job.phase == "Succeeded" and summary is not None:
+        gate_ok, gate_msg = gate_decision(summary, gate.min_macro_f1, gate.min_retention)
+        evaluation = evaluation_from(summary, g, gate_ok)
+        history = _with_history(history, evaluation, now)
+
+    if progress is not None and progress.generation == g:
+        new_progress: Progress | None = progress
+    elif old.progress is not None and old.progress.generation == g:
+        new_progress = old.progress
+    else:
+        new_progress = None
+
+    # Distilled
+    if job.phase in ("Missing", "Pending"):
+        distilled = (DISTILLED, "Unknown", "JobPending", f"Job {job_name} is waiting to start")
+    elif job.phase == "Running":
+        distilled = (DISTILLED, "Unknown", "JobRunning", f"Job {job_name} is distilling")
+    elif job.phase == "Failed":
+        distilled = (DISTILLED, "False", job.reason or "JobFailed", job.message or f"Job {job_name} failed")
+    elif summary is None:
+        reason, msg = summary_error or ("SummaryMissing", "the Job succeeded without a summary")
+        distilled = (DISTILLED, "False", reason, f"Job {job_name}: {msg}")
+    else:
+        distilled = (DISTILLED, "True", "Succeeded", f"version {summary.version} (sha256 {summary.sha256[:12]})")
+
+    # GatePassed (only a finished evaluation of this generation changes it)
+    if gate_ok is None:
+        prev = old.condition(GATE_PASSED)
+        if prev is not None and prev.observed_generation != g and job.phase in ("Missing", "Pending", "Running"):
+            gate_c = (GATE_PASSED, "Unknown", "Evaluating", f"generation {g} is not evaluated yet")
+        elif job.phase in ("Failed", "Succeeded"):
+            gate_c = (GATE_PASSED, "Unknown", "NotEvaluated", "no summary to evaluate")
+        elif prev is not None:
+            gate_c = (GATE_PASSED, prev.status, prev.reason, prev.message)
+        else:
+            gate_c = (GATE_PASSED, "Unknown", "Evaluating", f"generation {g} is not evaluated yet")
+    elif gate_ok:
+        gate_c = (GATE_PASSED, "True", "ThresholdsMet", gate_msg)
+    else:
+        gate_c = (GATE_PASSED, "False", "BelowThreshold", gate_msg)
+
+    # RolledOut (about whatever version serves)
+    if rollout is None:
+        rolled = (ROLLED_OUT, "Unknown", "NotDeployed", "no version has passed the gate yet")
+    elif rollout.complete:
+        rolled = (ROLLED_OUT, "True", "AllNodesUpdated",
+                  f"version {rollout.version} on {rollout.available}/{rollout.desired} selected nodes")
+    else:
+        rolled = (ROLLED_OUT, "False", "RollingUpdate",
+                  f"version {rollout.version}: {rollout.updated} updated, {rollout.available} available"
+                  f" of {rollout.desired} selected nodes")
+
+    # Phase
+    failed_now = job.phase == "Failed" or (job.phase == "Succeeded" and (summary is None or gate_ok is False))
+    if job.phase in ("Missing", "Pending"):
+        phase, message = "Pending", distilled[3]
+    elif job.phase == "Running":
+        phase, message = "Distilling", distilled[3]
+    elif failed_now:
+        why = gate_c[3] if gate_ok is False else distilled[3]
+        if serving:
+            phase, message = "Degraded", f"{why}; still serving version {serving}"
+        else:
+            phase, message = "Failed", why
+    elif rollout is not None and summary is not None and rollout.version == summary.version and rollout.complete:
+        phase, message = "Ready", rolled[3]
+    else:
+        phase = "RollingOut"
+        message = rolled[3] if rollout is not None and summary is not None and rollout.version == summary.version \
+            else f"rolling out version {summary.version if summary else '?'}"
+
+    ready = (READY, "True" if phase == "Ready" else "False", phase, message)
+    conditions = [_cond(old, *c, g, now) for c in (distilled, gate_c, rolled, ready)]
+    return DistilledModelStatus(
+        phase=phase, message=message[:2048], observed_generation=g, job=job_name, conditions=conditions,
+        progress=new_progress, evaluation=evaluation,
+        serving_version=serving,
+        serving_generation=rollout.generation if rollout is not None else None,
+        serving_artifact=rollout.artifact if rollout is not None else None,
+        history=history,
+    )
+
+
+def invalid_spec_status(old: DistilledModelStatus, generation: int, message: str, now: str | None = None) -> DistilledModelStatus:
+    """A spec the operator cannot use (the API server let it through, pydantic did not)."""
+    now = now or now_rfc3339()
+    phase = "Degraded" if old.serving_version else "Failed"
+    conds = [
+        _cond(old, DISTILLED, "False", "InvalidSpec", message, generation, now),
+        _cond(old, READY, "False", phase, message, generation, now),
+    ]
+    keep = [c for c in old.conditions if c.type not in (DISTILLED, READY)]
+    return old.model_copy(update={
+        "phase": phase, "message": message[:2048], "observed_generation": generation, "conditions": conds + keep,
+    })
+
+
+def transitions(old: DistilledModelStatus, new: DistilledModelStatus) -> list[Transition]:
+    """Events to post for a status change: the phase, and each condition whose status changed."""
+    events: list[Transition] = []
+    if old.phase != new.phase or old.observed_generation != new.observed_generation and new.phase != old.phase:
+        warn = new.phase in ("Failed", "Degraded")
+        events.append(Transition(warn, f"Phase{new.phase}", new.message or new.phase))
+    for cond in new.conditions:
+        prev = old.condition(cond.type)
+        if cond.type == READY or (prev is not None and prev.status == cond.status and prev.reason == cond.reason):
+            continue
+        if prev is None and cond.status == "Unknown":
+            continue
+        warn = cond.status == "False" and cond.type != ROLLED_OUT
+        events.append(Transition(warn, f"{cond.type}{cond.status}" if cond.status != "Unknown" else cond.reason,
+                                 cond.message or cond.reason))
+    return events
+
+
+def same_status(a: DistilledModelStatus, b: DistilledModelStatus) -> bool:
+    """Equal apart from nothing: used to skip no-op patches (which would wake watchers)."""
+    return a.to_patch() == b.to_patch()
