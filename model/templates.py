@@ -28,6 +28,10 @@ _VARIABLE = re.compile(
     re.VERBOSE,
 )
 
+# A match can end inside a token ("1.2.3.4:5x" -> "<IP>:5x"); mask what stays glued to a
+# mask token in one more pass so that mask() is idempotent and leaves no digit behind.
+_GLUED = re.compile(r"(?<=>)[^\s<>()\[\]{},;='\"]*\d[^\s<>()\[\]{},;='\"]*")
+
 _REPLACEMENT = {name: f"<{name}>" for name in ("IP", "PATH", "HEX", "NUM", "ID")}
 
 
@@ -37,4 +41,4 @@ def _replace(match: re.Match[str], _names: dict[str, str] = _REPLACEMENT) -> str
 
 def mask(text: str) -> str:
     """Return the masked template of ``text``: variable tokens replaced, whitespace collapsed."""
-    return " ".join(_VARIABLE.sub(_replace, text).split())
+    return " ".join(_GLUED.sub("<ID>", _VARIABLE.sub(_replace, text)).split())
