@@ -141,9 +141,9 @@ def test_operator_pod_meets_restricted_pod_security():
         assert container[probe]["httpGet"]["port"] == "health"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert any(f"--liveness=http://0.0.0.0:{ports['health']}/healthz" == a for a in container["args"])
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["LOGDISTILL_JOB_IMAGE"] == "ghcr.io/logdistill/logdistill:0.1.0"
-    assert env["LOGDISTILL_EDGE_IMAGE"] == "ghcr.io/logdistill/logdistill-edge:0.1.0"
+    assert "--job-image=ghcr.io/logdistill/logdistill:0.1.0" in container["args"]
+    assert "--edge-image=ghcr.io/logdistill/logdistill-edge:0.1.0" in container["args"]
+    assert "--standalone" in container["args"]  # one replica: no peering objects needed
     assert pod["serviceAccountName"] == "logdistill"
 
 
@@ -189,6 +189,10 @@ def test_namespaced_scenario_has_no_cluster_wide_write_access():
     (deployment,) = find(docs, "Deployment")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args
+    # Two replicas: peering through a KopfPeering per watched namespace.
+    assert "--peering=logdistill" in args and "--standalone" not in args
+    assert {(p["kind"], p["metadata"]["namespace"]) for p in find(docs, "KopfPeering")} == {
+        ("KopfPeering", "team-a"), ("KopfPeering", "team-b")}
 
 
 def test_minimal_scenario_creates_no_rbac_or_service_account():
@@ -206,13 +210,14 @@ def test_monitors_select_classifier_pods_and_label_node_and_model():
     (service_monitor,) = find(docs, "ServiceMonitor", "-classifier")
     for monitor, key in ((pod_monitor, "podMetricsEndpoints"), (service_monitor, "endpoints")):
         assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-        assert monitor["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "logdistill-classifier"}
+        assert monitor["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "logdistill",
+                                                              "app.kubernetes.io/component": "classifier"}
         assert monitor["spec"]["namespaceSelector"] == {"any": True}
         (endpoint,) = monitor["spec"][key]
         assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == ("metrics", "/metrics", "15s")
         targets = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
         assert targets["node"] == ["__meta_kubernetes_pod_node_name"]
-        assert targets["distilledmodel"] == ["__meta_kubernetes_pod_label_logdistill_io_distilledmodel"]
+        assert targets["distilledmodel"] == ["__meta_kubernetes_pod_label_logdistill_io_model"]
     (rule,) = find(docs, "PrometheusRule")
     alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
     assert alerts == ["LogdistillStudentAccuracyBelowGate", "LogdistillLatencySLOBreach",

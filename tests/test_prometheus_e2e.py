@@ -47,8 +47,9 @@ POD_META = {
     "__meta_kubernetes_pod_name": "bgl-classifier-x7k2p",
     "__meta_kubernetes_pod_node_name": "edge-1",
     "__meta_kubernetes_pod_container_port_name": "metrics",
-    "__meta_kubernetes_pod_label_app_kubernetes_io_name": "logdistill-classifier",
-    "__meta_kubernetes_pod_label_logdistill_io_distilledmodel": "bgl",
+    "__meta_kubernetes_pod_label_app_kubernetes_io_name": "logdistill",
+    "__meta_kubernetes_pod_label_app_kubernetes_io_component": "classifier",
+    "__meta_kubernetes_pod_label_logdistill_io_model": "bgl",
 }
 
 
