@@ -1,0 +1,157 @@
+"""The Dockerfile's two targets, tested through what they run (no Docker engine here): the stages, the
+install lines, the non-root user and entrypoint, and that the edge image's install, the base dependencies
+only, serves ``logdistill classify`` with no torch: a subprocess in which every package outside the base
+dependency closure is unimportable runs the CLI and classifies real lines with a real ONNX artifact."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+from chart_helpers import ROOT
+from helpers.onnx_artifacts import build_onnx_artifact
+
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def stages() -> dict[str, list[str]]:
+    """Stage name -> its instructions (continuation lines joined)."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    out: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.match(r"FROM\s+\S+\s+AS\s+(\S+)", line, re.I)
+        if match:
+            current = match.group(1)
+            out[current] = [line]
+        elif current:
+            out[current].append(line)
+    return out
+
+
+def test_two_runtime_targets_non_root_with_the_logdistill_entrypoint():
+    s = stages()
+    for target in ("edge", "full"):
+        body = s[target]
+        assert 'ENTRYPOINT ["logdistill"]' in body, target
+        users = [line.split()[1] for line in body if line.startswith("USER ")]
+        assert users and users[-1].split(":")[0] == "10001", f"{target} must run as a numeric non-root user"
+        assert any(line.startswith("COPY --from=build-" + target) for line in body)
+    assert s["runtime"][0].startswith("FROM ${PYTHON_IMAGE}")
+    # The operator Deployment's command is the full image's entrypoint; its pod UID matches the image's user.
+    deployment = (ROOT / "charts" / "logdistill" / "templates" / "deployment.yaml").read_text()
+    assert 'command: ["logdistill", "operator"]' in deployment and "runAsUser: 10001" in deployment
+
+
+def test_edge_installs_the_base_only_and_full_the_train_extra():
+    s = stages()
+    edge_install = " ".join(s["build-edge"])
+    full_install = " ".join(s["build-full"])
+    assert re.search(r"pip install --no-cache-dir /src(\s|$)", edge_install), edge_install
+    assert '"/src[train]"' in full_install
+    # Every package folder the install needs is copied into the build context.
+    copied = {line.split()[1].rstrip("/") for line in s["source"] if line.startswith("COPY ")}
+    assert {"src", "model", "edge", "operator"} <= copied
+    ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    assert not {"src", "model", "edge", "operator", "pyproject.toml", "README.md"} & set(ignored)
+
+
+def base_closure() -> set[str]:
+    """Normalised names of every distribution ``pip install .`` (no extras) brings in, from the metadata
+    of the installed project and its dependencies."""
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    seen: set[str] = set()
+    todo = ["logdistill"]
+    while todo:
+        name = norm(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        for raw in metadata.requires(name) or []:
+            req = Requirement(raw)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return seen
+
+
+def test_base_dependencies_exclude_torch():
+    closure = base_closure()
+    assert {"onnxruntime", "tokenizers", "prometheus-client"} <= closure
+    assert not {"torch", "transformers", "safetensors", "onnx", "scikit-learn"} & closure, closure
+
+
+BLOCKER = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+    ALLOWED_DISTS = set(json.loads(sys.argv.pop(1)))
+    OWNERS = json.loads(sys.argv.pop(1))  # top-level module -> distributions providing it
+
+    class NotInEdgeImage(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            top = name.partition(".")[0]
+            dists = OWNERS.get(top)
+            if dists and not set(dists) & ALLOWED_DISTS:
+                raise ModuleNotFoundError(f"{name} is not installed in the edge image", name=name)
+            return None
+
+    sys.meta_path.insert(0, NotInEdgeImage())
+    """
+)
+
+
+def _edge_python(code: str, *args: str) -> subprocess.CompletedProcess:
+    owners = {
+        top: sorted({re.sub(r"[-_.]+", "-", d).lower() for d in dists})
+        for top, dists in metadata.packages_distributions().items()
+    }
+    script = BLOCKER + textwrap.dedent(code)
+    return subprocess.run(
+        [sys.executable, "-P", "-c", script, json.dumps(sorted(base_closure())), json.dumps(owners), *args],
+        capture_output=True, text=True, timeout=120, cwd=ROOT.parent,
+    )
+
+
+def test_blocker_really_blocks_packages_outside_the_edge_install():
+    proc = _edge_python("import torch")
+    assert proc.returncode != 0 and "torch is not installed in the edge image" in proc.stderr
+
+
+def test_edge_install_runs_classify_help_and_classifies_without_torch(tmp_path):
+    model = tmp_path / "model"
+    build_onnx_artifact(model, ["-", "ERROR", "FATAL"], {"error": "ERROR", "fatal": "FATAL"})
+    lines = [line for line in (ROOT.parent / "shared/data/loghub/BGL/BGL_2k.log").read_text().splitlines()[:200]]
+    (tmp_path / "lines.json").write_text(json.dumps(lines))
+    code = """
+    import contextlib, io, json, sys
+    from pathlib import Path
+    from logdistill.cli import main
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            main(["classify", "--help"])
+        except SystemExit as exit:
+            assert exit.code == 0, exit.code
+    assert "--model" in out.getvalue() and "--paths" in out.getvalue()
+    from logdistill.edge.main import load_classifier
+    classifier = load_classifier(Path(sys.argv[1]), threads=1, cache_size=100, batch_size=32, max_line_chars=4096)
+    lines = json.loads(Path(sys.argv[2]).read_text())
+    results = classifier.classify(lines)
+    print(json.dumps({"n": len(results), "torch": "torch" in sys.modules, "transformers": "transformers" in sys.modules}))
+    """
+    proc = _edge_python(code, str(model), str(tmp_path / "lines.json"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report == {"n": 200, "torch": False, "transformers": False}
