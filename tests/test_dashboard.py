@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import sys
 
 from prometheus_client import CollectorRegistry
 
@@ -16,6 +17,7 @@ from logdistill.edge.metrics import ClassifierMetrics
 def _builder():
     spec = importlib.util.spec_from_file_location("logdistill_dashboard_builder", ROOT / "hack" / "dashboard.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
 
