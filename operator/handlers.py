@@ -17,10 +17,12 @@ Choices:
 
 from __future__ import annotations
 
+import asyncio
+import fnmatch
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -57,6 +59,9 @@ class Context:
 
     api: client.ApiClient
     images: b.Images
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    resync_seconds: float = 30.0
+    tasks: list = field(default_factory=list)
 
 
 _locks: dict[tuple[str, str], threading.Lock] = {}
@@ -77,16 +82,63 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix=GROUP, key="last-handled-configuration")
     settings.persistence.finalizer = f"{GROUP}/operator"  # only used if a deletion handler is ever added
     settings.posting.level = logging.INFO
-    # Periodic re-listing doubles as a resync: every child and CR is seen again at least this often.
-    settings.watching.server_timeout = 120
     settings.execution.max_workers = 8
+
+
+@kopf.on.startup()
+async def start_resync(memo: kopf.Memo, **_: Any) -> None:
+    """A periodic resync of unfinished CRs: a safety net for an event whose reconcile failed
+    (event handlers are not retried). Not a kopf timer: timers would put a finalizer on every CR."""
+    ctx: Context = memo.ctx
+    if ctx.resync_seconds > 0:
+        ctx.tasks.append(asyncio.create_task(_resync_loop(ctx)))
+
+
+@kopf.on.cleanup()
+async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
+    for task in memo.ctx.tasks:
+        task.cancel()
+    memo.ctx.tasks.clear()
+
+
+async def _resync_loop(ctx: Context) -> None:
+    while True:
+        await asyncio.sleep(ctx.resync_seconds)
+        try:
+            await asyncio.to_thread(resync_once, ctx)
+        except Exception as err:  # noqa: BLE001 - the loop must survive API outages
+            log.warning("resync failed: %s", err)
+
+
+def resync_once(ctx: Context) -> int:
+    """Reconcile every CR that is not settled (Ready/Failed/Degraded of its current generation)."""
+    custom = client.CustomObjectsApi(ctx.api)
+    exact = ctx.namespaces and not any(ch in ns for ns in ctx.namespaces for ch in "*?[!")
+    if exact:
+        items = [i for ns in ctx.namespaces for i in
+                 custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL).get("items", [])]
+    else:  # cluster-wide, or kopf namespace patterns (globs): list everything, keep what matches
+        items = [i for i in custom.list_cluster_custom_object(GROUP, VERSION, PLURAL).get("items", [])
+                 if not ctx.namespaces or any(fnmatch.fnmatch(i["metadata"]["namespace"], p) for p in ctx.namespaces)]
+    done = 0
+    for item in items:
+        status = item.get("status") or {}
+        settled = status.get("phase") in ("Ready", "Failed", "Degraded") and \
+            status.get("observedGeneration") == item["metadata"].get("generation")
+        if not settled:
+            try:
+                reconcile(ctx, item["metadata"]["namespace"], item["metadata"]["name"])
+                done += 1
+            except (kopf.TemporaryError, kopf.PermanentError, ApiException) as err:
+                log.info("resync of %s/%s deferred: %s", item["metadata"]["namespace"], item["metadata"]["name"], err)
+    return done
 
 
 @kopf.on.resume(*CR)
 @kopf.on.create(*CR)
 @kopf.on.update(*CR, field="spec")
 def on_spec(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    reconcile(memo.ctx, body["metadata"]["namespace"], body["metadata"]["name"], strict=True)
+    reconcile(memo.ctx, body["metadata"]["namespace"], body["metadata"]["name"])
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS)
@@ -96,7 +148,7 @@ def on_child(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     owner = body["metadata"].get("labels", {}).get(b.MODEL_LABEL)
     if owner:
         try:
-            reconcile(memo.ctx, body["metadata"]["namespace"], owner, strict=False)
+            reconcile(memo.ctx, body["metadata"]["namespace"], owner)
         except (kopf.TemporaryError, kopf.PermanentError) as err:
             # Event handlers are not retried: the next event (or the periodic re-list) will be.
             log.info("reconcile of %s/%s after a %s event deferred: %s", body["metadata"]["namespace"], owner,
@@ -105,7 +157,7 @@ def on_child(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 # --- reconcile ------------------------------------------------------------------------------
 
-def reconcile(ctx: Context, namespace: str, name: str, strict: bool) -> DistilledModelStatus | None:
+def reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus | None:
     """Bring the CR's children and status in line with its current generation."""
     with _lock(namespace, name):
         try:

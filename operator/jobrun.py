@@ -94,9 +94,13 @@ def _summary_written(path: Path) -> bool:
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     summary = Path(args.summary_file)
-    progress = Path(tempfile.mkdtemp(prefix="logdistill-progress-")) / "progress.json"
+    scratch = Path(tempfile.mkdtemp(prefix="logdistill-jobrun-"))
+    progress = scratch / "progress.json"
+    # The engine replaces its summary file atomically (rename), which fails on the termination-log
+    # bind mount (EBUSY): it writes into scratch and the runner copies the bytes in place.
+    engine_summary = scratch / "summary.json"
     command = [sys.executable, "-P", "-m", "logdistill", "distill", "--config", args.config, "--out", args.out,
-               "--progress-file", str(progress), "--summary-file", str(summary), *args.extra]
+               "--progress-file", str(progress), "--summary-file", str(engine_summary), *args.extra]
     publisher = ProgressPublisher(os.environ.get("POD_NAME"), os.environ.get("POD_NAMESPACE"))
     log.info("running %s", " ".join(command))
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace")
@@ -119,8 +123,15 @@ def main(args: argparse.Namespace) -> int:
             read_progress()
     forwarder.join(timeout=5)
     read_progress()
-    if code != 0 and not _summary_written(summary):
+    if _summary_written(engine_summary):
+        text = engine_summary.read_text(encoding="utf-8")
+    elif code != 0:
         last = next((line for line in reversed(tail) if line.strip()), "no output")
-        error = f"logdistill distill exited with code {code}: {last}"[:1000]
-        summary.write_text(json.dumps({"error": error}), encoding="utf-8")
+        text = json.dumps({"error": f"logdistill distill exited with code {code}: {last}"[:1000]})
+    else:
+        text = ""  # success without a summary: the operator reports it, never rolls it out
+        log.error("logdistill distill succeeded but wrote no summary")
+    if text:
+        with open(summary, "w", encoding="utf-8") as out:  # in place: never rename over a bind mount
+            out.write(text)
     return code

@@ -4,7 +4,6 @@
                         [--edge-image IMG] [--peering NAME | --standalone] [--priority N]
     logdistill operator crd [--peering]      # print the CRD (and kopf's peering CRDs)
     logdistill operator job-run ...          # the distillation Job's entrypoint
-    logdistill operator bench ...            # reconcile-latency benchmark on a cluster
 
 Credentials come from the in-cluster ServiceAccount, else ``KUBECONFIG`` (or ``--kubeconfig``).
 No torch anywhere in this package.
@@ -46,16 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="peering priority (default: random, so two replicas never tie and both pause)")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then KUBECONFIG)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="operator_command", metavar="[crd|job-run|bench]")
+    sub = parser.add_subparsers(dest="operator_command", metavar="[crd|job-run]")
     crd = sub.add_parser("crd", help="print the generated DistilledModel CRD")
     crd.add_argument("--peering", dest="with_peering", action="store_true",
                      help="print kopf's peering CRDs (kopf.dev/v1) instead")
     from logdistill.operator import jobrun
 
     jobrun.add_arguments(sub.add_parser("job-run", help="distillation Job entrypoint (runs logdistill distill)"))
-    from logdistill.operator import bench
-
-    bench.add_arguments(sub.add_parser("bench", help="measure reconcile latency on a cluster"))
 
 
 def load_kube_config(kubeconfig: str | None = None) -> None:
@@ -98,6 +94,7 @@ class OperatorThread:
         self.ctx = handlers.Context(
             api=api_client or client.ApiClient(),
             images=images or builders.Images(job=DEFAULT_JOB_IMAGE, edge=DEFAULT_EDGE_IMAGE),
+            namespaces=tuple(namespaces),
         )
         self.kwargs = {
             "clusterwide": not namespaces,
@@ -150,8 +147,9 @@ def run(args: argparse.Namespace) -> int:
     load_kube_config(args.kubeconfig)
     from kubernetes import client
 
-    ctx = handlers.Context(api=client.ApiClient(), images=builders.Images(job=args.job_image, edge=args.edge_image))
     kwargs = operator_kwargs(args)
+    ctx = handlers.Context(api=client.ApiClient(), images=builders.Images(job=args.job_image, edge=args.edge_image),
+                           namespaces=tuple(kwargs["namespaces"]))
     logging.getLogger("logdistill.operator").info(
         "watching %s; peering %s", "all namespaces" if kwargs["clusterwide"] else ", ".join(kwargs["namespaces"]),
         "off" if args.standalone else f"{args.peering} (priority {kwargs['priority']})")
@@ -170,8 +168,4 @@ def main(args: argparse.Namespace) -> int:
         from logdistill.operator import jobrun
 
         return jobrun.main(args)
-    if command == "bench":
-        from logdistill.operator import bench
-
-        return bench.main(args)
     return run(args)

@@ -57,7 +57,7 @@ def test_operator_package_never_imports_torch():
     code = (
         "import sys\n"
         "import logdistill.operator.main, logdistill.operator.handlers, logdistill.operator.crd\n"
-        "import logdistill.operator.jobrun, logdistill.operator.bench\n"
+        "import logdistill.operator.jobrun\n"
         "from logdistill.cli import main\n"
         "try:\n    main(['operator', 'crd'])\nexcept SystemExit:\n    pass\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'onnxruntime'))\n"

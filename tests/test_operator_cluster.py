@@ -1,0 +1,393 @@
+"""The operator on a real control plane (kube-apiserver, etcd, controllers, scheduler, kwok nodes).
+
+The operator runs in-process (kopf in a background thread, one per test, watching only the
+test's namespace); the distillation Job's pod is run for real by LocalKubelet (its command, from
+the pod spec, as a local process that writes a real artifact), and kwok marks the DaemonSet's pods
+Running/Ready on the edge nodes. Every wait is a condition with a timeout.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from helpers.kubelet import LocalKubelet
+from logdistill.operator import builders as b
+from logdistill.operator.crd import CRD_NAME, CRD_PATH, GROUP, PLURAL, VERSION
+from logdistill.operator.main import OperatorThread
+from logdistill.spec import DistilledModelSpec, SpecError, parse_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+BGL_2K = ROOT / "model" / "data" / "BGL_2k.log"
+EDGE_NODES = {"edge-1", "edge-2"}
+BASE = {"teacher": {"checkpoint": "/artifacts/teachers/t"}}
+
+# (id, spec patch, field the API server's error must name)
+INVALID = [
+    ("two-teacher-sources", {"teacher": {"checkpoint": "/t", "endpoint": {"url": "http://x/v1", "model": "m"}}}, "teacher"),
+    ("no-teacher-source", {"teacher": {}}, "teacher"),
+    ("ensemble-of-one", {"teacher": {"ensemble": [{"checkpoint": "/a"}]}}, "ensemble"),
+    ("endpoint-url-scheme", {"teacher": {"endpoint": {"url": "ftp://x", "model": "m"}}}, "url"),
+    ("hidden-not-multiple-of-heads", {"student": {"hidden": 130, "heads": 4}}, "hidden"),
+    ("pretrained-missing", {"student": {"init": "pretrained"}}, "pretrained"),
+    ("layers-zero", {"student": {"layers": 0}}, "layers"),
+    ("layers-wrong-type", {"student": {"layers": "two"}}, "layers"),
+    ("init-enum", {"student": {"init": "random"}}, "init"),
+    ("unknown-student-field", {"student": {"depth": 3}}, "depth"),
+    ("fractions-sum", {"data": {"testFraction": 0.5, "devFraction": 0.45}}, "testFraction"),
+    ("data-format-enum", {"data": {"format": "xml"}}, "format"),
+    ("alpha-above-one", {"training": {"alpha": 1.5}}, "alpha"),
+    ("temperature-zero", {"training": {"temperature": 0}}, "temperature"),
+    ("epochs-zero", {"training": {"epochs": 0}}, "epochs"),
+    ("gate-f1-zero", {"gate": {"minMacroF1": 0}}, "minMacroF1"),
+    ("gate-retention-above-one", {"gate": {"minRetention": 1.5}}, "minRetention"),
+    ("unknown-top-level-field", {"foo": 1}, "foo"),
+    ("backoff-too-high", {"job": {"backoffLimit": 11}}, "backoffLimit"),
+    ("deadline-too-short", {"job": {"activeDeadlineSeconds": 10}}, "activeDeadlineSeconds"),
+    ("pull-policy-enum", {"job": {"imagePullPolicy": "Sometimes"}}, "imagePullPolicy"),
+    ("cpu-quantity", {"job": {"resources": {"requests": {"cpu": "lots"}}}}, "cpu"),
+    ("toleration-exists-with-value", {"job": {"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}},
+     "value"),
+    ("toleration-effect-enum", {"rollout": {"tolerations": [{"key": "k", "effect": "Sometimes"}]}}, "effect"),
+    ("node-selector-key", {"rollout": {"nodeSelector": {"bad key!": ""}}}, "nodeSelector"),
+    ("log-path-relative", {"rollout": {"logPaths": ["var/log/x.log"]}}, "logPaths"),
+    ("port-privileged", {"rollout": {"port": 80}}, "port"),
+    ("max-unavailable-zero", {"rollout": {"maxUnavailable": 0}}, "maxUnavailable"),
+    ("subpath-parent", {"storage": {"persistentVolumeClaim": {"subPath": "a/../etc"}}}, "subPath"),
+    ("claim-name", {"storage": {"persistentVolumeClaim": {"claimName": "Bad_Name"}}}, "claimName"),
+]
+
+
+def merged(patch: dict) -> dict:
+    spec = copy.deepcopy(BASE)
+    for key, value in patch.items():
+        spec[key] = value
+    return spec
+
+
+def cr(name: str, spec: dict) -> dict:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DistilledModel", "metadata": {"name": name}, "spec": spec}
+
+
+# ---- the same cases through pydantic (no cluster): both layers refuse them ---------------------
+
+@pytest.mark.parametrize("case, patch, field", [c for c in INVALID], ids=[c[0] for c in INVALID])
+def test_invalid_spec_is_refused_by_the_models(case, patch, field):
+    with pytest.raises(SpecError) as err:
+        parse_spec(merged(patch), DistilledModelSpec)
+    assert field in str(err.value)
+
+
+# ---- fixtures ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cluster(control_plane):
+    """The control plane with the generated CRD installed and KUBECONFIG pointing at it."""
+    control_plane.kubectl("apply", "-f", ROOT / CRD_PATH)
+    control_plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=30s")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KUBECONFIG", str(control_plane.kubeconfig))  # kopf's login reads it
+        from kubernetes import config
+
+        config.load_kube_config(config_file=str(control_plane.kubeconfig))
+        yield control_plane
+
+
+@pytest.fixture
+def apis(cluster):
+    api = cluster.api_client()
+    return {"custom": client.CustomObjectsApi(api), "batch": client.BatchV1Api(api),
+            "core": client.CoreV1Api(api), "apps": client.AppsV1Api(api)}
+
+
+@pytest.fixture
+def storage(cluster, namespace, apis):
+    """A pre-bound PV + PVC named like the spec default, so pods using it schedule."""
+    pv_name = f"pv-{namespace}"[:63]
+    apis["core"].create_persistent_volume({
+        "metadata": {"name": pv_name},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": "manual",
+                 "hostPath": {"path": f"/tmp/{pv_name}"}, "persistentVolumeReclaimPolicy": "Retain",
+                 "claimRef": {"namespace": namespace, "name": "logdistill-artifacts"}},
+    })
+    apis["core"].create_namespaced_persistent_volume_claim(namespace, {
+        "metadata": {"name": "logdistill-artifacts"},
+        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "manual", "volumeName": pv_name,
+                 "resources": {"requests": {"storage": "1Gi"}}},
+    })
+    yield
+    apis["core"].delete_persistent_volume(pv_name)
+
+
+@pytest.fixture
+def operator(cluster, namespace, storage):
+    from kubernetes import config
+
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    op = OperatorThread(namespaces=[namespace], api_client=api).start()
+    yield op
+    op.stop()
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """A real tiny teacher trained on the bundled BGL 2k sample (seconds, once per module)."""
+    pytest.importorskip("torch")
+    from helpers.tiny_models import build_tiny_teacher
+    from logdistill.model.data import read_logs
+
+    records = read_logs(BGL_2K, "loghub").records
+    return build_tiny_teacher(tmp_path_factory.mktemp("teacher"), [r.label for r in records],
+                              [r.text for r in records], epochs=3)
+
+
+@pytest.fixture
+def kubelet(cluster, namespace, tmp_path):
+    with LocalKubelet(cluster.api_client(), namespace, volume_map={"artifacts": tmp_path / "artifacts"},
+                      env_overrides={"KUBECONFIG": str(cluster.kubeconfig)}) as k:
+        yield k
+
+
+def tiny_spec(teacher: Path, **gate) -> dict:
+    return {
+        "teacher": {"checkpoint": str(teacher)},
+        "student": {"layers": 1, "hidden": 32, "heads": 2, "intermediate": 64, "maxLength": 32, "init": "scratch"},
+        "data": {"path": str(BGL_2K)},
+        "training": {"epochs": 1, "batchSize": 64, "threads": 1},
+        "gate": {"minMacroF1": 0.01, "minRetention": 0.01, **gate},
+        "job": {"backoffLimit": 0},  # one pod per Job: the test runs it
+    }
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+def get_cr(apis, ns, name) -> dict:
+    return apis["custom"].get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+
+
+def create_cr(apis, ns, name, spec) -> dict:
+    return apis["custom"].create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, cr(name, spec))
+
+
+def jobs_of(apis, ns, name) -> list:
+    return apis["batch"].list_namespaced_job(ns, label_selector=f"{b.MODEL_LABEL}={name}").items
+
+
+def wait_phase(cluster, apis, ns, name, phases, timeout=90, generation=None) -> dict:
+    phases = {phases} if isinstance(phases, str) else set(phases)
+    seen = {}
+
+    def check():
+        body = get_cr(apis, ns, name)
+        status = body.get("status") or {}
+        seen["status"] = status
+        if generation is not None and status.get("observedGeneration") != generation:
+            return None
+        return body if status.get("phase") in phases else None
+
+    try:
+        return cluster.wait_for(check, timeout, 0.1, f"{ns}/{name} phase in {sorted(phases)}")
+    except TimeoutError as err:
+        raise TimeoutError(f"{err}; last status: {json.dumps(seen.get('status'), indent=1)}") from None
+
+
+def wait_job(cluster, apis, ns, name, generation, timeout=20):
+    job_name = b.job_name(name, generation)
+    return cluster.wait_for(lambda: apis["batch"].read_namespaced_job(job_name, ns), timeout, 0.05,
+                            f"Job {job_name}", ignore=(ApiException,))
+
+
+def run_job_pod(kubelet, name, generation, timeout=300) -> int:
+    pod = kubelet.find_pod(f"job-name={b.job_name(name, generation)}", timeout=30)
+    kubelet.wait_running(pod, timeout=30)
+    return kubelet.run_pod(pod, timeout=timeout)
+
+
+def condition(body, kind) -> dict:
+    return next(c for c in body["status"]["conditions"] if c["type"] == kind)
+
+
+def event_reasons(apis, ns, name) -> set[str]:
+    events = apis["core"].list_namespaced_event(ns, field_selector=f"involvedObject.name={name}").items
+    return {e.reason for e in events}
+
+
+# ---- invalid objects are refused by the API server -------------------------------------------
+
+@pytest.mark.parametrize("case, patch, field", [c for c in INVALID], ids=[c[0] for c in INVALID])
+def test_invalid_cr_is_refused_by_the_api_server(cluster, apis, namespace, case, patch, field):
+    with pytest.raises(ApiException) as err:
+        apis["custom"].create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, cr("bad", merged(patch)),
+                                                       dry_run="All", field_validation="Strict")
+    assert err.value.status in (400, 422), err.value.body
+    assert field in err.value.body, err.value.body
+
+
+def test_name_too_long_is_refused(cluster, apis, namespace):
+    with pytest.raises(ApiException) as err:
+        apis["custom"].create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, cr("n" * 53, BASE),
+                                                       dry_run="All")
+    assert "metadata.name" in err.value.body
+
+
+def test_valid_cr_gets_the_schema_defaults(cluster, apis, namespace):
+    body = apis["custom"].create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, cr("ok", BASE),
+                                                         dry_run="All", field_validation="Strict")
+    spec = body["spec"]
+    assert spec["rollout"]["nodeSelector"] == {"node-role.kubernetes.io/edge": ""}
+    assert spec["student"]["hidden"] == 128 and spec["storage"]["persistentVolumeClaim"]["subPath"] == "models"
+    parse_spec(spec, DistilledModelSpec)  # what the API server stores, the operator accepts
+
+
+# ---- the contract --------------------------------------------------------------------------------
+
+def test_contract_example_gets_an_owned_job_and_status_within_10s(cluster, apis, namespace, operator):
+    started = time.monotonic()
+    cluster.kubectl("apply", "-n", namespace, "-f", ROOT / "examples" / "distilledmodel.yaml")
+    name = yaml.safe_load((ROOT / "examples" / "distilledmodel.yaml").read_text())["metadata"]["name"]
+
+    def ready():
+        body = get_cr(apis, namespace, name)
+        status = body.get("status") or {}
+        jobs = [j for j in jobs_of(apis, namespace, name)
+                if any(r.uid == body["metadata"]["uid"] and r.kind == "DistilledModel"
+                       for r in j.metadata.owner_references or [])]
+        ok = jobs and "phase" in status and status.get("conditions") and "observedGeneration" in status
+        return (body, jobs) if ok else None
+
+    body, jobs = cluster.wait_for(ready, 10, 0.05, "an owned Job and a status within 10 s")
+    assert time.monotonic() - started < 10
+    assert [j.metadata.name for j in jobs] == [f"{name}-distill-g1"]
+    assert body["status"]["observedGeneration"] == 1
+
+
+# ---- whole scenarios -----------------------------------------------------------------------------
+
+def test_create_distil_gate_rollout_ready_then_delete(cluster, apis, namespace, operator, kubelet, teacher):
+    create_cr(apis, namespace, "bgl", tiny_spec(teacher))
+    wait_job(cluster, apis, namespace, "bgl", 1)
+    wait_phase(cluster, apis, namespace, "bgl", {"Pending", "Distilling"})
+    assert run_job_pod(kubelet, "bgl", 1) == 0, kubelet.logs(kubelet.find_pod("job-name=bgl-distill-g1"))
+
+    body = wait_phase(cluster, apis, namespace, "bgl", "Ready", timeout=60)
+    status = body["status"]
+    ev = status["evaluation"]
+    assert ev["generation"] == 1 and ev["gatePassed"] is True and 0 <= ev["student"]["macroF1"] <= 1
+    assert status["servingVersion"] == ev["version"] and status["servingGeneration"] == 1
+    assert condition(body, "GatePassed")["status"] == "True"
+    assert condition(body, "RolledOut")["status"] == "True"
+    assert condition(body, "Ready")["observedGeneration"] == 1
+    assert [h["version"] for h in status["history"]] == [ev["version"]]
+    # progress was published by the job runner into the pod and copied into the status
+    assert status["progress"]["percent"] == 100.0 and status["progress"]["generation"] == 1
+    # the artifact really exists where the DaemonSet will read it
+    assert (kubelet.volume_map["artifacts"] / "models" / "bgl" / "g1" / "manifest.json").is_file()
+
+    ds = apis["apps"].read_namespaced_daemon_set("bgl-classifier", namespace)
+    assert ds.spec.template.metadata.annotations[b.VERSION_ANNOTATION] == ev["version"]
+    assert "/artifacts/models/bgl/g1" in ds.spec.template.spec.containers[0].command
+    pods = apis["core"].list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=classifier").items
+    assert {p.spec.node_name for p in pods} == EDGE_NODES  # exactly the edge-labelled nodes
+    apis["core"].read_namespaced_service("bgl-classifier-metrics", namespace)
+    reasons = event_reasons(apis, namespace, "bgl")
+    assert {"JobCreated", "RolloutStarted", "PhaseReady"} <= reasons, reasons
+
+    # deletion cascades through owner references
+    apis["custom"].delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "bgl")
+
+    def gone():
+        left = (jobs_of(apis, namespace, "bgl")
+                + apis["apps"].list_namespaced_daemon_set(namespace, label_selector=f"{b.MODEL_LABEL}=bgl").items
+                + apis["core"].list_namespaced_config_map(namespace, label_selector=f"{b.MODEL_LABEL}=bgl").items)
+        return not left
+
+    cluster.wait_for(gone, 60, 0.2, "the CR's Job, ConfigMap and DaemonSet to be garbage-collected")
+
+
+def test_failing_gate_keeps_no_rollout(cluster, apis, namespace, operator, kubelet, teacher):
+    create_cr(apis, namespace, "strict", tiny_spec(teacher, minMacroF1=1.0, minRetention=1.0))
+    wait_job(cluster, apis, namespace, "strict", 1)
+    assert run_job_pod(kubelet, "strict", 1) == 0
+    body = wait_phase(cluster, apis, namespace, "strict", "Failed", timeout=60)
+    gate = condition(body, "GatePassed")
+    assert gate["status"] == "False" and gate["reason"] == "BelowThreshold"
+    assert "min 1" in gate["message"] and "macro-F1" in gate["message"]
+    assert body["status"]["evaluation"]["gatePassed"] is False
+    assert body["status"].get("servingVersion") is None
+    with pytest.raises(ApiException) as err:
+        apis["apps"].read_namespaced_daemon_set("strict-classifier", namespace)
+    assert err.value.status == 404
+    assert "GatePassedFalse" in event_reasons(apis, namespace, "strict")
+
+
+def test_failing_job_reports_the_engine_error(cluster, apis, namespace, operator, kubelet, tmp_path):
+    create_cr(apis, namespace, "broken", tiny_spec(tmp_path / "no-such-teacher"))
+    wait_job(cluster, apis, namespace, "broken", 1)
+    assert run_job_pod(kubelet, "broken", 1) != 0
+    body = wait_phase(cluster, apis, namespace, "broken", "Failed", timeout=60)
+    distilled = condition(body, "Distilled")
+    assert distilled["status"] == "False" and distilled["reason"] == "DistillationError"
+    assert "no-such-teacher" in distilled["message"]
+    assert "servingVersion" not in body["status"] or body["status"]["servingVersion"] is None
+
+
+def test_job_succeeding_without_a_summary_is_a_failure(cluster, apis, namespace, operator, kubelet, teacher):
+    create_cr(apis, namespace, "mute", tiny_spec(teacher))
+    wait_job(cluster, apis, namespace, "mute", 1)
+    pod = kubelet.find_pod("job-name=mute-distill-g1")
+    kubelet.wait_running(pod)
+    # A container that exits 0 and writes nothing to its termination-message path.
+    prepared = kubelet.prepare(pod)
+    kubelet.write_terminated(prepared, 0, "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z")
+    body = wait_phase(cluster, apis, namespace, "mute", "Failed", timeout=60)
+    distilled = condition(body, "Distilled")
+    assert distilled["status"] == "False" and distilled["reason"] == "SummaryMissing"
+    with pytest.raises(ApiException):
+        apis["apps"].read_namespaced_daemon_set("mute-classifier", namespace)
+
+
+def test_spec_update_mid_run_supersedes_the_running_job(cluster, apis, namespace, operator, kubelet, teacher):
+    create_cr(apis, namespace, "moving", tiny_spec(teacher))
+    wait_job(cluster, apis, namespace, "moving", 1)
+    kubelet.wait_running(kubelet.find_pod("job-name=moving-distill-g1"))
+    wait_phase(cluster, apis, namespace, "moving", "Distilling")
+    apis["custom"].patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "moving",
+                                                  {"spec": {"gate": {"minMacroF1": 0.02}}})
+    wait_job(cluster, apis, namespace, "moving", 2)
+
+    def old_job_gone():
+        return [j.metadata.name for j in jobs_of(apis, namespace, "moving")] == ["moving-distill-g2"]
+
+    cluster.wait_for(old_job_gone, 30, 0.1, "the generation-1 Job to be deleted (superseded)")
+    assert run_job_pod(kubelet, "moving", 2) == 0
+    body = wait_phase(cluster, apis, namespace, "moving", "Ready", timeout=60, generation=2)
+    assert body["status"]["servingGeneration"] == 2 and body["status"]["evaluation"]["generation"] == 2
+    assert "JobSuperseded" in event_reasons(apis, namespace, "moving")
+
+
+def test_operator_restart_mid_reconcile_creates_no_second_job(cluster, apis, namespace, operator, kubelet, tmp_path):
+    create_cr(apis, namespace, "restart", tiny_spec(tmp_path / "missing-teacher"))
+    wait_job(cluster, apis, namespace, "restart", 1)
+    wait_phase(cluster, apis, namespace, "restart", {"Pending", "Distilling"})
+    operator.stop()
+    # While the operator is down the Job runs and fails.
+    assert run_job_pod(kubelet, "restart", 1) != 0
+    from kubernetes import config
+
+    second = OperatorThread(namespaces=[namespace],
+                            api_client=config.new_client_from_config(config_file=str(cluster.kubeconfig))).start()
+    try:
+        body = wait_phase(cluster, apis, namespace, "restart", "Failed", timeout=60)
+        assert [j.metadata.name for j in jobs_of(apis, namespace, "restart")] == ["restart-distill-g1"]
+        assert body["status"]["observedGeneration"] == 1
+        assert condition(body, "Distilled")["reason"] == "DistillationError"
+    finally:
+        second.stop()
