@@ -1,0 +1,118 @@
+"""``helm install --wait`` of the chart on the real control plane (kube-apiserver, etcd, controllers, kwok
+nodes) into a namespace that enforces Pod Security "restricted"; the operator's RBAC checked with
+``kubectl auth can-i --as=system:serviceaccount:…`` for what it must and must not do."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from chart_helpers import CHART
+
+RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"}
+
+
+def _can(cp, sa: str, verb: str, resource: str, namespace: str | None, *extra: str) -> bool:
+    args = ["auth", "can-i", verb, resource, f"--as={sa}", *extra]
+    args += ["-n", namespace] if namespace else ["--all-namespaces"]
+    proc = cp.kubectl(*args, check=False)
+    answer = proc.stdout.strip()
+    assert answer in ("yes", "no"), proc.stdout + proc.stderr
+    return answer == "yes"
+
+
+@pytest.fixture
+def restricted_namespace(control_plane):
+    name = f"logdistill-sys-{uuid.uuid4().hex[:6]}"
+    control_plane.create_namespace(name, labels=RESTRICTED)
+    yield name
+    control_plane.delete_namespace(name)
+
+
+@pytest.fixture
+def workload_namespaces(control_plane):
+    names = [f"team-{c}-{uuid.uuid4().hex[:6]}" for c in "ab"]
+    for name in names:
+        control_plane.create_namespace(name)
+    yield names
+    for name in names:
+        control_plane.delete_namespace(name)
+
+
+def _install(cp, release: str, namespace: str, *args: str):
+    proc = cp.helm("install", release, CHART, "--namespace", namespace, "--wait", "--timeout", "120s", *args,
+                   check=False, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def test_helm_install_into_restricted_namespace_and_rbac(control_plane, restricted_namespace, workload_namespaces):
+    cp, ns = control_plane, restricted_namespace
+    release = f"logdistill-{uuid.uuid4().hex[:6]}"
+    # Pod Security "restricted" is enforced here: a plain pod is refused.
+    refused = cp.kubectl("run", "plain", "--image=busybox", "-n", ns, check=False)
+    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused.stderr
+
+    installed = _install(cp, release, ns)
+    assert "kubectl get dm -w" in installed.stdout  # NOTES.txt: what to run next
+    try:
+        deployment = json.loads(cp.kubectl("get", "deployment", release, "-n", ns, "-o", "json").stdout)
+        conditions = {c["type"]: c["status"] for c in deployment["status"]["conditions"]}
+        assert conditions.get("Available") == "True", deployment["status"]
+        assert deployment["status"]["readyReplicas"] == 1
+        pods = json.loads(cp.kubectl("get", "pods", "-n", ns, "-l", "app.kubernetes.io/component=operator",
+                                     "-o", "json").stdout)["items"]
+        assert len(pods) == 1 and pods[0]["status"]["phase"] == "Running"
+        assert pods[0]["spec"]["securityContext"]["runAsNonRoot"] is True
+        cp.kubectl("get", "crd", "distilledmodels.logdistill.io")
+
+        sa = f"system:serviceaccount:{ns}:{release}"
+        other = workload_namespaces[0]
+        must = [
+            ("create", "jobs.batch", other), ("delete", "jobs.batch", other), ("watch", "jobs.batch", None),
+            ("watch", "distilledmodels.logdistill.io", None), ("patch", "distilledmodels.logdistill.io", other),
+            ("get", "pods", other), ("list", "pods", None), ("create", "configmaps", other),
+            ("create", "daemonsets.apps", other), ("patch", "daemonsets.apps", other),
+            ("create", "services", other), ("create", "events", other), ("create", "events.events.k8s.io", other),
+            ("create", "leases.coordination.k8s.io", ns), ("list", "customresourcedefinitions.apiextensions.k8s.io", None),
+            ("patch", "clusterkopfpeerings.kopf.dev", None), ("list", "namespaces", None),
+        ]
+        must_not = [
+            ("get", "secrets", other), ("list", "secrets", None), ("get", "secrets", ns), ("watch", "secrets", None),
+            ("delete", "nodes", None), ("create", "pods", other), ("delete", "pods", other),
+            ("create", "leases.coordination.k8s.io", other), ("create", "clusterroles.rbac.authorization.k8s.io", None),
+            ("create", "rolebindings.rbac.authorization.k8s.io", other), ("create", "serviceaccounts", other),
+            ("delete", "namespaces", None), ("update", "customresourcedefinitions.apiextensions.k8s.io", None),
+            ("impersonate", "users", None), ("create", "persistentvolumeclaims", other),
+        ]
+        wrong = [f"cannot {v} {r} in {n or 'all namespaces'}" for v, r, n in must if not _can(cp, sa, v, r, n)]
+        wrong += [f"CAN {v} {r} in {n or 'all namespaces'}" for v, r, n in must_not if _can(cp, sa, v, r, n)]
+        # The status subresource is granted on its own.
+        if not _can(cp, sa, "patch", "distilledmodels.logdistill.io", other, "--subresource=status"):
+            wrong.append("cannot patch distilledmodels/status")
+        assert not wrong, "\n".join(wrong)
+    finally:
+        cp.helm("uninstall", release, "--namespace", ns, "--wait", check=False)
+
+
+def test_namespaced_install_grants_only_the_watched_namespaces(control_plane, restricted_namespace,
+                                                                workload_namespaces):
+    cp, ns = control_plane, restricted_namespace
+    watched, unwatched = workload_namespaces
+    release = f"logdistill-{uuid.uuid4().hex[:6]}"
+    _install(cp, release, ns, "--set-json", f'operator.watchNamespaces=["{watched}"]')
+    try:
+        deployment = json.loads(cp.kubectl("get", "deployment", release, "-n", ns, "-o", "json").stdout)
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert f"--namespace={watched}" in args
+        sa = f"system:serviceaccount:{ns}:{release}"
+        assert _can(cp, sa, "create", "jobs.batch", watched)
+        assert _can(cp, sa, "patch", "distilledmodels.logdistill.io", watched, "--subresource=status")
+        assert not _can(cp, sa, "create", "jobs.batch", unwatched)
+        assert not _can(cp, sa, "list", "distilledmodels.logdistill.io", None)
+        assert not _can(cp, sa, "list", "namespaces", None)
+        assert not _can(cp, sa, "get", "secrets", watched)
+    finally:
+        cp.helm("uninstall", release, "--namespace", ns, "--wait", check=False)
