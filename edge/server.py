@@ -71,7 +71,8 @@ class ClassifierServer:
         return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.port}"
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
+        # A short poll interval only makes shutdown prompt; requests are served as they come.
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), name="http", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

@@ -1,0 +1,158 @@
+"""The real ``logdistill classify`` process: end to end, torch-free, clean refusal of a corrupt model."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from helpers.onnx_artifacts import build_onnx_artifact
+
+LABELS = ["-", "ERROR", "FATAL"]
+
+
+def command(*args: str, importtime: bool = False) -> list[str]:
+    # -P: never put the cwd on sys.path (the repo root's operator/ would shadow the stdlib).
+    return [sys.executable, "-P", *(["-X", "importtime"] if importtime else []), "-m", "logdistill", "classify", *args]
+
+
+class Process:
+    """A classify subprocess whose stdout and stderr lines are collected by reader threads."""
+
+    def __init__(self, argv: list[str], cwd: Path) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=env)
+        self.stdout: queue.Queue[str] = queue.Queue()
+        self.stderr: list[str] = []
+        self.readers = [
+            threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout.put), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr.append), daemon=True),
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, wait for the exit, then for the readers to reach end of file."""
+        self.proc.send_signal(signal.SIGTERM)
+        returncode = self.proc.wait(timeout=timeout)
+        for reader in self.readers:
+            reader.join(timeout=timeout)
+        return returncode
+
+    @staticmethod
+    def _pump(stream, sink) -> None:
+        for line in stream:
+            sink(line)
+
+    def wait_for_stderr(self, pattern: str, timeout: float = 30.0) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.stderr):
+                if match := re.search(pattern, line):
+                    return match
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"no stderr line matching {pattern!r}; stderr:\n{''.join(self.stderr)[-3000:]}")
+
+    def stdout_records(self, count: int, timeout: float = 30.0) -> list[dict]:
+        records = []
+        deadline = time.monotonic() + timeout
+        while len(records) < count:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"got {len(records)} of {count} alert lines; stderr:\n{''.join(self.stderr)[-2000:]}"
+            try:
+                records.append(json.loads(self.stdout.get(timeout=remaining)))
+            except queue.Empty:
+                continue
+        return records
+
+
+def test_corrupt_artifact_at_startup_exits_non_zero_naming_the_file(tmp_path):
+    model = tmp_path / "model"
+    build_onnx_artifact(model, LABELS)
+    (model / "labels.json").write_text(json.dumps({"labels": ["-", "FATAL", "ERROR"], "normal": "-"}))
+    result = subprocess.run(command("--model", str(model), "--host", "127.0.0.1", "--port", "0", "--no-tail"),
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "refusing the model" in result.stderr and str(model / "labels.json") in result.stderr
+    assert "sha256 mismatch" in result.stderr
+    missing = subprocess.run(command("--model", str(tmp_path / "nope"), "--port", "0", "--no-tail"),
+                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert missing.returncode == 2 and "manifest.json is missing" in missing.stderr
+
+
+def test_classify_process_tails_serves_and_never_imports_torch(tmp_path):
+    model = tmp_path / "model"
+    manifest = build_onnx_artifact(model, LABELS)
+    pod_dir = tmp_path / "pods" / "shop_cart-6b9f_1234-abcd" / "api"
+    pod_dir.mkdir(parents=True)
+    log = pod_dir / "0.log"
+    log.write_bytes(
+        b"2024-05-01T10:00:00Z stdout F job 1 started ok\n"
+        b"2024-05-01T10:00:01Z stderr P disk err\n"
+        b"2024-05-01T10:00:01Z stderr F or on node 7\n"
+        b"\xff\xfe garbage\n"
+    )
+    state = tmp_path / "state"
+    process = Process(
+        command("--model", str(model), "--host", "127.0.0.1", "--port", "0",
+                "--paths", str(tmp_path / "pods" / "*" / "*" / "*.log"), "--state-dir", str(state),
+                "--poll-interval", "0.05", "--reload-interval", "0.2", importtime=True),
+        cwd=tmp_path,
+    )
+    try:
+        url = process.wait_for_stderr(r"listening on (http://127\.0\.0\.1:\d+)").group(1)
+        process.wait_for_stderr(r"serving model " + manifest.version)
+        (first,) = process.stdout_records(1)
+        assert first == {
+            "time": "2024-05-01T10:00:01Z", "source": str(log), "namespace": "shop", "pod": "cart-6b9f",
+            "container": "api", "stream": "stderr", "label": "ERROR", "score": first["score"],
+            "line": "disk error on node 7", "template": "disk error on node <NUM>", "model": manifest.version,
+        }
+        with open(log, "ab") as out:
+            out.write(b"2024-05-01T10:00:02Z stdout F kernel panic on cpu 3\n")
+        (second,) = process.stdout_records(1)
+        assert second["label"] == "FATAL" and second["line"] == "kernel panic on cpu 3"
+        with urllib.request.urlopen(f"{url}/readyz", timeout=10) as response:
+            assert json.loads(response.read())["version"] == manifest.version
+        request = urllib.request.Request(f"{url}/v1/classify", data=b'{"lines": ["job failed", "ok"]}', method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert [r["label"] for r in json.loads(response.read())["results"]] == ["ERROR", "-"]
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        pattern = re.escape(str(tmp_path / "pods" / "*" / "*" / "*.log"))
+        assert re.search(r'logdistill_classifier_lines_read_total\{source="' + pattern + r'"\} 4\.0', metrics)
+        assert 'logdistill_classifier_malformed_lines_total{reason="invalid_utf8"} 1.0' in metrics
+    finally:
+        returncode = process.stop()
+    assert returncode == 0
+    offsets = json.loads((state / "offsets.json").read_text())["files"]
+    assert offsets[0]["offset"] == log.stat().st_size
+    imported = {line.rsplit("|", 1)[-1].strip() for line in process.stderr if line.startswith("import time:")}
+    assert "logdistill.edge.classifier" in imported and "onnxruntime" in imported  # importtime really ran
+    heavy = sorted(name for name in imported if name.split(".")[0] in ("torch", "transformers"))
+    assert heavy == [], f"the edge process imported {heavy[:5]}"
+
+
+def test_every_edge_module_imports_without_torch():
+    """Importing every module of logdistill.edge in a fresh interpreter pulls in neither torch nor transformers."""
+    code = (
+        "import importlib, pkgutil, sys, logdistill.edge as e\n"
+        "for m in pkgutil.iter_modules(e.__path__): importlib.import_module('logdistill.edge.' + m.name)\n"
+        "bad = sorted(n for n in sys.modules if n.split('.')[0] in ('torch', 'transformers'))\n"
+        "print(len(list(pkgutil.iter_modules(e.__path__))), bad)\n"
+    )
+    result = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    count, bad = result.stdout.strip().split(" ", 1)
+    assert int(count) >= 8 and bad == "[]"
