@@ -66,6 +66,7 @@ def tiny_bert(vocab_size: int, labels: Sequence[str], *, hidden: int = 32, layer
     config = BertConfig(
         vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
         intermediate_size=intermediate, max_position_embeddings=64, num_labels=len(labels),
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,  # tiny data: let it fit
         id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
     )
     return BertForSequenceClassification(config)
@@ -100,7 +101,7 @@ def build_tiny_teacher(tmp_dir: str | Path, labels: Sequence[str], texts: Sequen
         fit(
             model, tokenizer, templates=templates, targets=[index[label] for label in labels], teacher_probs=None,
             dev_templates=[], dev_truth=[], labels=names,
-            options=FitOptions(epochs=epochs, batch_size=16, learning_rate=5e-3, warmup_ratio=0.1, weight_decay=0.0,
+            options=FitOptions(epochs=epochs, batch_size=16, learning_rate=3e-3, warmup_ratio=0.1, weight_decay=0.0,
                                temperature=1.0, alpha=0.0, patience=1, seed=seed, max_length=32),
         )
     finally:

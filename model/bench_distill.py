@@ -1,0 +1,157 @@
+"""``logdistill bench distill``: is distillation worth it? One run, one split, four models.
+
+On BGL (the bundled ``BGL_20k.log`` by default) with a template-disjoint split:
+
+* the teacher (all-MiniLM-L6-v2 fine-tuned; reused from ``<out>/teacher`` when cached),
+* the distilled student (:data:`logdistill.model.demo.DEMO_STUDENT`, KD + augmented transfer set),
+* the same student trained on hard labels only (``alpha = 0``, same init, same epochs),
+* TF-IDF + logistic regression.
+
+Each: macro-F1 (all classes seen in test or predictions, and over supported classes only),
+alert F1, ratio to the teacher, single-line latency p50/p99 (ONNX int8, 1 thread), speed-up
+vs the teacher, parameters, artifact size, wall time. Writes ``<out>/bench-distill.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_arguments", "main", "machine"]
+
+DEFAULT_OUT = "artifacts/bench"
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    model = platform.processor() or "unknown"
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    import torch
+
+    return {"cpu": model, "cores": cores, "python": platform.python_version(), "torch": torch.__version__}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=None, help="BGL-style labelled log (default: bundled BGL_20k.log)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"work directory (default {DEFAULT_OUT})")
+    parser.add_argument("--teacher-epochs", type=int, default=None, help="teacher fine-tuning epochs")
+    parser.add_argument("--epochs", type=int, default=None, help="student epochs (both students)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for training; 0 = all cores")
+
+
+def _row(report_part: dict[str, Any]) -> dict[str, Any]:
+    return {**report_part["onnxInt8"], "parameters": report_part["parameters"], "sizeBytes": report_part["sizeBytes"]}
+
+
+def _supported(scores: dict[str, Any]) -> float:
+    values = [row["f1"] for row in scores["per_class"].values() if row["support"] > 0]
+    return sum(values) / len(values) if values else 0.0
+
+
+def main(args: argparse.Namespace) -> int:
+    from logdistill.model.data import load_records
+    from logdistill.model.demo import DEMO_TRAINING, demo_spec
+    from logdistill.model.distill import run_distill
+    from logdistill.model.evaluate import comparison_table, tfidf_scores
+    from logdistill.model.splits import make_split
+    from logdistill.model.teacher import TeacherOptions, default_base, ensure_teacher
+    from logdistill.model.train import Progress
+    from logdistill.spec import DataSpec, parse_spec
+
+    started = time.monotonic()
+    out = Path(args.out)
+    progress = Progress()
+    data = {"path": args.data} if args.data else {}
+    data_spec = parse_spec(data, DataSpec, source="--data")
+    options = TeacherOptions(threads=args.threads)
+    if args.teacher_epochs:
+        options.epochs = args.teacher_epochs
+    teacher_dir, reused = ensure_teacher(out / "teacher", data_spec, default_base(), options, progress)
+    teacher_s = time.monotonic() - started
+
+    runs: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {}
+    for name, alpha in (("distilled", None), ("hard-labels", 0.0)):
+        body = demo_spec(teacher_dir, data=data)
+        body["training"]["threads"] = args.threads
+        if args.epochs:
+            body["training"]["epochs"] = args.epochs
+        if alpha is not None:
+            body["training"]["alpha"] = alpha
+        t0 = time.monotonic()
+        summary, report = run_distill(parse_spec(body, source=f"bench {name}"), out / f"student-{name}",
+                                      progress=progress)
+        runs[name] = (summary, report, time.monotonic() - t0)
+
+    split = make_split(load_records(data_spec).records, data_spec, DEMO_TRAINING["seed"])
+    train = [r for r in split.train if r.label is not None]
+    test = [r for r in split.test if r.label is not None]
+    t0 = time.monotonic()
+    baseline = tfidf_scores([r.text for r in train], [r.label for r in train], [r.text for r in test],
+                            [r.label for r in test])
+    baseline_s = time.monotonic() - t0
+
+    distilled_report = runs["distilled"][1]
+    rows = [
+        ("teacher MiniLM-L6", _row(distilled_report["teacher"])),
+        ("student distilled", _row(distilled_report["student"])),
+        ("student hard labels only", _row(runs["hard-labels"][1]["student"])),
+        ("TF-IDF + LR", baseline),
+    ]
+    table = comparison_table(rows, reference="teacher MiniLM-L6")
+    teacher_p50 = rows[0][1]["latency_ms_p50"]
+    result = {
+        "machine": machine(),
+        "data": str(args.data or "bundled BGL_20k.log"),
+        "split": distilled_report["split"],
+        "models": {
+            name: {
+                "macroF1": r["macro_f1"],
+                "macroF1Supported": _supported(r),
+                "alertF1": r["alert"]["f1"],
+                "accuracy": r["accuracy"],
+                "ratioToTeacher": r["macro_f1"] / rows[0][1]["macro_f1"] if rows[0][1]["macro_f1"] else None,
+                "latencyMsP50": r["latency_ms_p50"],
+                "latencyMsP99": r["latency_ms_p99"],
+                "speedupVsTeacher": teacher_p50 / r["latency_ms_p50"] if r["latency_ms_p50"] else None,
+                "throughputLinesPerS": r.get("throughput_lines_per_s"),
+                "parameters": r.get("parameters"),
+                "sizeBytes": r.get("sizeBytes"),
+                "perClass": {k: round(v["f1"], 4) for k, v in r["per_class"].items()},
+            }
+            for name, r in rows
+        },
+        "wallSeconds": {
+            "teacher": round(teacher_s, 1), "teacherReused": reused,
+            "distilled": round(runs["distilled"][2], 1), "hardLabels": round(runs["hard-labels"][2], 1),
+            "tfidf": round(baseline_s, 1), "total": round(time.monotonic() - started, 1),
+        },
+        "training": {name: {k: run[1]["training"][k] for k in ("initDetail", "transferSet", "bestEpoch",
+                                                                "bestDevMacroF1", "epochsRun", "seconds")}
+                     for name, run in runs.items()},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench-distill.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    m = result["machine"]
+    print(f"\nlogdistill bench distill on {m['cpu']} ({m['cores']} cores), data {result['data']}")
+    print(f"test: {distilled_report['split']['test']['lines']} lines, "
+          f"{distilled_report['split']['test']['templates']} templates unseen in training;"
+          f" labels {distilled_report['split']['test']['labels']}")
+    print(table)
+    print("macro-F1 over supported classes only: "
+          + ", ".join(f"{name} {v['macroF1Supported']:.4f}" for name, v in result["models"].items()))
+    print(f"wall: {json.dumps(result['wallSeconds'])}")
+    print(f"results: {out / 'bench-distill.json'}", file=sys.stderr)
+    return 0

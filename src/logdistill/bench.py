@@ -1,0 +1,33 @@
+"""``logdistill bench <name>``: dispatch to the benchmark modules (imported only when chosen).
+
+* ``distill``  -> :mod:`logdistill.model.bench_distill` (teacher vs distilled vs hard-label student vs TF-IDF)
+* ``classify`` -> :mod:`logdistill.edge.bench` (edge classifier throughput and memory)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "distill": ("logdistill.model.bench_distill", "teacher vs distilled student vs baselines on BGL"),
+    "classify": ("logdistill.edge.bench", "edge classifier throughput, latency and memory"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("benchmark", choices=sorted(BENCHMARKS), help="which benchmark to run")
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help="options of that benchmark (see its --help)")
+
+
+def main(args: argparse.Namespace) -> int:
+    module_name, help_text = BENCHMARKS[args.benchmark]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        print(f"logdistill bench {args.benchmark}: cannot import {module_name}: {err}", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog=f"logdistill bench {args.benchmark}", description=help_text)
+    module.add_arguments(parser)
+    return int(module.main(parser.parse_args(args.rest)) or 0)
