@@ -5,7 +5,10 @@ nodes) into a namespace that enforces Pod Security "restricted"; the operator's 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +44,14 @@ def workload_namespaces(control_plane):
         control_plane.delete_namespace(name)
 
 
+def _peering_crds(cp) -> None:
+    """kopf's peering CRDs as the operator prints them (a multi-replica install needs them; the RBAC
+    grants them, and `kubectl auth can-i` only answers for resources the API server knows)."""
+    crds = subprocess.run([str(Path(sys.executable).with_name("logdistill")), "operator", "crd", "--peering"],
+                          capture_output=True, text=True, check=True, timeout=60).stdout
+    cp.kubectl("apply", "-f", "-", input=crds)
+
+
 def _install(cp, release: str, namespace: str, *args: str):
     proc = cp.helm("install", release, CHART, "--namespace", namespace, "--wait", "--timeout", "120s", *args,
                    check=False, timeout=180)
@@ -55,6 +66,7 @@ def test_helm_install_into_restricted_namespace_and_rbac(control_plane, restrict
     refused = cp.kubectl("run", "plain", "--image=busybox", "-n", ns, check=False)
     assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused.stderr
 
+    _peering_crds(cp)
     installed = _install(cp, release, ns)
     assert "kubectl get dm -w" in installed.stdout  # NOTES.txt: what to run next
     try:
