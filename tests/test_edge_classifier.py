@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from helpers.onnx_artifacts import build_onnx_artifact, expected_label
 from prometheus_client import CollectorRegistry
 
-from logdistill.edge.classifier import TemplateClassifier
+from logdistill.edge.classifier import TemplateClassifier, line_key
 from logdistill.edge.metrics import ClassifierMetrics
 from logdistill.model.runtime import OnnxClassifier
 from logdistill.model.templates import mask
@@ -109,3 +111,28 @@ def test_concurrent_callers_get_consistent_answers(model):
     for thread in threads:
         thread.join(timeout=60)
     assert failures == []
+
+
+def test_the_line_key_cache_answers_like_the_model(model):
+    classifier = TemplateClassifier(model, cache_size=1000)
+    lines = ["job 17 started", "job 99 started", "read 0x1f failed", "read 0x2e failed", "read 1x1f ok",
+             "node R02-M1 error", "node R13-M7 error"]
+    assert classifier.classify(lines) == TemplateClassifier(model, cache_size=0).classify(lines)
+    assert classifier.classify(lines) == TemplateClassifier(model, cache_size=0).classify(lines)  # all key hits
+
+
+_DIGIT_LINES = st.lists(
+    st.sampled_from(["0", "1", "7", "9", "x", "X", "a", "f", ".", ":", "-", "/", " ", "_", "<", ">", "=", "blk",
+                     "0x", "ip", "\t", ",", "(", "]", "\u0663"]),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(line=_DIGIT_LINES, digits=st.lists(st.sampled_from("0123456789"), min_size=30, max_size=30))
+def test_fuzz_equal_line_keys_mean_equal_templates(line, digits):
+    """The first-level cache is exact: lines with the same key always mask to the same template."""
+    replaced = iter(digits)
+    other = "".join(next(replaced, "5") if ch.isascii() and ch.isdigit() else ch for ch in line)
+    if line_key(line) == line_key(other):
+        assert mask(line) == mask(other)

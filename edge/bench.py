@@ -1,0 +1,294 @@
+"""``logdistill bench classify``: throughput, latency and memory of the edge classify path.
+
+Runs real Loghub logs (the 16 ``*_2k.log`` samples plus ``BGL_20k.log``; BGL's leading
+label token is removed, as a node never sees it) through the same code the DaemonSet
+runs (:func:`logdistill.edge.main.load_classifier` -> :class:`TemplateClassifier`), for the
+student and, in the same run, the teacher:
+
+* masking alone, lines/s (the floor of the cached path);
+* with the cache: a cold pass (every distinct template goes to the model once) and a warm
+  pass, in chunks of ``--chunk`` lines as the tail loop hands them over;
+* with the cache off (``cache_size=0``): every line through tokenizer + ONNX Runtime;
+* single-line latency on a cache miss: one ``classify([line])`` call per distinct template;
+* the masking-vs-model split of the cold pass;
+* the tail pipeline end to end (CRI file -> tailer -> classify -> JSON alerts to /dev/null);
+* process RSS in a fresh interpreter that imports only the edge path and loads the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_arguments", "main", "load_loghub_lines", "machine"]
+
+DEFAULT_DATA = "../shared/data/loghub"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, default=Path("artifacts/demo/student"), help="student artifact")
+    parser.add_argument("--teacher", default="artifacts/demo/teacher",
+                        help="teacher artifact, run through the same path for the speed ratio ('' to skip)")
+    parser.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="Loghub folder (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=32, help="micro-batch size for misses")
+    parser.add_argument("--chunk", type=int, default=512, help="lines per classify call (default %(default)s)")
+    parser.add_argument("--nocache-lines", type=int, default=10_000,
+                        help="lines for the cache-off run (the teacher gets a fifth)")
+    parser.add_argument("--latency-samples", type=int, default=1000,
+                        help="distinct templates timed one by one (the teacher gets a fifth)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+
+
+def machine() -> dict[str, Any]:
+    model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpuModel": model, "python": platform.python_version()}
+
+
+def load_loghub_lines(data: Path) -> list[str]:
+    """Raw lines of the 16 ``*_2k.log`` samples and ``BGL_20k.log``; CRLF and BGL's label token removed."""
+    files = sorted(data.glob("*/*_2k.log")) + sorted(data.glob("BGL/BGL_20k.log"))
+    if not files:
+        raise FileNotFoundError(f"{data}: no Loghub *_2k.log files (pass --data)")
+    lines: list[str] = []
+    for path in files:
+        bgl = path.parent.name == "BGL"
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                line = line.rstrip("\r\n")
+                if bgl:
+                    line = line.split(" ", 1)[1] if " " in line else ""
+                if line.strip():
+                    lines.append(line)
+    return lines
+
+
+def _log(message: str) -> None:
+    print(f"[bench classify] {message}", file=sys.stderr, flush=True)
+
+
+def _chunks(lines: list[str], size: int):
+    for start in range(0, len(lines), size):
+        yield lines[start : start + size]
+
+
+def _rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def bench_artifact(directory: Path, lines: list[str], args: argparse.Namespace, share: float = 1.0) -> dict[str, Any]:
+    from logdistill.edge.classifier import TemplateClassifier
+    from logdistill.edge.main import load_classifier
+    from logdistill.model.templates import mask
+
+    from prometheus_client import CollectorRegistry
+
+    from logdistill.edge.metrics import ClassifierMetrics
+
+    registry = CollectorRegistry()  # metrics on, as in the process; also gives the model's share of the time
+    began = time.perf_counter()
+    cached = load_classifier(directory, threads=args.threads, cache_size=1_000_000, batch_size=args.batch_size,
+                             max_line_chars=16 * 1024, metrics=ClassifierMetrics(registry))
+    manifest = cached.model.manifest
+    out: dict[str, Any] = {"artifact": str(directory), "version": manifest.version, "kind": manifest.kind,
+                           "parameters": manifest.info.get("parameters"), "maxLength": cached.model.max_length,
+                           "loadSeconds": round(time.perf_counter() - began, 3)}
+    _log(f"{directory}: {manifest.kind} {manifest.version}, loaded in {out['loadSeconds']} s")
+
+    began = time.perf_counter()
+    templates = [mask(line) for line in lines]
+    mask_seconds = time.perf_counter() - began
+    distinct = list(dict.fromkeys(templates))
+    out.update(lines=len(lines), distinctTemplates=len(distinct), maskLinesPerSecond=round(_rate(len(lines), mask_seconds)))
+    _log(f"masking: {out['maskLinesPerSecond']:,} lines/s; {len(distinct):,} distinct templates in {len(lines):,} lines")
+
+    began = time.perf_counter()
+    for chunk in _chunks(lines, args.chunk):
+        cached.classify(chunk)
+    cold = time.perf_counter() - began
+    began = time.perf_counter()
+    for chunk in _chunks(lines, args.chunk):
+        cached.classify(chunk)
+    warm = time.perf_counter() - began
+    # The cold pass = masking every line + the model once per distinct template (+ cache upkeep).
+    model_seconds = registry.get_sample_value("logdistill_classifier_inference_batch_seconds_sum") or 0.0
+    out.update(
+        cachedColdLinesPerSecond=round(_rate(len(lines), cold)),
+        cachedWarmLinesPerSecond=round(_rate(len(lines), warm)),
+        coldPassSeconds=round(cold, 3),
+        coldSplit={"maskSeconds": round(mask_seconds, 3), "modelSeconds": round(model_seconds, 3),
+                   "modelShare": round(model_seconds / cold, 3) if cold else None,
+                   "maskAndCacheShare": round(1 - model_seconds / cold, 3) if cold else None},
+    )
+    _log(f"cache on: cold {out['cachedColdLinesPerSecond']:,} lines/s, warm {out['cachedWarmLinesPerSecond']:,} lines/s")
+
+    uncached = TemplateClassifier(cached.model, cache_size=0, batch_size=args.batch_size)
+    count = max(1, int(args.nocache_lines * share))
+    step = max(1, len(lines) // count)
+    sample = lines[::step][:count]
+    began = time.perf_counter()
+    for chunk in _chunks(sample, args.chunk):
+        uncached.classify(chunk)
+    nocache = time.perf_counter() - began
+    began = time.perf_counter()
+    sample_templates = [mask(line) for line in sample]
+    sample_mask = time.perf_counter() - began
+    out.update(nocacheLines=len(sample), nocacheLinesPerSecond=round(_rate(len(sample), nocache)),
+               nocacheMaskShare=round(sample_mask / nocache, 4) if nocache else None,
+               modelLinesPerSecond=round(_rate(len(sample_templates), nocache - sample_mask)))
+    _log(f"cache off: {out['nocacheLinesPerSecond']:,} lines/s over {len(sample):,} lines "
+         f"(masking {out['nocacheMaskShare']:.1%} of it)")
+
+    count = max(1, int(args.latency_samples * share))
+    by_template = dict(zip(templates, lines))
+    probes = list(by_template.values())[: count]
+    timings = []
+    for line in probes:
+        began = time.perf_counter()
+        uncached.classify([line])
+        timings.append(time.perf_counter() - began)
+    timings.sort()
+    out["missLatencyMs"] = {
+        "samples": len(timings),
+        "p50": round(statistics.median(timings) * 1000, 3),
+        "p99": round(timings[min(len(timings) - 1, int(0.99 * len(timings)))] * 1000, 3),
+        "max": round(timings[-1] * 1000, 3),
+    }
+    _log(f"single-line miss latency: {out['missLatencyMs']}")
+    out["rss"] = measure_rss(directory, lines[:5000], args.threads)
+    _log(f"process memory: {out['rss']}")
+    return out
+
+
+def bench_tail(directory: Path, lines: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """CRI file -> Tailer -> TailPipeline (cache on) -> alerts written to /dev/null."""
+    from prometheus_client import CollectorRegistry
+
+    from logdistill.edge.main import load_classifier
+    from logdistill.edge.metrics import ClassifierMetrics
+    from logdistill.edge.pipeline import TailPipeline
+    from logdistill.edge.reload import ModelHolder
+    from logdistill.edge.sources import Tailer
+
+    metrics = ClassifierMetrics(CollectorRegistry())
+    holder = ModelHolder()
+    holder.swap(load_classifier(directory, threads=args.threads, cache_size=1_000_000, batch_size=args.batch_size,
+                                max_line_chars=16 * 1024, metrics=metrics))
+    with tempfile.TemporaryDirectory() as tmp:
+        pod_dir = Path(tmp) / "bench_loghub_0000" / "app"
+        pod_dir.mkdir(parents=True)
+        with open(pod_dir / "0.log", "w", encoding="utf-8") as out:
+            for line in lines:
+                out.write(f"2024-05-01T10:00:00.000000000Z stdout F {line}\n")
+        with open(os.devnull, "w") as sink:
+            tailer = Tailer([str(Path(tmp) / "*" / "*" / "*.log")], state_dir=Path(tmp) / "state",
+                            read_budget=4 << 20)
+            pipeline = TailPipeline(tailer, holder, metrics, sink)
+            began = time.perf_counter()
+            done = 0
+            while done < len(lines):
+                handled = pipeline.step()
+                if handled == 0:
+                    break
+                done += handled
+            seconds = time.perf_counter() - began
+            tailer.close()
+    alerts = sum(v for k, v in _label_counts(metrics).items() if k != holder.current.normal_label)
+    result = {"lines": done, "linesPerSecond": round(_rate(done, seconds)), "alerts": int(alerts)}
+    _log(f"tail pipeline (cold cache, metrics on): {result}")
+    return result
+
+
+def _label_counts(metrics) -> dict[str, float]:
+    counts = {}
+    for family in metrics.registry.collect():
+        if family.name == "logdistill_classifier_lines_classified":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    counts[sample.labels["label"]] = sample.value
+    return counts
+
+
+_RSS_PROBE = """
+import json, sys, time
+from pathlib import Path
+def status():
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = round(int(value.split()[0]) / 1024, 1)
+    return fields
+base = status()
+from logdistill.edge.main import load_classifier
+classifier = load_classifier(Path(sys.argv[1]), threads=int(sys.argv[2]), cache_size=100_000, batch_size=32,
+                             max_line_chars=16384)
+loaded = status()
+lines = [line.rstrip("\\n") for line in sys.stdin]
+for start in range(0, len(lines), 512):
+    classifier.classify(lines[start:start + 512])
+after = status()
+heavy = sorted(n for n in sys.modules if n.split(".")[0] in ("torch", "transformers"))
+print(json.dumps({"pythonMB": base["VmRSS"], "loadedMB": loaded["VmRSS"], "afterClassifyMB": after["VmRSS"],
+                  "peakMB": after["VmHWM"], "torchImported": bool(heavy)}))
+"""
+
+
+def measure_rss(directory: Path, lines: list[str], threads: int) -> dict[str, Any]:
+    """RSS of a fresh interpreter that imports only the edge path, loads the model and classifies."""
+    result = subprocess.run(
+        [sys.executable, "-P", "-c", _RSS_PROBE, str(directory), str(threads)],
+        input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=600,
+    )
+    if result.returncode != 0:
+        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main(args: argparse.Namespace) -> int:
+    from logdistill.model.artifact import ArtifactError
+
+    try:
+        lines = load_loghub_lines(args.data)
+    except FileNotFoundError as err:
+        print(f"logdistill bench classify: {err}", file=sys.stderr)
+        return 2
+    report: dict[str, Any] = {"machine": machine(), "loadAverage": os.getloadavg()[0], "threads": args.threads, "batchSize": args.batch_size,
+                              "chunk": args.chunk, "data": str(args.data)}
+    _log(f"machine: {report['machine']}; {len(lines):,} lines")
+    try:
+        report["student"] = bench_artifact(args.model, lines, args)
+        report["tailPipeline"] = bench_tail(args.model, lines, args)
+        if args.teacher:
+            report["teacher"] = bench_artifact(Path(args.teacher), lines, args, share=0.2)
+    except ArtifactError as err:
+        print(f"logdistill bench classify: {err}", file=sys.stderr)
+        return 2
+    if "teacher" in report:
+        student, teacher = report["student"], report["teacher"]
+        report["speedup"] = {
+            "nocache": round(student["nocacheLinesPerSecond"] / max(teacher["nocacheLinesPerSecond"], 1e-9), 1),
+            "cachedCold": round(student["cachedColdLinesPerSecond"] / max(teacher["cachedColdLinesPerSecond"], 1e-9), 1),
+            "missP99": round(teacher["missLatencyMs"]["p99"] / max(student["missLatencyMs"]["p99"], 1e-9), 1),
+        }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json is not None:
+        args.json.write_text(text + "\n")
+    return 0
