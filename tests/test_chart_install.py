@@ -128,3 +128,18 @@ def test_namespaced_install_grants_only_the_watched_namespaces(control_plane, re
         assert not _can(cp, sa, "get", "secrets", watched)
     finally:
         cp.helm("uninstall", release, "--namespace", ns, "--wait", check=False)
+
+
+def test_plain_manifests_are_accepted_by_the_api_server(control_plane):
+    """deploy/logdistill.yaml (for users without Helm) passes the API server's validation and admission,
+    Pod Security "restricted" on its namespace included (server-side dry run: nothing is persisted
+    except the namespace it needs)."""
+    cp = control_plane
+    manifests = (CHART.parent.parent / "deploy" / "logdistill.yaml").read_text()
+    namespace = next(d for d in manifests.split("\n---\n") if "kind: Namespace" in d)
+    cp.kubectl("apply", "--server-side", "-f", "-", input=namespace)
+    proc = cp.kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", input=manifests, check=False)
+    assert proc.returncode == 0, proc.stderr
+    for kind in ("customresourcedefinition.apiextensions.k8s.io/distilledmodels.logdistill.io", "deployment.apps/",
+                 "clusterrole.rbac.authorization.k8s.io/", "serviceaccount/", "configmap/"):
+        assert kind in proc.stdout, proc.stdout
