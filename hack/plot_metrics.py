@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # The dashboard, panel by panel, on its grid (24 columns; one figure row per 8 grid rows).
     rows = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in board["panels"]) // 8
-    fig = plt.figure(figsize=(13, 3.2 * rows))
+    fig = plt.figure(figsize=(13, 3.2 * rows), layout="constrained")
     grid = fig.add_gridspec(rows, 24)
     by_title = {}
     for panel in board["panels"]:
@@ -101,7 +101,6 @@ def main(argv: list[str] | None = None) -> int:
                    panel["type"])
     fig.suptitle(f"logdistill dashboard queries on a real Prometheus scraping a real classifier "
                  f"({data['lines_written']:,} Loghub lines fed)", fontsize=10)
-    fig.tight_layout()
     fig.savefig(args.out / "dashboard-panels.png", dpi=90)
     plt.close(fig)
 
