@@ -28,6 +28,13 @@ def test_missing_binaries_fail_with_instructions(tmp_path):
     assert "kube-apiserver" in str(info.value)
 
 
+@pytest.mark.cluster  # needs the binaries, not the shared control plane
+def test_a_component_that_dies_fails_startup_with_its_log():
+    with pytest.raises(ControlPlaneError, match=r"(?s)kube-apiserver exited with \d+.*no-such-flag"):
+        with ControlPlane(extra_args={"kube-apiserver": ["--no-such-flag"]}):
+            pass
+
+
 def test_path_rewriter_maps_whole_components_longest_first(tmp_path):
     rewrite = _PathRewriter({"/data": tmp_path / "d", "/data/out": tmp_path / "o", "/dev/termination-log": tmp_path / "t"})
     assert rewrite("--in=/data/x.log --out /data/out/model") == f"--in={tmp_path}/d/x.log --out {tmp_path}/o/model"

@@ -94,6 +94,17 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
+def die_with_parent() -> None:
+    """``preexec_fn``: the child gets SIGKILL when the thread that started it dies (Linux), so a
+    killed test run leaves no apiserver behind. Start children from a long-lived thread."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def _tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
     try:
         with open(path, "rb") as f:
@@ -107,9 +118,15 @@ def _tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
 class ControlPlane:
     """Starts a fresh control plane in a temp dir; a context manager that always tears it down."""
 
-    def __init__(self, bin_path: Path | None = None, keep_dir: bool = False) -> None:
+    def __init__(self, bin_path: Path | None = None, keep_dir: bool = False,
+                 extra_args: dict[str, list[str]] | None = None) -> None:
+        """``extra_args``: more flags per component, e.g. ``{"kube-apiserver": ["--feature-gates=..."]}``."""
         self.bin = Path(bin_path) if bin_path else bin_dir()
         self.keep_dir = keep_dir
+        self.extra_args = {name: list(args) for name, args in (extra_args or {}).items()}
+        unknown = set(self.extra_args) - set(COMPONENTS)
+        if unknown:
+            raise ValueError(f"extra_args for unknown components {sorted(unknown)}; known: {COMPONENTS}")
         self.dir: Path | None = None
         self.token = ""
         self.server = ""
@@ -267,12 +284,13 @@ class ControlPlane:
         self._logs[name] = log
         with open(log, "wb") as out:
             self._procs[name] = subprocess.Popen(
-                [str(self.bin / name), *map(str, args)],
+                [str(self.bin / name), *map(str, args), *self.extra_args.get(name, [])],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.dir,
                 start_new_session=True,  # its own process group, killed as one
+                preexec_fn=die_with_parent,
             )
 
     def check_alive(self) -> None:

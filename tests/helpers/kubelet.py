@@ -34,7 +34,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from .controlplane import wait_for
+from .controlplane import die_with_parent, free_ports, wait_for
 
 DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 # The kubelet's limits: the *last* 4096 bytes of the message file; for FallbackToLogsOnError the
@@ -235,7 +235,8 @@ class LocalKubelet:
         started_at = _now()
         with open(prepared.log_path, "wb") as log:
             process = subprocess.Popen(prepared.argv, env=prepared.env, cwd=prepared.cwd, stdout=log,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                       preexec_fn=die_with_parent)
         timed_out = False
         try:
             process.wait(timeout=timeout)
@@ -258,8 +259,6 @@ class LocalKubelet:
         where it appears in args and env (``9090``, ``:9090``, ``--port=9090``). Stopped by
         :meth:`RunningPod.stop` or when the kubelet closes. The pod status stays as kwok set it.
         """
-        from .controlplane import free_ports
-
         pod = self.core.read_namespaced_pod(pod_name, self.namespace)
         spec_container = self._container(pod, container)
         declared = [p.container_port for p in spec_container.ports or []]
@@ -269,7 +268,8 @@ class LocalKubelet:
         prepared = self.prepare(pod_name, container, chosen)
         with open(prepared.log_path, "wb") as log:
             process = subprocess.Popen(prepared.argv, env=prepared.env, cwd=prepared.cwd, stdout=log,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                       preexec_fn=die_with_parent)
         handle = RunningPod(prepared, process)
         self.running.append(handle)
         return handle
