@@ -4,7 +4,7 @@ One source of truth: ``logdistill.spec.DistilledModelSpec`` (what the engine and
 validate) and ``logdistill.operator.status.DistilledModelStatus``. Pydantic's JSON schema is turned
 into a *structural* OpenAPI v3 schema the API server accepts: ``$ref`` inlined, ``anyOf [X, null]``
 collapsed to ``X`` (an unset field means "use the default"), exclusive bounds rewritten in the
-OpenAPI 3.0 style, ``title`` dropped, scalar defaults kept (so ``kubectl get -o yaml`` shows the
+OpenAPI 3.0 style, ``title`` dropped, defaults kept (so ``kubectl get -o yaml`` shows the
 effective spec and CEL rules can read every field). The pydantic cross-field validators are mirrored
 as CEL ``x-kubernetes-validations`` in :data:`CEL_RULES`; the integration tests check both refuse
 the same objects.
@@ -112,6 +112,14 @@ def _strip_null(node: dict[str, Any]) -> dict[str, Any]:
     return inner
 
 
+def _drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
+
+
 def _cel_string(text: str) -> str:
     """A CEL single-quoted string literal."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -155,9 +163,9 @@ def to_structural(node: dict[str, Any], defs: dict[str, Any], path: str = "") ->
     elif kind == "array":
         out["items"] = to_structural(node["items"], defs, f"{path}[]")
     if "default" in node and node["default"] is not None:
-        default = node["default"]
-        # Object sections default to {} so their own field defaults apply (one place for defaults).
-        out["default"] = {} if (kind == "object" and "properties" in node) else copy.deepcopy(default)
+        # Object sections default to their full default value (nulls dropped): the API server checks
+        # a default against the section's CEL rules before nested defaults apply.
+        out["default"] = _drop_nulls(copy.deepcopy(node["default"]))
     if title in CEL_RULES and kind == "object":
         out.setdefault("x-kubernetes-validations", []).extend(copy.deepcopy(CEL_RULES[title]))
     return out

@@ -85,6 +85,23 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.execution.max_workers = 8
 
 
+@kopf.on.login()
+def login(memo: kopf.Memo, logger: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """The same credentials as the operator's own API client (so tests and ``--kubeconfig`` work);
+    in a pod, the ServiceAccount token, re-read by kopf when it rotates."""
+    in_cluster = kopf.login_with_service_account(logger=logger, **kwargs)
+    if in_cluster is not None:
+        return in_cluster
+    cfg = memo.ctx.api.configuration
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
+    scheme, _, token = (header or "").partition(" ") if header and " " in header else (None, "", header)
+    return kopf.ConnectionInfo(
+        server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl, scheme=scheme or None,
+        token=token or None, certificate_path=cfg.cert_file, private_key_path=cfg.key_file,
+        username=cfg.username or None, password=cfg.password or None,
+    )
+
+
 @kopf.on.startup()
 async def start_resync(memo: kopf.Memo, **_: Any) -> None:
     """A periodic resync of unfinished CRs: a safety net for an event whose reconcile failed

@@ -107,8 +107,10 @@ def test_constraints_enums_and_defaults_carry_over():
         "NoSchedule", "PreferNoSchedule", "NoExecute"]
     cpu = props["job"]["properties"]["resources"]["properties"]["requests"]["properties"]["cpu"]
     assert cpu["type"] == "string" and cpu["pattern"]
-    # object sections default to {} so their own field defaults apply
-    assert props["student"]["default"] == {} and props["storage"]["default"] == {}
+    # object sections default to their full default (the API server checks it against their CEL rules)
+    assert props["student"]["default"]["hidden"] == 128 and "pretrained" not in props["student"]["default"]
+    assert props["storage"]["default"] == {"persistentVolumeClaim": {"claimName": "logdistill-artifacts",
+                                                                     "subPath": "models"}}
     assert "default" not in props["teacher"]
     assert _schema()["properties"]["spec"]["required"] == ["teacher"]
 
