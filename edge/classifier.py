@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, OrderedDict
+from operator import itemgetter
 from typing import NamedTuple, Sequence
 
 from logdistill.edge.lines import DEFAULT_MAX_LINE_BYTES
@@ -28,6 +29,7 @@ from logdistill.model.templates import mask
 
 __all__ = ["Result", "TemplateClassifier", "line_key"]
 
+_label_of = itemgetter(0)
 _DIGITS_TO_ONE = str.maketrans("0123456789", "1111111111")
 
 
@@ -106,6 +108,8 @@ class TemplateClassifier:
             translate = str.translate
             table = _DIGITS_TO_ONE
             learned: list[tuple[str, int]] = []  # (key, line index) of lines whose key was new
+            fresh: dict[str, int] = {}  # new key -> its first line in this call
+            repeats: list[tuple[int, int]] = []  # (line index, index of the first line with its key)
             for index, line in enumerate(lines):
                 if len(line) > limit:
                     line = line[:limit]
@@ -121,6 +125,11 @@ class TemplateClassifier:
                     except KeyError:  # evicted by another thread between get and touch
                         pass
                     continue
+                first = fresh.get(key)
+                if first is not None:  # a key already met in this call: same answer, filled in below
+                    repeats.append((index, first))
+                    continue
+                fresh[key] = index
                 template = mask(line)
                 learned.append((key, index))
                 hit = lookup(template)
@@ -151,6 +160,8 @@ class TemplateClassifier:
                 for answer, indices in zip(computed, misses.values()):
                     for index in indices:
                         results[index] = answer
+            for index, first in repeats:
+                results[index] = results[first]
             if learned:
                 self._store(by_key, ((key, results[index]) for key, index in learned))
         else:
@@ -200,7 +211,7 @@ class TemplateClassifier:
         metrics = self.metrics
         if metrics is None:
             return
-        for label, count in Counter(r[0] for r in results).items():
+        for label, count in Counter(map(_label_of, results)).items():
             metrics.lines_classified.labels(label=label).inc(count)
         if hits:
             metrics.cache_hits.inc(hits)
