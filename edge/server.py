@@ -128,6 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
     app: ClassifierServer
     protocol_version = "HTTP/1.1"
     server_version = "logdistill-classifier"
+    timeout = 60  # seconds a connection may sit idle or trickle a body before its thread is freed
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         path = self.path.split("?", 1)[0]
