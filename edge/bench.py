@@ -92,84 +92,99 @@ def _rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
-def bench_artifact(directory: Path, lines: list[str], args: argparse.Namespace, share: float = 1.0) -> dict[str, Any]:
-    from logdistill.edge.classifier import TemplateClassifier
-    from logdistill.edge.main import load_classifier
-    from logdistill.model.templates import mask
+class _Clock:
+    """Wall and CPU seconds of a block. CPU time (all threads of this process) is what the
+    work costs whatever else the machine runs; wall time is what a caller waited."""
 
+    def __enter__(self) -> _Clock:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
+
+
+def _percentiles(seconds: list[float]) -> dict[str, float]:
+    ordered = sorted(seconds)
+    return {
+        "p50": round(statistics.median(ordered) * 1000, 3),
+        "p99": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000, 3),
+        "max": round(ordered[-1] * 1000, 3),
+    }
+
+
+def bench_artifact(directory: Path, lines: list[str], args: argparse.Namespace, share: float = 1.0) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
 
+    from logdistill.edge.classifier import TemplateClassifier
+    from logdistill.edge.main import load_classifier
     from logdistill.edge.metrics import ClassifierMetrics
+    from logdistill.model.templates import mask
 
     registry = CollectorRegistry()  # metrics on, as in the process; also gives the model's share of the time
-    began = time.perf_counter()
-    cached = load_classifier(directory, threads=args.threads, cache_size=1_000_000, batch_size=args.batch_size,
-                             max_line_chars=16 * 1024, metrics=ClassifierMetrics(registry))
+    with _Clock() as load:
+        cached = load_classifier(directory, threads=args.threads, cache_size=1_000_000, batch_size=args.batch_size,
+                                 max_line_chars=16 * 1024, metrics=ClassifierMetrics(registry))
     manifest = cached.model.manifest
     out: dict[str, Any] = {"artifact": str(directory), "version": manifest.version, "kind": manifest.kind,
                            "parameters": manifest.info.get("parameters"), "maxLength": cached.model.max_length,
-                           "loadSeconds": round(time.perf_counter() - began, 3)}
+                           "loadSeconds": round(load.wall, 3)}
     _log(f"{directory}: {manifest.kind} {manifest.version}, loaded in {out['loadSeconds']} s")
 
-    began = time.perf_counter()
-    templates = [mask(line) for line in lines]
-    mask_seconds = time.perf_counter() - began
+    with _Clock() as masking:
+        templates = [mask(line) for line in lines]
     distinct = list(dict.fromkeys(templates))
-    out.update(lines=len(lines), distinctTemplates=len(distinct), maskLinesPerSecond=round(_rate(len(lines), mask_seconds)))
-    _log(f"masking: {out['maskLinesPerSecond']:,} lines/s; {len(distinct):,} distinct templates in {len(lines):,} lines")
+    out.update(lines=len(lines), distinctTemplates=len(distinct),
+               mask={"linesPerSecond": round(_rate(len(lines), masking.wall)),
+                     "linesPerCpuSecond": round(_rate(len(lines), masking.cpu))})
+    _log(f"masking: {out['mask']}; {len(distinct):,} distinct templates in {len(lines):,} lines")
 
-    began = time.perf_counter()
-    for chunk in _chunks(lines, args.chunk):
-        cached.classify(chunk)
-    cold = time.perf_counter() - began
-    began = time.perf_counter()
-    for chunk in _chunks(lines, args.chunk):
-        cached.classify(chunk)
-    warm = time.perf_counter() - began
-    # The cold pass = masking every line + the model once per distinct template (+ cache upkeep).
+    with _Clock() as cold:
+        for chunk in _chunks(lines, args.chunk):
+            cached.classify(chunk)
+    with _Clock() as warm:
+        for chunk in _chunks(lines, args.chunk):
+            cached.classify(chunk)
+    # The cold pass = key/mask every line + the model once per distinct template (+ cache upkeep).
     model_seconds = registry.get_sample_value("logdistill_classifier_inference_batch_seconds_sum") or 0.0
-    out.update(
-        cachedColdLinesPerSecond=round(_rate(len(lines), cold)),
-        cachedWarmLinesPerSecond=round(_rate(len(lines), warm)),
-        coldPassSeconds=round(cold, 3),
-        coldSplit={"maskSeconds": round(mask_seconds, 3), "modelSeconds": round(model_seconds, 3),
-                   "modelShare": round(model_seconds / cold, 3) if cold else None,
-                   "maskAndCacheShare": round(1 - model_seconds / cold, 3) if cold else None},
-    )
-    _log(f"cache on: cold {out['cachedColdLinesPerSecond']:,} lines/s, warm {out['cachedWarmLinesPerSecond']:,} lines/s")
+    out["cached"] = {
+        "coldLinesPerSecond": round(_rate(len(lines), cold.wall)),
+        "coldLinesPerCpuSecond": round(_rate(len(lines), cold.cpu)),
+        "warmLinesPerSecond": round(_rate(len(lines), warm.wall)),
+        "warmLinesPerCpuSecond": round(_rate(len(lines), warm.cpu)),
+        "coldSeconds": round(cold.wall, 3),
+        "coldModelSeconds": round(model_seconds, 3),
+        "coldModelShare": round(model_seconds / cold.wall, 3) if cold.wall else None,
+    }
+    _log(f"cache on: {out['cached']}")
 
     uncached = TemplateClassifier(cached.model, cache_size=0, batch_size=args.batch_size)
     count = max(1, int(args.nocache_lines * share))
-    step = max(1, len(lines) // count)
-    sample = lines[::step][:count]
-    began = time.perf_counter()
-    for chunk in _chunks(sample, args.chunk):
-        uncached.classify(chunk)
-    nocache = time.perf_counter() - began
-    began = time.perf_counter()
-    sample_templates = [mask(line) for line in sample]
-    sample_mask = time.perf_counter() - began
-    out.update(nocacheLines=len(sample), nocacheLinesPerSecond=round(_rate(len(sample), nocache)),
-               nocacheMaskShare=round(sample_mask / nocache, 4) if nocache else None,
-               modelLinesPerSecond=round(_rate(len(sample_templates), nocache - sample_mask)))
-    _log(f"cache off: {out['nocacheLinesPerSecond']:,} lines/s over {len(sample):,} lines "
-         f"(masking {out['nocacheMaskShare']:.1%} of it)")
+    sample = lines[:: max(1, len(lines) // count)][:count]
+    with _Clock() as nocache:
+        for chunk in _chunks(sample, args.chunk):
+            uncached.classify(chunk)
+    with _Clock() as sample_mask:
+        for line in sample:
+            mask(line)
+    out["nocache"] = {
+        "lines": len(sample),
+        "linesPerSecond": round(_rate(len(sample), nocache.wall)),
+        "linesPerCpuSecond": round(_rate(len(sample), nocache.cpu)),
+        "maskShare": round(sample_mask.cpu / nocache.cpu, 4) if nocache.cpu else None,
+    }
+    _log(f"cache off: {out['nocache']}")
 
     count = max(1, int(args.latency_samples * share))
-    by_template = dict(zip(templates, lines))
-    probes = list(by_template.values())[: count]
-    timings = []
+    probes = list(dict(zip(templates, lines)).values())[:count]  # one line per distinct template
+    wall, cpu = [], []
     for line in probes:
-        began = time.perf_counter()
-        uncached.classify([line])
-        timings.append(time.perf_counter() - began)
-    timings.sort()
-    out["missLatencyMs"] = {
-        "samples": len(timings),
-        "p50": round(statistics.median(timings) * 1000, 3),
-        "p99": round(timings[min(len(timings) - 1, int(0.99 * len(timings)))] * 1000, 3),
-        "max": round(timings[-1] * 1000, 3),
-    }
+        with _Clock() as one:
+            uncached.classify([line])
+        wall.append(one.wall)
+        cpu.append(one.cpu)
+    out["missLatencyMs"] = {"samples": len(wall), "wall": _percentiles(wall), "cpu": _percentiles(cpu)}
     _log(f"single-line miss latency: {out['missLatencyMs']}")
     out["rss"] = measure_rss(directory, lines[:5000], args.threads)
     _log(f"process memory: {out['rss']}")
@@ -200,17 +215,17 @@ def bench_tail(directory: Path, lines: list[str], args: argparse.Namespace) -> d
             tailer = Tailer([str(Path(tmp) / "*" / "*" / "*.log")], state_dir=Path(tmp) / "state",
                             read_budget=4 << 20)
             pipeline = TailPipeline(tailer, holder, metrics, sink)
-            began = time.perf_counter()
             done = 0
-            while done < len(lines):
-                handled = pipeline.step()
-                if handled == 0:
-                    break
-                done += handled
-            seconds = time.perf_counter() - began
+            with _Clock() as clock:
+                while done < len(lines):
+                    handled = pipeline.step()
+                    if handled == 0:
+                        break
+                    done += handled
             tailer.close()
     alerts = sum(v for k, v in _label_counts(metrics).items() if k != holder.current.normal_label)
-    result = {"lines": done, "linesPerSecond": round(_rate(done, seconds)), "alerts": int(alerts)}
+    result = {"lines": done, "linesPerSecond": round(_rate(done, clock.wall)),
+              "linesPerCpuSecond": round(_rate(done, clock.cpu)), "alerts": int(alerts)}
     _log(f"tail pipeline (cold cache, metrics on): {result}")
     return result
 
@@ -282,10 +297,11 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if "teacher" in report:
         student, teacher = report["student"], report["teacher"]
-        report["speedup"] = {
-            "nocache": round(student["nocacheLinesPerSecond"] / max(teacher["nocacheLinesPerSecond"], 1e-9), 1),
-            "cachedCold": round(student["cachedColdLinesPerSecond"] / max(teacher["cachedColdLinesPerSecond"], 1e-9), 1),
-            "missP99": round(teacher["missLatencyMs"]["p99"] / max(student["missLatencyMs"]["p99"], 1e-9), 1),
+        report["speedup"] = {  # student over teacher, in CPU time (steadier on a shared machine)
+            "nocache": round(student["nocache"]["linesPerCpuSecond"] / max(teacher["nocache"]["linesPerCpuSecond"], 1), 1),
+            "cachedCold": round(student["cached"]["coldLinesPerCpuSecond"]
+                                / max(teacher["cached"]["coldLinesPerCpuSecond"], 1), 1),
+            "missP50": round(teacher["missLatencyMs"]["cpu"]["p50"] / max(student["missLatencyMs"]["cpu"]["p50"], 1e-6), 1),
         }
     text = json.dumps(report, indent=2)
     print(text)

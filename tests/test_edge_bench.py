@@ -35,9 +35,12 @@ def test_bench_classify_reports_every_measurement(tmp_path):
     report = json.loads(out.read_text())
     student = report["student"]
     assert student["lines"] == 500 and student["distinctTemplates"] == 2
-    for key in ("maskLinesPerSecond", "cachedColdLinesPerSecond", "cachedWarmLinesPerSecond", "nocacheLinesPerSecond"):
-        assert student[key] > 0
+    for section, key in (("mask", "linesPerSecond"), ("cached", "coldLinesPerSecond"), ("cached", "warmLinesPerSecond"),
+                         ("cached", "warmLinesPerCpuSecond"), ("nocache", "linesPerSecond")):
+        assert student[section][key] > 0
+    assert student["nocache"]["lines"] == 100
     assert student["missLatencyMs"]["samples"] == 2  # one probe per distinct template
+    assert 0 < student["missLatencyMs"]["wall"]["p50"] <= student["missLatencyMs"]["wall"]["max"]
     assert student["rss"]["torchImported"] is False and 0 < student["rss"]["loadedMB"] < 1000
     assert report["tailPipeline"]["lines"] == 500 and report["tailPipeline"]["alerts"] == 500
     assert report["teacher"]["version"] != student["version"] and report["speedup"]["nocache"] > 0
