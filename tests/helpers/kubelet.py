@@ -7,6 +7,12 @@ volumeMount to a local directory (rewriting the mount paths that appear in comma
 workingDir), and writes the outcome into the pod's status as a kubelet would: phase
 Succeeded/Failed and ``state.terminated`` with the exit code and the termination message.
 
+Typical use, with the ``control_plane`` and ``namespace`` fixtures::
+
+    with LocalKubelet(control_plane.api_client(), namespace, volume_map={"artifacts": tmp_path}) as kubelet:
+        pod_name, exit_code = kubelet.run_job("distill-x")   # the Job's pod, run to completion
+    # the Job controller then marks the Job Complete/Failed (within about a second)
+
 What it does not do: pull or run images (the command must exist here: the running Python's venv
 ``bin`` comes first on PATH, so ``logdistill`` and ``python`` are this venv's), restart containers,
 run init containers, probes, resource limits, or give the process in-cluster API credentials (a
@@ -204,6 +210,12 @@ class LocalKubelet:
             return sorted(p.metadata.name for p in pods)[0] if pods else None
 
         return wait_for(first, timeout, 0.1, f"a pod matching {label_selector!r} in {self.namespace}")
+
+    def run_job(self, job_name: str, container: str | None = None, timeout: float = 600) -> tuple[str, int]:
+        """Runs the (first) pod of a Job; returns its name and exit code. With backoffLimit > 0 a
+        failure makes the Job controller create another pod, which the test runs in turn."""
+        pod_name = self.find_pod(f"batch.kubernetes.io/job-name={job_name}")
+        return pod_name, self.run_pod(pod_name, container, timeout)
 
     def wait_running(self, pod_name: str, timeout: float = 30) -> client.V1Pod:
         """Waits until kwok's pod-ready stage has marked the pod Running (scheduled, podIP set).
