@@ -143,3 +143,56 @@ def test_plain_manifests_are_accepted_by_the_api_server(control_plane):
     for kind in ("customresourcedefinition.apiextensions.k8s.io/distilledmodels.logdistill.io", "deployment.apps/",
                  "clusterrole.rbac.authorization.k8s.io/", "serviceaccount/", "configmap/"):
         assert kind in proc.stdout, proc.stdout
+
+
+def _service_account_kubeconfig(cp, namespace: str, sa: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as the ServiceAccount (a bound token), as in-cluster credentials would."""
+    token = cp.kubectl("create", "token", sa, "-n", namespace, "--duration=1h").stdout.strip()
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "c", "cluster": {"server": cp.server, "certificate-authority": str(cp.ca_file)}}],
+        "users": [{"name": sa, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": sa, "namespace": namespace}}],
+    }))
+    return path
+
+
+def test_the_operator_works_with_exactly_the_chart_rbac(control_plane, restricted_namespace, workload_namespaces,
+                                                        tmp_path):
+    """The operator pod's own command (from the installed Deployment), run locally with the ServiceAccount's
+    token: it reconciles a DistilledModel (Job created, status patched) and is never refused by RBAC."""
+    from helpers.kubelet import LocalKubelet
+
+    cp, ns = control_plane, restricted_namespace
+    workload = workload_namespaces[0]
+    release = f"logdistill-{uuid.uuid4().hex[:6]}"
+    _install(cp, release, ns)
+    kubeconfig = _service_account_kubeconfig(cp, ns, release, tmp_path / "sa.kubeconfig")
+    try:
+        with LocalKubelet(cp.api_client(), ns, env_overrides={"KUBECONFIG": str(kubeconfig)}) as kubelet:
+            pod = kubelet.find_pod("app.kubernetes.io/component=operator")
+            operator = kubelet.start_pod(pod)
+            operator.wait_http(8080, "/healthz", timeout=60)  # the probes' endpoint answers
+            example = (CHART.parent.parent / "examples" / "distilledmodel.yaml").read_text()
+            cp.kubectl("apply", "-n", workload, "-f", "-", input=example)
+            name = next(line.split(":", 1)[1].strip() for line in example.splitlines() if line.startswith("  name:"))
+
+            def reconciled() -> dict | None:
+                assert operator.alive(), operator.logs()[-4000:]
+                jobs = json.loads(cp.kubectl("get", "jobs", "-n", workload, "-o", "json").stdout)["items"]
+                dm = json.loads(cp.kubectl("get", "dm", name, "-n", workload, "-o", "json").stdout)
+                status = dm.get("status") or {}
+                return dm if jobs and status.get("phase") and status.get("observedGeneration") else None
+
+            try:
+                dm = cp.wait_for(reconciled, 60, 0.2, "the operator to create the Job and patch the status")
+            except TimeoutError as err:
+                raise AssertionError(f"{err}; operator logs:\n{operator.logs()[-4000:]}") from None
+            jobs = json.loads(cp.kubectl("get", "jobs", "-n", workload, "-o", "json").stdout)["items"]
+            assert jobs[0]["metadata"]["ownerReferences"][0]["uid"] == dm["metadata"]["uid"]
+            logs = operator.logs()
+            for refusal in ("Forbidden", "forbidden", " 403"):
+                assert refusal not in logs, logs[-4000:]
+            cp.kubectl("delete", "dm", name, "-n", workload, "--wait=false")
+    finally:
+        cp.helm("uninstall", release, "--namespace", ns, "--wait", check=False)
