@@ -30,7 +30,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -319,13 +318,10 @@ class LocalKubelet:
         base.mkdir(parents=True, exist_ok=True)
         mounts = self._mounts(pod, spec, base / "volumes")
         term_path = spec.termination_message_path or DEFAULT_TERMINATION_MESSAGE_PATH
-        rewrite_mounts = _PathRewriter(mounts)
-        if term_path.rstrip("/") in rewrite_mounts.mapping or rewrite_mounts(term_path) == term_path:
+        mapping: dict[str, Path] = dict(mounts)
+        if _PathRewriter(mounts)(term_path) == term_path:
             # Not inside a mounted volume: the kubelet mounts a file of its own there.
-            local_term = base / f"{spec.name}.termination-log"
-            mapping = {**mounts, term_path: local_term}
-        else:
-            mapping = dict(mounts)
+            mapping[term_path] = base / f"{spec.name}.termination-log"
         rewrite_paths = _PathRewriter(mapping)
         local_term = rewrite_paths.path(term_path)
         local_term.parent.mkdir(parents=True, exist_ok=True)
@@ -339,7 +335,8 @@ class LocalKubelet:
         container_env = self._container_env(pod, spec, where)
         env.update({k: rewrite(v) for k, v in container_env.items()})
         env.update(self.env_overrides)
-        argv = [rewrite(_expand(a, container_env)) for a in [*spec.command, *(spec.args or [])]]
+        expandable = {**container_env, **self.env_overrides}
+        argv = [rewrite(_expand(a, expandable)) for a in [*spec.command, *(spec.args or [])]]
         resolved = shutil.which(argv[0], path=env["PATH"]) if "/" not in argv[0] else argv[0]
         if resolved is None:
             raise KubeletError(f"{where}: command {argv[0]!r} not found on PATH {env['PATH']}")
