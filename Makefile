@@ -10,7 +10,7 @@ export K8S_BIN
 # `python -m ...` run from here (cwd goes first on sys.path). Safe-path mode turns that off.
 export PYTHONSAFEPATH := 1
 
-.PHONY: venv demo test test-fast cluster-bin bench clean-venv
+.PHONY: venv demo test test-fast cluster-bin prometheus-bin bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,8 +26,12 @@ demo: venv
 cluster-bin:
 	bash hack/build-k8s.sh
 
+# A real Prometheus (Debian package) for the scrape and alert-rule tests.
+prometheus-bin:
+	bash hack/install-prometheus.sh
+
 # The whole suite, cluster tests included (they build the control plane binaries once, cached).
-test: venv cluster-bin
+test: venv cluster-bin prometheus-bin
 	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
 
 # No cluster, no torch-heavy tests: the inner loop.
