@@ -119,6 +119,7 @@ class Tailer:
         self._first_scan = True
         self._next_scan = 0.0
         self._last_written: list | None = None
+        self._state_failing = False
 
     # -- public -----------------------------------------------------------------------------
 
@@ -152,13 +153,23 @@ class Tailer:
         entries.sort(key=lambda e: e["path"])
         if entries == self._last_written:
             return
-        self._state_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._state_path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as out:
-            json.dump({"version": 1, "files": entries}, out, indent=1)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self._state_path)
+        try:
+            self._state_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as out:
+                json.dump({"version": 1, "files": entries}, out, indent=1)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self._state_path)
+        except OSError as err:
+            # Keep classifying; a restart would then re-read from the last offsets that were saved.
+            if not self._state_failing:
+                log.error("%s: cannot save read offsets: %s", self._state_path, err)
+            self._state_failing = True
+            return
+        if self._state_failing:
+            log.info("%s: saving read offsets again", self._state_path)
+        self._state_failing = False
         self._last_written = entries
 
     def close(self) -> None:

@@ -209,3 +209,15 @@ def test_a_reused_inode_with_other_content_is_read_from_the_start(tmp_path):
     os.utime(log)
     run = Run(str(log), state)
     assert run.poll() == ["REPLACED content line", "more"]
+
+
+def test_an_unwritable_state_dir_is_logged_and_tailing_goes_on(tmp_path, caplog):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the state directory should be")
+    log = tmp_path / "app.log"
+    log.write_bytes(b"one\n")
+    run = Run(str(log), blocker / "state")
+    assert run.poll() == ["one"]
+    append(log, b"two\n")
+    assert run.poll() == ["two"]
+    assert caplog.text.count("cannot save read offsets") == 1
