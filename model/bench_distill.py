@@ -47,6 +47,9 @@ def machine() -> dict[str, Any]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="BGL-style labelled log (default: bundled BGL_20k.log)")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"work directory (default {DEFAULT_OUT})")
+    parser.add_argument("--teacher-dir", default=None,
+                        help="teacher artifact to reuse if it verifies and matches the data (default <out>/teacher;"
+                             " e.g. artifacts/demo/teacher after `logdistill demo`), else trained there")
     parser.add_argument("--teacher-epochs", type=int, default=None, help="teacher fine-tuning epochs")
     parser.add_argument("--epochs", type=int, default=None, help="student epochs (both students)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for training; 0 = all cores")
@@ -79,7 +82,8 @@ def main(args: argparse.Namespace) -> int:
     options = TeacherOptions(threads=args.threads)
     if args.teacher_epochs:
         options.epochs = args.teacher_epochs
-    teacher_dir, reused = ensure_teacher(out / "teacher", data_spec, default_base(), options, progress)
+    teacher_dir, reused = ensure_teacher(Path(args.teacher_dir) if args.teacher_dir else out / "teacher", data_spec,
+                                         default_base(), options, progress)
     teacher_s = time.monotonic() - started
 
     runs: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {}

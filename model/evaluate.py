@@ -29,6 +29,7 @@ __all__ = [
     "quality",
     "measure_latency",
     "measure_throughput",
+    "paired_latency",
     "evaluate_scorer",
     "tfidf_scores",
     "comparison_table",
@@ -118,6 +119,27 @@ def measure_latency(scorer: Scorer, texts: Sequence[str], samples: int = 200, wa
     return latency_summary(timings)
 
 
+def paired_latency(scorers: dict[str, Scorer], texts: Sequence[str], samples: int = 300,
+                   warmup: int = 10) -> dict[str, dict[str, Any]]:
+    """Single-line latency of several scorers measured *interleaved* (same line, back to back,
+    order rotated), so CPU contention from other processes hits all of them alike and the
+    ratios stay meaningful on a shared machine."""
+    pool = list(dict.fromkeys(texts)) or ["empty"]
+    names = list(scorers)
+    for text in pool[:warmup]:
+        for name in names:
+            scorers[name].predict_proba([mask(text)])
+    timings: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(samples):
+        text = pool[i % len(pool)]
+        for k in range(len(names)):
+            name = names[(i + k) % len(names)]
+            start = time.perf_counter()
+            scorers[name].predict_proba([mask(text)])
+            timings[name].append(time.perf_counter() - start)
+    return {name: latency_summary(values) for name, values in timings.items()}
+
+
 def measure_throughput(scorer: Scorer, texts: Sequence[str], batch: int = THROUGHPUT_BATCH,
                        min_lines: int = 640) -> float:
     """Lines per second scoring batches of ``batch`` masked lines (no cache: lines repeat to fill ``min_lines``)."""
@@ -134,7 +156,8 @@ def evaluate_scorer(scorer: Scorer, texts: Sequence[str], truth: Sequence[str], 
                     latency_samples: int = 200, throughput: bool = True) -> dict[str, Any]:
     """Quality + latency (+ throughput) of one scorer on one labelled set: a flat JSON-ready dict."""
     report = quality(scorer, texts, truth)
-    report.update(measure_latency(scorer, texts, samples=latency_samples))
+    if latency_samples:
+        report.update(measure_latency(scorer, texts, samples=latency_samples))
     if throughput:
         report["throughput_lines_per_s"] = measure_throughput(scorer, texts)
     return report

@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["UNLABELLED", "soft_targets", "ensemble_soft_targets", "kd_loss", "hard_loss", "distillation_loss"]
+__all__ = ["UNLABELLED", "balanced_class_weights", "soft_targets", "ensemble_soft_targets", "kd_loss", "hard_loss", "distillation_loss"]
 
 UNLABELLED = -100
 """Label index of a row without a hard label (matches ``F.cross_entropy``'s ignore_index default)."""
@@ -44,6 +44,23 @@ def ensemble_soft_targets(
     return mixed / total  # type: ignore[operator]
 
 
+def balanced_class_weights(labels: Sequence[int], num_classes: int, power: float = 0.5) -> torch.Tensor:
+    """``[C]`` weights ``(max_count / count_c) ** power`` over labelled rows (``UNLABELLED`` skipped).
+
+    Logs are very unbalanced (BGL: ~130 normal templates, 1-3 per alert category); ``power=0.5``
+    lifts rare classes without letting a single template dominate. Unseen classes get weight 1.
+    """
+    counts = torch.zeros(num_classes)
+    for label in labels:
+        if label != UNLABELLED:
+            counts[label] += 1
+    weights = torch.ones(num_classes)
+    seen = counts > 0
+    if bool(seen.any()):
+        weights[seen] = (counts.max() / counts[seen]) ** power
+    return weights
+
+
 def kd_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:
     """``T^2 * KL(teacher_probs || softmax(student / T))``, averaged over rows. Scalar."""
     if student_logits.shape != teacher_probs.shape:
@@ -54,12 +71,16 @@ def kd_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperatu
     return (temperature**2) * per_row.mean()
 
 
-def hard_loss(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over labelled rows only (``labels != UNLABELLED``); 0 when no row is labelled. Scalar."""
+def hard_loss(student_logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None
+              ) -> torch.Tensor:
+    """Cross-entropy over labelled rows only (``labels != UNLABELLED``); 0 when no row is labelled. Scalar.
+
+    ``class_weights`` (``[C]``, optional) weights each row by its class (weighted mean).
+    """
     labelled = labels != UNLABELLED
     if not bool(labelled.any()):
         return student_logits.sum() * 0.0  # keeps the graph (and dtype/device) intact
-    return F.cross_entropy(student_logits[labelled].float(), labels[labelled])
+    return F.cross_entropy(student_logits[labelled].float(), labels[labelled], weight=class_weights)
 
 
 def distillation_loss(
@@ -69,11 +90,13 @@ def distillation_loss(
     *,
     temperature: float,
     alpha: float,
+    class_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``alpha * kd_loss + (1 - alpha) * hard_loss``. Scalar.
 
     ``alpha = 0`` is pure cross-entropy (``teacher_probs`` may then be ``None``);
     ``alpha = 1`` is pure distillation. Unlabelled rows contribute to the KD term only.
+    ``class_weights`` (``[C]``) weights the hard term per class (see :func:`balanced_class_weights`).
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -83,5 +106,5 @@ def distillation_loss(
             raise ValueError("teacher_probs is required when alpha > 0")
         loss = loss + alpha * kd_loss(student_logits, teacher_probs, temperature)
     if alpha < 1.0:
-        loss = loss + (1.0 - alpha) * hard_loss(student_logits, labels)
+        loss = loss + (1.0 - alpha) * hard_loss(student_logits, labels, class_weights)
     return loss

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from logdistill.model.losses import UNLABELLED, distillation_loss
+from logdistill.model.losses import UNLABELLED, balanced_class_weights, distillation_loss
 from logdistill.model.metrics import classification_report
 
 __all__ = ["Progress", "FitOptions", "FitResult", "encode", "predict_logits", "fit", "set_threads"]
@@ -118,10 +118,13 @@ class FitOptions:
     patience: int
     seed: int
     max_length: int
+    balance_classes: float = 0.0
+    """Power of the class weights of the hard loss (0 = unweighted, 0.5 = inverse square root of frequency)."""
 
     @classmethod
     def from_spec(cls, training: Any, max_length: int, **overrides: Any) -> "FitOptions":
-        values = {name: getattr(training, name) for name in cls.__dataclass_fields__ if name != "max_length"}
+        values = {name: getattr(training, name) for name in cls.__dataclass_fields__
+                  if name not in ("max_length", "balance_classes")}
         values.update(overrides)
         return cls(max_length=max_length, **values)
 
@@ -226,6 +229,9 @@ def fit(
     optimizer = torch.optim.AdamW(groups, lr=options.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total_steps, options.warmup_ratio))
     target_tensor = torch.tensor(list(targets), dtype=torch.long)
+    class_weights = (
+        balanced_class_weights(list(targets), len(labels), options.balance_classes) if options.balance_classes else None
+    )
 
     best_f1: float | None = None
     best_epoch = 0
@@ -246,7 +252,8 @@ def fit(
             logits = model(**batch).logits
             probs = teacher_probs[rows] if teacher_probs is not None and options.alpha > 0 else None
             loss = distillation_loss(
-                logits, probs, target_tensor[rows], temperature=options.temperature, alpha=options.alpha
+                logits, probs, target_tensor[rows], temperature=options.temperature, alpha=options.alpha,
+                class_weights=class_weights,
             )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -263,6 +270,11 @@ def fit(
             record["devMacroF1"] = round(score, 5)
             if best_f1 is None or score > best_f1 + 1e-9:
                 best_f1, best_epoch, stale = score, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            elif score >= best_f1 - 1e-9:
+                # A tie keeps the later weights (lower training loss) and does not count as stale:
+                # on a small dev set macro-F1 is flat for epochs while the model is still learning.
+                best_epoch = epoch
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 stale += 1

@@ -116,3 +116,13 @@ def test_shape_and_argument_errors():
         distillation_loss(_logits(), None, torch.zeros(6, dtype=torch.long), temperature=1.0, alpha=1.5)
     with pytest.raises(ValueError, match="teacher_probs"):
         distillation_loss(_logits(), None, torch.zeros(6, dtype=torch.long), temperature=1.0, alpha=0.5)
+
+
+def test_balanced_class_weights_lift_rare_classes():
+    from logdistill.model.losses import balanced_class_weights
+
+    weights = balanced_class_weights([0] * 16 + [1] * 4 + [2] + [UNLABELLED] * 5, 4)
+    assert torch.allclose(weights, torch.tensor([1.0, 2.0, 4.0, 1.0]))
+    s, y = _logits(rows=3, classes=4), torch.tensor([0, 1, 2])
+    weighted = distillation_loss(s, None, y, temperature=1.0, alpha=0.0, class_weights=weights)
+    assert weighted.item() == pytest.approx(F.cross_entropy(s, y, weight=weights).item(), rel=1e-6)
