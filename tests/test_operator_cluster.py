@@ -267,6 +267,53 @@ def test_contract_example_gets_an_owned_job_and_status_within_10s(cluster, apis,
     assert time.monotonic() - started < 10
     assert [j.metadata.name for j in jobs] == [f"{name}-distill-g1"]
     assert body["status"]["observedGeneration"] == 1
+    # no finalizer: the CR stays deletable while the operator is down
+    assert not get_cr(apis, namespace, name)["metadata"].get("finalizers")
+
+
+def test_cli_operator_with_peering_liveness_and_clean_shutdown(cluster, apis, namespace, storage, tmp_path):
+    """`logdistill operator` as a process: kubeconfig, one namespace, kopf peering, liveness, SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from helpers.controlplane import free_ports
+
+    peering = subprocess.run([sys.executable, "-P", "-m", "logdistill", "operator", "crd", "--peering"],
+                             capture_output=True, text=True, check=True, cwd="/").stdout
+    cluster.kubectl("apply", "-f", "-", input=peering)
+    cluster.kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=30s")
+    # kopf never creates the peering object itself (the chart does): without it the operator waits.
+    apis["custom"].create_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings", {
+        "apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "logdistill"}})
+    port, = free_ports(1)
+    log = open(tmp_path / "operator.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-m", "logdistill", "operator", "--namespace", namespace, "--kubeconfig",
+         str(cluster.kubeconfig), "--liveness", f"http://127.0.0.1:{port}/healthz", "--peering", "logdistill"],
+        stdout=log, stderr=subprocess.STDOUT, cwd="/")
+    try:
+        def alive():
+            assert proc.poll() is None, (tmp_path / "operator.log").read_text()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
+                    return resp.status == 200
+            except OSError:
+                return False
+
+        cluster.wait_for(alive, 30, 0.1, "the operator's liveness endpoint")
+        create_cr(apis, namespace, "cli", BASE)
+        wait_job(cluster, apis, namespace, "cli", 1, timeout=15)
+        wait_phase(cluster, apis, namespace, "cli", {"Pending", "Distilling"}, timeout=15)
+        peering_obj = apis["custom"].get_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings",
+                                                                   "logdistill")
+        assert peering_obj.get("status"), "the operator announces itself in the peering object"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        log.close()
+    assert code == 0, (tmp_path / "operator.log").read_text()
 
 
 # ---- whole scenarios -----------------------------------------------------------------------------
