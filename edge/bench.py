@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="teacher artifact, run through the same path for the speed ratio ('' to skip)")
     parser.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="Loghub folder (default %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=32, help="micro-batch size for misses")
+    parser.add_argument("--batch-size", type=int, default=16, help="micro-batch size for misses (default %(default)s)")
     parser.add_argument("--chunk", type=int, default=512, help="lines per classify call (default %(default)s)")
     parser.add_argument("--nocache-lines", type=int, default=10_000,
                         help="lines for the cache-off run (the teacher gets a fifth)")
@@ -284,7 +284,8 @@ def main(args: argparse.Namespace) -> int:
     except FileNotFoundError as err:
         print(f"logdistill bench classify: {err}", file=sys.stderr)
         return 2
-    report: dict[str, Any] = {"machine": machine(), "loadAverage": os.getloadavg()[0], "threads": args.threads, "batchSize": args.batch_size,
+    report: dict[str, Any] = {"machine": machine(), "loadAverage": os.getloadavg()[0], "threads": args.threads,
+                              "batchSize": args.batch_size,
                               "chunk": args.chunk, "data": str(args.data)}
     _log(f"machine: {report['machine']}; {len(lines):,} lines")
     try:
@@ -297,11 +298,13 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if "teacher" in report:
         student, teacher = report["student"], report["teacher"]
+        def ratio(fast: float, slow: float) -> float:
+            return round(fast / slow, 1) if slow else float("inf")
+
         report["speedup"] = {  # student over teacher, in CPU time (steadier on a shared machine)
-            "nocache": round(student["nocache"]["linesPerCpuSecond"] / max(teacher["nocache"]["linesPerCpuSecond"], 1), 1),
-            "cachedCold": round(student["cached"]["coldLinesPerCpuSecond"]
-                                / max(teacher["cached"]["coldLinesPerCpuSecond"], 1), 1),
-            "missP50": round(teacher["missLatencyMs"]["cpu"]["p50"] / max(student["missLatencyMs"]["cpu"]["p50"], 1e-6), 1),
+            "nocache": ratio(student["nocache"]["linesPerCpuSecond"], teacher["nocache"]["linesPerCpuSecond"]),
+            "cachedCold": ratio(student["cached"]["coldLinesPerCpuSecond"], teacher["cached"]["coldLinesPerCpuSecond"]),
+            "missP50": ratio(teacher["missLatencyMs"]["cpu"]["p50"], student["missLatencyMs"]["cpu"]["p50"]),
         }
     text = json.dumps(report, indent=2)
     print(text)

@@ -61,7 +61,7 @@ class TemplateClassifier:
         model: OnnxClassifier,
         *,
         cache_size: int = 100_000,
-        batch_size: int = 32,
+        batch_size: int = 16,
         metrics: ClassifierMetrics | None = None,
         max_line_chars: int = DEFAULT_MAX_LINE_BYTES,
         seen_limit: int = 1_000_000,

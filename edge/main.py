@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from logdistill.edge.server import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_LINES
     from logdistill.edge.sources import DEFAULT_PATHS, FORMATS
 
-    parser.add_argument("--model", required=True, type=Path, help="artifact directory (may be a symlink swapped on update)")
+    parser.add_argument("--model", required=True, type=Path,
+                        help="artifact directory (may be a symlink swapped on update)")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default %(default)s)")
     parser.add_argument("--port", type=int, default=8080, help="HTTP port; 0 picks a free one (default %(default)s)")
     parser.add_argument("--paths", nargs="+", default=list(DEFAULT_PATHS), metavar="GLOB",
@@ -40,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default %(default)s)")
     parser.add_argument("--cache-size", type=int, default=100_000,
                         help="template cache entries; 0 disables the cache (default %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=32, help="micro-batch size for cache misses")
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="micro-batch size for cache misses (default %(default)s)")
     parser.add_argument("--reload-interval", type=float, default=10.0,
                         help="seconds between model directory checks; 0 disables hot reload (default %(default)s)")
     parser.add_argument("--poll-interval", type=float, default=0.25, help="seconds between file polls when idle")

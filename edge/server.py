@@ -1,6 +1,7 @@
 """The classifier's HTTP API on the standard library's ``ThreadingHTTPServer``.
 
-``POST /v1/classify``  ``{"lines": ["...", ...]}`` -> ``{"results": [{"label", "score", "template"}], "model": version}``
+``POST /v1/classify``  ``{"lines": ["...", ...]}``
+                       -> ``{"results": [{"label", "score", "template"}, ...], "model": version}``
 ``GET /v1/model``      the serving version and its manifest info
 ``GET /healthz``       200 while the process runs
 ``GET /readyz``        200 once a model is loaded, 503 before

@@ -29,7 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Sequence
 
-from logdistill.edge.lines import DEFAULT_MAX_LINE_BYTES, CriAssembler, LineSplitter, decode_line, parse_cri, pod_from_path
+from logdistill.edge.lines import (
+    DEFAULT_MAX_LINE_BYTES,
+    CriAssembler,
+    LineSplitter,
+    decode_line,
+    parse_cri,
+    pod_from_path,
+)
 
 __all__ = ["Record", "Tailer", "DEFAULT_PATHS", "STATE_FILE", "FORMATS"]
 

@@ -30,9 +30,12 @@ class Run:
         self.malformed: Counter[str] = Counter()
         options.setdefault("scan_interval", 0.0)
         options.setdefault("rotate_wait", 0.0)
-        self.tailer = Tailer([pattern], state_dir=state, on_malformed=lambda reason: self.malformed.update([reason]), **options)
+        self.tailer = Tailer([pattern], state_dir=state, on_malformed=self._malformed, **options)
         self.messages: list[str] = []
         self.records = []
+
+    def _malformed(self, reason: str) -> None:
+        self.malformed[reason] += 1
 
     def poll(self) -> list[str]:
         records = self.tailer.poll()

@@ -73,7 +73,10 @@ def build_onnx_artifact(
         "student": {"layers": 0, "hidden": len(labels), "heads": 0, "intermediate": 0},
         "parameters": int(embedding.size + len(labels) ** 2 + bias.size),
         "labels": labels,
-        "summary": {"student": {"accuracy": accuracy, "macroF1": macro_f1}, "teacher": {"accuracy": 0.97, "macroF1": 0.9}},
+        "summary": {
+            "student": {"accuracy": accuracy, "macroF1": macro_f1},
+            "teacher": {"accuracy": 0.97, "macroF1": 0.9},
+        },
     }
     return write_manifest(directory, kind="student", info=info)
 
