@@ -186,7 +186,7 @@ def bench_artifact(directory: Path, lines: list[str], args: argparse.Namespace, 
         cpu.append(one.cpu)
     out["missLatencyMs"] = {"samples": len(wall), "wall": _percentiles(wall), "cpu": _percentiles(cpu)}
     _log(f"single-line miss latency: {out['missLatencyMs']}")
-    out["rss"] = measure_rss(directory, lines[:5000], args.threads)
+    out["rss"] = measure_rss(directory, lines, args.threads)
     _log(f"process memory: {out['rss']}")
     return out
 
@@ -252,7 +252,7 @@ def status():
     return fields
 base = status()
 from logdistill.edge.main import load_classifier
-classifier = load_classifier(Path(sys.argv[1]), threads=int(sys.argv[2]), cache_size=100_000, batch_size=32,
+classifier = load_classifier(Path(sys.argv[1]), threads=int(sys.argv[2]), cache_size=20_000, batch_size=16,
                              max_line_chars=16384)
 loaded = status()
 lines = [line.rstrip("\\n") for line in sys.stdin]

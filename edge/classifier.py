@@ -60,7 +60,7 @@ class TemplateClassifier:
         self,
         model: OnnxClassifier,
         *,
-        cache_size: int = 100_000,
+        cache_size: int = 20_000,
         batch_size: int = 16,
         metrics: ClassifierMetrics | None = None,
         max_line_chars: int = DEFAULT_MAX_LINE_BYTES,
