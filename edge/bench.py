@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-samples", type=int, default=1000,
                         help="distinct templates timed one by one (the teacher gets a fifth)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the results table (Markdown) here")
 
 
 def machine() -> dict[str, Any]:
@@ -310,4 +311,45 @@ def main(args: argparse.Namespace) -> int:
     print(text)
     if args.json is not None:
         args.json.write_text(text + "\n")
+    if args.markdown is not None:
+        args.markdown.write_text(markdown(report))
     return 0
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The results as the Markdown table docs/benchmarks.md shows (wall / CPU-time figures)."""
+    models = [name for name in ("student", "teacher") if name in report]
+
+    def row(title: str, target: str, cell) -> str:
+        return f"| {title} | " + " | ".join(cell(report[name]) for name in models) + f" | {target} |"
+
+    def rate(section: str, wall: str, cpu: str):
+        return lambda r: f"{r[section][wall]:,} / {r[section][cpu]:,}"
+
+    lines = [
+        "| measurement (wall / per CPU-second) | " + " | ".join(
+            f"{name} `{report[name]['version']}` ({report[name]['parameters'] or '?'} params, "
+            f"maxLength {report[name]['maxLength']})" for name in models) + " | target |",
+        "|---" * (len(models) + 2) + "|",
+        row("masking only, lines/s", "—", rate("mask", "linesPerSecond", "linesPerCpuSecond")),
+        row("cache on, warm, lines/s", "≥ 50k (aim 100k)", rate("cached", "warmLinesPerSecond", "warmLinesPerCpuSecond")),
+        row("cache on, cold (first pass), lines/s", "—", rate("cached", "coldLinesPerSecond", "coldLinesPerCpuSecond")),
+        row("model share of the cold pass", "—", lambda r: f"{r['cached']['coldModelShare']:.0%}"),
+        row("cache off, lines/s", "≥ 2k (aim 3k)", rate("nocache", "linesPerSecond", "linesPerCpuSecond")),
+        row("masking share with the cache off", "—", lambda r: f"{r['nocache']['maskShare']:.1%}"),
+        row("single-line miss p50 / p99, ms (wall)", "p99 ≤ 5 ms (aim 2)",
+            lambda r: f"{r['missLatencyMs']['wall']['p50']} / {r['missLatencyMs']['wall']['p99']}"),
+        row("single-line miss p50 / p99, ms (CPU)", "—",
+            lambda r: f"{r['missLatencyMs']['cpu']['p50']} / {r['missLatencyMs']['cpu']['p99']}"),
+        row("RSS loaded / after classifying all lines, MB", "≤ 150 (aim 100)",
+            lambda r: f"{r['rss'].get('loadedMB')} / {r['rss'].get('afterClassifyMB')}"),
+    ]
+    if "tailPipeline" in report:
+        tail = report["tailPipeline"]
+        lines.append(f"\nTail pipeline (CRI file → tailer → student, cold cache, metrics on → alerts to /dev/null): "
+                     f"{tail['linesPerSecond']:,} lines/s wall, {tail['linesPerCpuSecond']:,} per CPU-second.")
+    if "speedup" in report:
+        s = report["speedup"]
+        lines.append(f"\nStudent vs teacher (CPU time): {s['nocache']}× lines/s with the cache off, "
+                     f"{s['cachedCold']}× on the cold cached pass, {s['missP50']}× single-line p50.")
+    return "\n".join(lines) + "\n"

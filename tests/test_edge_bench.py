@@ -27,10 +27,10 @@ def test_bench_classify_reports_every_measurement(tmp_path):
     build_onnx_artifact(tmp_path / "teacher", ["-", "ERROR", "FATAL"], extra_words=("teacher",))
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
-    out = tmp_path / "bench.json"
+    out, table = tmp_path / "bench.json", tmp_path / "bench.md"
     args = parser.parse_args(["--model", str(tmp_path / "student"), "--teacher", str(tmp_path / "teacher"),
                               "--data", str(data), "--nocache-lines", "100", "--latency-samples", "20",
-                              "--json", str(out)])
+                              "--json", str(out), "--markdown", str(table)])
     assert bench.main(args) == 0
     report = json.loads(out.read_text())
     student = report["student"]
@@ -45,3 +45,6 @@ def test_bench_classify_reports_every_measurement(tmp_path):
     assert report["tailPipeline"]["lines"] == 500 and report["tailPipeline"]["alerts"] == 500
     assert report["teacher"]["version"] != student["version"] and report["speedup"]["nocache"] > 0
     assert report["machine"]["cpus"] >= 1
+    rows = table.read_text().splitlines()
+    assert rows[0].startswith("| measurement") and student["version"] in rows[0] and rows[1] == "|---|---|---|---|"
+    assert any(row.startswith("| cache off, lines/s |") for row in rows)
