@@ -89,8 +89,9 @@ class Tailer:
     ``fmt``: ``cri``, ``plain``, or ``auto`` (CRI for kubelet pod logs and
     ``/var/log/containers``, plain otherwise). ``start_at="end"`` skips what files already
     hold on the very first start (no state file yet); files that appear later are always
-    read from their start. ``rotate_wait`` is how long a rotated-away file stays open
-    after it stops growing (a writer may still flush to it briefly).
+    read from their start. ``rotate_wait`` is how long a rotated-away file stays open once
+    its rotation is seen (a writer may still flush to it briefly); it is read to its end
+    at every poll meanwhile.
     """
 
     def __init__(
