@@ -137,6 +137,41 @@ class OperatorThread:
         self.stop()
 
 
+def ensure_peering(api_client, name: str, clusterwide: bool, namespaces: Sequence[str]) -> bool:
+    """Create the kopf peering object(s) if missing (kopf waits for them otherwise).
+
+    Returns False when kopf's peering CRDs are not installed: the caller then runs standalone."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    custom = client.CustomObjectsApi(api_client)
+    try:
+        if clusterwide:
+            custom.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", {
+                "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}})
+        else:
+            for ns in namespaces:
+                if any(ch in ns for ch in "*?[!"):
+                    continue  # a pattern: the peering objects of matching namespaces come from elsewhere
+                try:
+                    custom.create_namespaced_custom_object("kopf.dev", "v1", ns, "kopfpeerings", {
+                        "apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": name}})
+                except ApiException as err:
+                    if err.status != 409:
+                        raise
+    except ApiException as err:
+        if err.status == 409:
+            return True
+        if err.status == 404:
+            return False
+        if err.status == 403:
+            logging.getLogger("logdistill.operator").warning(
+                "no permission to create the kopf peering object %r: create it, or kopf waits for it", name)
+            return True
+        raise
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     import kopf
 
@@ -148,9 +183,16 @@ def run(args: argparse.Namespace) -> int:
     from kubernetes import client
 
     kwargs = operator_kwargs(args)
+    log = logging.getLogger("logdistill.operator")
+    if not args.standalone and not ensure_peering(client.ApiClient(), args.peering, kwargs["clusterwide"],
+                                                  kwargs["namespaces"]):
+        log.warning("kopf peering CRDs are not installed (logdistill operator crd --peering): running standalone;"
+                    " do not run two replicas")
+        kwargs.update(standalone=True, peering_name=None)
+        args.standalone = True
     ctx = handlers.Context(api=client.ApiClient(), images=builders.Images(job=args.job_image, edge=args.edge_image),
                            namespaces=tuple(kwargs["namespaces"]))
-    logging.getLogger("logdistill.operator").info(
+    log.info(
         "watching %s; peering %s", "all namespaces" if kwargs["clusterwide"] else ", ".join(kwargs["namespaces"]),
         "off" if args.standalone else f"{args.peering} (priority {kwargs['priority']})")
     asyncio.run(kopf.operator(memo=kopf.Memo(ctx=ctx), **kwargs))

@@ -284,9 +284,7 @@ def test_cli_operator_with_peering_liveness_and_clean_shutdown(cluster, apis, na
                              capture_output=True, text=True, check=True, cwd="/").stdout
     cluster.kubectl("apply", "-f", "-", input=peering)
     cluster.kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=30s")
-    # kopf never creates the peering object itself (the chart does): without it the operator waits.
-    apis["custom"].create_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings", {
-        "apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "logdistill"}})
+    # kopf never creates the peering object itself: `logdistill operator` does (else kopf would wait).
     port, = free_ports(1)
     log = open(tmp_path / "operator.log", "w")
     proc = subprocess.Popen(
@@ -318,7 +316,8 @@ def test_cli_operator_with_peering_liveness_and_clean_shutdown(cluster, apis, na
 
 # ---- whole scenarios -----------------------------------------------------------------------------
 
-def test_create_distil_gate_rollout_ready_then_delete(cluster, apis, namespace, operator, kubelet, teacher):
+@pytest.mark.torch
+def test_create_distil_gate_rollout_ready_degrade_then_delete(cluster, apis, namespace, operator, kubelet, teacher):
     create_cr(apis, namespace, "bgl", tiny_spec(teacher))
     wait_job(cluster, apis, namespace, "bgl", 1)
     wait_phase(cluster, apis, namespace, "bgl", {"Pending", "Distilling"})
@@ -347,6 +346,19 @@ def test_create_distil_gate_rollout_ready_then_delete(cluster, apis, namespace, 
     reasons = event_reasons(apis, namespace, "bgl")
     assert {"JobCreated", "RolloutStarted", "PhaseReady"} <= reasons, reasons
 
+    # a new generation that fails the gate: Degraded, the DaemonSet keeps serving generation 1
+    apis["custom"].patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "bgl",
+                                                  {"spec": {"gate": {"minMacroF1": 1.0}}})
+    wait_job(cluster, apis, namespace, "bgl", 2)
+    assert run_job_pod(kubelet, "bgl", 2) == 0
+    body = wait_phase(cluster, apis, namespace, "bgl", "Degraded", timeout=60, generation=2)
+    status = body["status"]
+    assert status["servingVersion"] == ev["version"] and status["servingGeneration"] == 1
+    assert condition(body, "GatePassed")["status"] == "False"
+    assert [h["gatePassed"] for h in status["history"]] == [True, False]
+    ds = apis["apps"].read_namespaced_daemon_set("bgl-classifier", namespace)
+    assert "/artifacts/models/bgl/g1" in ds.spec.template.spec.containers[0].command
+
     # deletion cascades through owner references
     apis["custom"].delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "bgl")
 
@@ -359,6 +371,7 @@ def test_create_distil_gate_rollout_ready_then_delete(cluster, apis, namespace, 
     cluster.wait_for(gone, 60, 0.2, "the CR's Job, ConfigMap and DaemonSet to be garbage-collected")
 
 
+@pytest.mark.torch
 def test_failing_gate_keeps_no_rollout(cluster, apis, namespace, operator, kubelet, teacher):
     create_cr(apis, namespace, "strict", tiny_spec(teacher, minMacroF1=1.0, minRetention=1.0))
     wait_job(cluster, apis, namespace, "strict", 1)
@@ -375,6 +388,7 @@ def test_failing_gate_keeps_no_rollout(cluster, apis, namespace, operator, kubel
     assert "GatePassedFalse" in event_reasons(apis, namespace, "strict")
 
 
+@pytest.mark.torch
 def test_failing_job_reports_the_engine_error(cluster, apis, namespace, operator, kubelet, tmp_path):
     create_cr(apis, namespace, "broken", tiny_spec(tmp_path / "no-such-teacher"))
     wait_job(cluster, apis, namespace, "broken", 1)
@@ -401,6 +415,7 @@ def test_job_succeeding_without_a_summary_is_a_failure(cluster, apis, namespace,
         apis["apps"].read_namespaced_daemon_set("mute-classifier", namespace)
 
 
+@pytest.mark.torch
 def test_spec_update_mid_run_supersedes_the_running_job(cluster, apis, namespace, operator, kubelet, teacher):
     create_cr(apis, namespace, "moving", tiny_spec(teacher))
     wait_job(cluster, apis, namespace, "moving", 1)
@@ -420,6 +435,7 @@ def test_spec_update_mid_run_supersedes_the_running_job(cluster, apis, namespace
     assert "JobSuperseded" in event_reasons(apis, namespace, "moving")
 
 
+@pytest.mark.torch
 def test_operator_restart_mid_reconcile_creates_no_second_job(cluster, apis, namespace, operator, kubelet, tmp_path):
     create_cr(apis, namespace, "restart", tiny_spec(tmp_path / "missing-teacher"))
     wait_job(cluster, apis, namespace, "restart", 1)
