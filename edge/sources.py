@@ -25,9 +25,8 @@ import logging
 import os
 import stat
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Sequence
+from typing import BinaryIO, Callable, NamedTuple, Sequence
 
 from logdistill.edge.lines import (
     DEFAULT_MAX_LINE_BYTES,
@@ -49,8 +48,7 @@ _HEAD_BYTES = 64
 _CHUNK = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):  # a NamedTuple: one per line read, cheaper to build than a frozen dataclass
     """One complete log message read from a file."""
 
     path: str
