@@ -206,7 +206,8 @@ def build_job(owner: Owner, spec: DistilledModelSpec, images: Images) -> dict:
         "containers": [container],
         "volumes": [
             {"name": "spec", "configMap": {"name": configmap_name(owner.name, owner.generation)}},
-            {"name": "artifacts", "persistentVolumeClaim": {"claimName": spec.storage.persistent_volume_claim.claim_name}},
+            {"name": "artifacts",
+             "persistentVolumeClaim": {"claimName": spec.storage.persistent_volume_claim.claim_name}},
             {"name": "tmp", "emptyDir": {}},
         ],
     }

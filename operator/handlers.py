@@ -249,7 +249,8 @@ def observe_job(job: dict | None, pods: list[dict], generation: int, old: Distil
     if "Complete" in conditions:
         succeeded = [p for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"]
         if not succeeded:
-            return JobOutcome("Succeeded"), None, ("SummaryMissing", "no succeeded pod found to read the summary from"), progress
+            missing = ("SummaryMissing", "no succeeded pod found to read the summary from")
+            return JobOutcome("Succeeded"), None, missing, progress
         try:
             return JobOutcome("Succeeded"), parse_summary(_termination_message(succeeded[-1])), None, progress
         except SummaryError as err:

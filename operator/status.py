@@ -206,7 +206,8 @@ class Transition:
     message: str
 
 
-def _cond(old: DistilledModelStatus, kind: str, status: str, reason: str, message: str, gen: int, now: str) -> Condition:
+def _cond(old: DistilledModelStatus, kind: str, status: str, reason: str, message: str, gen: int,
+          now: str) -> Condition:
     prev = old.condition(kind)
     since = prev.last_transition_time if prev is not None and prev.status == status else now
     return Condition(
@@ -345,7 +346,8 @@ def next_status(
     )
 
 
-def invalid_spec_status(old: DistilledModelStatus, generation: int, message: str, now: str | None = None) -> DistilledModelStatus:
+def invalid_spec_status(old: DistilledModelStatus, generation: int, message: str,
+                        now: str | None = None) -> DistilledModelStatus:
     """A spec the operator cannot use (the API server let it through, pydantic did not)."""
     now = now or now_rfc3339()
     phase = "Degraded" if old.serving_version else "Failed"

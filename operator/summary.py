@@ -74,7 +74,8 @@ def parse_summary(message: str | None) -> Summary:
         data: Any = json.loads(message)
     except json.JSONDecodeError as err:
         snippet = message.strip()[:80]
-        raise SummaryError("SummaryUnreadable", f"summary is not JSON ({err.msg} at char {err.pos}): {snippet!r}") from None
+        raise SummaryError("SummaryUnreadable",
+                           f"summary is not JSON ({err.msg} at char {err.pos}): {snippet!r}") from None
     if not isinstance(data, dict):
         raise SummaryError("SummaryUnreadable", f"summary must be a JSON object, got {type(data).__name__}")
     if "error" in data:

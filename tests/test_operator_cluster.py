@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
+import threading
 import time
 from pathlib import Path
 
@@ -32,7 +32,8 @@ BASE = {"teacher": {"checkpoint": "/artifacts/teachers/t"}}
 
 # (id, spec patch, field the API server's error must name)
 INVALID = [
-    ("two-teacher-sources", {"teacher": {"checkpoint": "/t", "endpoint": {"url": "http://x/v1", "model": "m"}}}, "teacher"),
+    ("two-teacher-sources", {"teacher": {"checkpoint": "/t", "endpoint": {"url": "http://x/v1", "model": "m"}}},
+     "teacher"),
     ("no-teacher-source", {"teacher": {}}, "teacher"),
     ("ensemble-of-one", {"teacher": {"ensemble": [{"checkpoint": "/a"}]}}, "ensemble"),
     ("endpoint-url-scheme", {"teacher": {"endpoint": {"url": "ftp://x", "model": "m"}}}, "url"),
@@ -321,7 +322,23 @@ def test_create_distil_gate_rollout_ready_degrade_then_delete(cluster, apis, nam
     create_cr(apis, namespace, "bgl", tiny_spec(teacher))
     wait_job(cluster, apis, namespace, "bgl", 1)
     wait_phase(cluster, apis, namespace, "bgl", {"Pending", "Distilling"})
-    assert run_job_pod(kubelet, "bgl", 1) == 0, kubelet.logs(kubelet.find_pod("job-name=bgl-distill-g1"))
+    seen, stop = [], threading.Event()
+
+    def watch_progress():  # what `kubectl get dm -w` would show while the Job runs
+        while not stop.wait(0.2):
+            progress = (get_cr(apis, namespace, "bgl").get("status") or {}).get("progress")
+            if progress and progress not in seen:
+                seen.append(progress)
+
+    watcher = threading.Thread(target=watch_progress, daemon=True)
+    watcher.start()
+    try:
+        assert run_job_pod(kubelet, "bgl", 1) == 0, kubelet.logs(kubelet.find_pod("job-name=bgl-distill-g1"))
+    finally:
+        stop.set()
+        watcher.join()
+    # progress reached the status while the Job ran (job runner -> pod annotation -> operator)
+    assert any(p.get("stage") != "done" for p in seen), seen
 
     body = wait_phase(cluster, apis, namespace, "bgl", "Ready", timeout=60)
     status = body["status"]

@@ -223,7 +223,10 @@ class DistillSpec(SpecModel):
 
 K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|Pi|M|G|T|P)?$"
-LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"  # optional DNS prefix/
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
 LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 Image = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^\s]+$")]
 
@@ -268,7 +271,10 @@ class Resources(SpecModel):
 
 
 NodeSelector = Annotated[
-    dict[Annotated[str, Field(max_length=316, pattern=LABEL_KEY)], Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]],
+    dict[
+        Annotated[str, Field(max_length=316, pattern=LABEL_KEY)],
+        Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)],
+    ],
     Field(max_length=32),
 ]
 
