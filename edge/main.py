@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -124,7 +125,7 @@ def main(args: argparse.Namespace) -> int:
         tailer = Tailer(args.paths, state_dir=args.state_dir, fmt=args.format, start_at=args.start_at,
                         max_line_bytes=args.max_line_bytes,
                         on_malformed=lambda reason: metrics.malformed.labels(reason=reason).inc())
-        pipeline = TailPipeline(tailer, holder, metrics, sys.stdout)
+        pipeline = TailPipeline(tailer, holder, metrics, sys.stdout, node=os.environ.get("NODE_NAME"))
         log.info("tailing %s", " ".join(args.paths))
     try:
         while not stop.is_set():

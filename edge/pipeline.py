@@ -23,12 +23,15 @@ __all__ = ["TailPipeline", "alert_record"]
 log = logging.getLogger(__name__)
 
 
-def alert_record(record: Record, label: str, score: float, template: str, version: str) -> dict:
+def alert_record(record: Record, label: str, score: float, template: str, version: str,
+                 node: str | None = None) -> dict:
     """The JSON object written for one non-normal line."""
     out: dict = {
         "time": record.time or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "source": record.path,
     }
+    if node:
+        out["node"] = node
     pod = pod_from_path(record.path)
     if pod is not None:
         out.update(namespace=pod.namespace, pod=pod.pod, container=pod.container)
@@ -39,7 +42,9 @@ def alert_record(record: Record, label: str, score: float, template: str, versio
 
 
 class TailPipeline:
-    def __init__(self, tailer: Tailer, holder: ModelHolder, metrics: ClassifierMetrics, output: TextIO) -> None:
+    def __init__(self, tailer: Tailer, holder: ModelHolder, metrics: ClassifierMetrics, output: TextIO,
+                 node: str | None = None) -> None:
+        self.node = node  # the DaemonSet passes NODE_NAME; it goes into every alert
         self.tailer = tailer
         self.holder = holder
         self.metrics = metrics
@@ -59,7 +64,7 @@ class TailPipeline:
         results = model.classify([r.message for r in records])
         normal = model.normal_label
         alerts = [
-            json.dumps(alert_record(record, result.label, result.score, result.template, model.version))
+            json.dumps(alert_record(record, result.label, result.score, result.template, model.version, self.node))
             for record, result in zip(records, results)
             if result.label != normal
         ]

@@ -28,7 +28,7 @@ class Process:
     """A classify subprocess whose stdout and stderr lines are collected by reader threads."""
 
     def __init__(self, argv: list[str], cwd: Path) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "NODE_NAME": "edge-1"}
         self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env=env)
         self.stdout: queue.Queue[str] = queue.Queue()
@@ -115,7 +115,8 @@ def test_classify_process_tails_serves_and_never_imports_torch(tmp_path):
         process.wait_for_stderr(r"serving model " + manifest.version)
         (first,) = process.stdout_records(1)
         assert first == {
-            "time": "2024-05-01T10:00:01Z", "source": str(log), "namespace": "shop", "pod": "cart-6b9f",
+            "time": "2024-05-01T10:00:01Z", "source": str(log), "node": "edge-1",
+            "namespace": "shop", "pod": "cart-6b9f",
             "container": "api", "stream": "stderr", "label": "ERROR", "score": first["score"],
             "line": "disk error on node 7", "template": "disk error on node <NUM>", "model": manifest.version,
         }
