@@ -76,7 +76,10 @@ def _lock(namespace: str, name: str) -> threading.Lock:
 # --- kopf wiring ----------------------------------------------------------------------------
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Without namespace globs kopf needs no watch on Namespaces and CRDs (least privilege): the
+    # CRD must exist when the operator starts (Helm installs crds/ first).
+    settings.scanning.disabled = not any(ch in ns for ns in memo.ctx.namespaces for ch in "*?[!")
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")

@@ -354,6 +354,10 @@ def test_create_distil_gate_rollout_ready_degrade_then_delete(cluster, apis, nam
     # the artifact really exists where the DaemonSet will read it
     assert (kubelet.volume_map["artifacts"] / "models" / "bgl" / "g1" / "manifest.json").is_file()
 
+    table = cluster.kubectl("get", "dm", "bgl", "-n", namespace).stdout.split()
+    assert table[:6] == ["NAME", "PHASE", "TEACHER-F1", "STUDENT-F1", "SERVING", "AGE"], table
+    assert table[6:11] == ["bgl", "Ready", str(ev["teacher"]["macroF1"]), str(ev["student"]["macroF1"]),
+                           ev["version"]], table
     ds = apis["apps"].read_namespaced_daemon_set("bgl-classifier", namespace)
     assert ds.spec.template.metadata.annotations[b.VERSION_ANNOTATION] == ev["version"]
     assert "/artifacts/models/bgl/g1" in ds.spec.template.spec.containers[0].command
