@@ -64,7 +64,10 @@ def main() -> int:
             cp.add_node(node, labels={"node-role.kubernetes.io/edge": ""})
         cp.add_node("core-1")
         cp.kubectl("apply", "-f", ROOT / CRD_PATH)
-        cp.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=30s")
+        ext = client.ApiextensionsV1Api(cp.api_client())
+        wait_for(lambda: any(c.type == "Established" and c.status == "True"
+                             for c in ext.read_custom_resource_definition(CRD_NAME).status.conditions or []),
+                 30, 0.05, "the CRD Established")
         cp.create_namespace(ns)
         os.environ["KUBECONFIG"] = str(cp.kubeconfig)
         config.load_kube_config(config_file=str(cp.kubeconfig))

@@ -3,6 +3,7 @@
     logdistill operator [--namespace NS ...] [--all-namespaces] [--liveness URL] [--job-image IMG]
                         [--edge-image IMG] [--peering NAME | --standalone] [--priority N]
     logdistill operator crd [--peering]      # print the CRD (and kopf's peering CRDs)
+    logdistill operator rbac                 # print the least-privilege RBAC rules
     logdistill operator job-run ...          # the distillation Job's entrypoint
 
 Credentials come from the in-cluster ServiceAccount, else ``KUBECONFIG`` (or ``--kubeconfig``).
@@ -45,10 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="peering priority (default: random, so two replicas never tie and both pause)")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then KUBECONFIG)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="operator_command", metavar="[crd|job-run]")
+    sub = parser.add_subparsers(dest="operator_command", metavar="[crd|rbac|job-run]")
     crd = sub.add_parser("crd", help="print the generated DistilledModel CRD")
     crd.add_argument("--peering", dest="with_peering", action="store_true",
                      help="print kopf's peering CRDs (kopf.dev/v1) instead")
+    sub.add_parser("rbac", help="print the RBAC rules the operator and its Jobs need")
     from logdistill.operator import jobrun
 
     jobrun.add_arguments(sub.add_parser("job-run", help="distillation Job entrypoint (runs logdistill distill)"))
@@ -205,6 +207,11 @@ def main(args: argparse.Namespace) -> int:
         from logdistill.operator.crd import render_crd, render_peering_crds
 
         sys.stdout.write(render_peering_crds() if args.with_peering else render_crd())
+        return 0
+    if command == "rbac":
+        from logdistill.operator.rbac import render_rbac
+
+        sys.stdout.write(render_rbac())
         return 0
     if command == "job-run":
         from logdistill.operator import jobrun

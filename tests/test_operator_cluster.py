@@ -89,11 +89,22 @@ def test_invalid_spec_is_refused_by_the_models(case, patch, field):
 
 # ---- fixtures ----------------------------------------------------------------------------------
 
+def wait_established(cluster, crd_name: str) -> None:
+    """`kubectl wait` errors out when the CRD has no status yet: poll the condition instead."""
+    ext = client.ApiextensionsV1Api(cluster.api_client())
+
+    def established():
+        conditions = ext.read_custom_resource_definition(crd_name).status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    cluster.wait_for(established, 30, 0.05, f"CRD {crd_name} Established")
+
+
 @pytest.fixture(scope="module")
 def cluster(control_plane):
     """The control plane with the generated CRD installed and KUBECONFIG pointing at it."""
     control_plane.kubectl("apply", "-f", ROOT / CRD_PATH)
-    control_plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=30s")
+    wait_established(control_plane, CRD_NAME)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KUBECONFIG", str(control_plane.kubeconfig))  # kopf's login reads it
         from kubernetes import config
@@ -284,7 +295,7 @@ def test_cli_operator_with_peering_liveness_and_clean_shutdown(cluster, apis, na
     peering = subprocess.run([sys.executable, "-P", "-m", "logdistill", "operator", "crd", "--peering"],
                              capture_output=True, text=True, check=True, cwd="/").stdout
     cluster.kubectl("apply", "-f", "-", input=peering)
-    cluster.kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=30s")
+    wait_established(cluster, "kopfpeerings.kopf.dev")
     # kopf never creates the peering object itself: `logdistill operator` does (else kopf would wait).
     port, = free_ports(1)
     log = open(tmp_path / "operator.log", "w")
@@ -475,3 +486,94 @@ def test_operator_restart_mid_reconcile_creates_no_second_job(cluster, apis, nam
         assert condition(body, "Distilled")["reason"] == "DistillationError"
     finally:
         second.stop()
+
+
+# ---- least privilege -----------------------------------------------------------------------------
+
+SYNTHETIC_SUMMARY = {
+    "sha256": "0" * 64, "artifact": "/artifacts/x",
+    "teacher": {"accuracy": 0.9, "macroF1": 0.8, "latencyMsP50": 5.0},
+    "student": {"accuracy": 0.9, "macroF1": 0.75, "latencyMsP50": 0.3}, "retention": 0.94, "gatePassed": True,
+}
+
+
+def complete_job_pod(cluster, apis, ns, job_name, version):
+    """What a kubelet reports for a distillation container that exited 0 with a summary."""
+    def running():
+        pods = apis["core"].list_namespaced_pod(ns, label_selector=f"job-name={job_name}").items
+        return [p for p in pods if p.status.phase == "Running" and p.status.pod_ip]
+
+    pod = cluster.wait_for(running, 30, 0.05, f"the pod of {job_name} Running")[0]
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    message = json.dumps({**SYNTHETIC_SUMMARY, "version": version})
+    apis["core"].patch_namespaced_pod_status(pod.metadata.name, ns, {"status": {
+        "phase": "Succeeded",
+        "containerStatuses": [{"name": "distill", "image": "x", "imageID": "", "ready": False, "restartCount": 0,
+                               "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": message,
+                                                        "startedAt": now, "finishedAt": now}}}],
+    }})
+
+
+def test_operator_runs_under_the_least_privilege_rules(cluster, apis, namespace, storage, tmp_path):
+    """The CLI operator with a ServiceAccount token bound to exactly rbac.OPERATOR_RULES: create,
+    supersede (delete), evaluate, roll out (create), roll out again (update), and never a 403."""
+    import signal
+    import subprocess
+    import sys
+
+    from helpers.controlplane import free_ports
+    from logdistill.operator.rbac import OPERATOR_RULES
+
+    peering = subprocess.run([sys.executable, "-P", "-m", "logdistill", "operator", "crd", "--peering"],
+                             capture_output=True, text=True, check=True, cwd="/").stdout
+    cluster.kubectl("apply", "-f", "-", input=peering)
+    wait_established(cluster, "kopfpeerings.kopf.dev")
+    rbac = client.RbacAuthorizationV1Api(cluster.api_client())
+    apis["core"].create_namespaced_service_account(namespace, {"metadata": {"name": "operator"}})
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": "operator"}, "rules": OPERATOR_RULES})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "operator"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "operator"},
+        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": namespace}]})
+    token = apis["core"].create_namespaced_service_account_token(
+        "operator", namespace, {"spec": {"expirationSeconds": 3600}}).status.token
+    kubeconfig = tmp_path / "operator.kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "c", "cluster": {"server": cluster.server,
+                                               "certificate-authority": str(cluster.ca_file)}}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa", "namespace": namespace}}],
+    }))
+    port, = free_ports(1)
+    log_path = tmp_path / "operator.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-m", "logdistill", "operator", "--namespace", namespace, "--kubeconfig",
+         str(kubeconfig), "--liveness", f"http://127.0.0.1:{port}/healthz"],
+        stdout=log, stderr=subprocess.STDOUT, cwd="/")
+    try:
+        create_cr(apis, namespace, "rbac", BASE)
+        wait_job(cluster, apis, namespace, "rbac", 1, timeout=30)
+        apis["custom"].patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "rbac",
+                                                      {"spec": {"training": {"epochs": 3}}})
+        wait_job(cluster, apis, namespace, "rbac", 2)
+        cluster.wait_for(lambda: [j.metadata.name for j in jobs_of(apis, namespace, "rbac")] == ["rbac-distill-g2"],
+                         30, 0.1, "the superseded Job deleted")
+        complete_job_pod(cluster, apis, namespace, "rbac-distill-g2", "v2")
+        wait_phase(cluster, apis, namespace, "rbac", "Ready", timeout=60, generation=2)
+        apis["custom"].patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "rbac",
+                                                      {"spec": {"training": {"epochs": 4}}})
+        wait_job(cluster, apis, namespace, "rbac", 3)
+        complete_job_pod(cluster, apis, namespace, "rbac-distill-g3", "v3")
+        body = wait_phase(cluster, apis, namespace, "rbac", "Ready", timeout=60, generation=3)
+        assert body["status"]["servingVersion"] == "v3"
+        assert [h["version"] for h in body["status"]["history"]] == ["v2", "v3"]
+        assert "PhaseReady" in event_reasons(apis, namespace, "rbac")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        log.close()
+    text = log_path.read_text()
+    assert code == 0, text
+    assert "403" not in text and "Forbidden" not in text, text

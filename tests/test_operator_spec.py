@@ -65,3 +65,14 @@ def test_operator_package_never_imports_torch():
     )
     proc = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, cwd="/")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_rbac_subcommand_prints_the_rules():
+    proc = subprocess.run([sys.executable, "-P", "-m", "logdistill", "operator", "rbac"], capture_output=True,
+                          text=True, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    rules = yaml.safe_load(proc.stdout)
+    assert {"operator", "job"} <= set(rules)
+    resources = {r for rule in rules["operator"] for r in rule["resources"]}
+    assert {"distilledmodels", "distilledmodels/status", "jobs", "daemonsets", "events"} <= resources
+    assert rules["job"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]}]

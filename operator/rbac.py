@@ -1,0 +1,44 @@
+"""What the operator and its Jobs may do: the least-privilege RBAC rules, as data.
+
+The chart renders these (``logdistill operator rbac`` prints them); tests/test_operator_cluster.py
+runs the operator under exactly :data:`OPERATOR_RULES` and fails on any 403.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+# Namespaced: a Role per watched namespace, or a ClusterRole bound cluster-wide with --all-namespaces.
+OPERATOR_RULES: list[dict] = [
+    {"apiGroups": ["logdistill.io"], "resources": ["distilledmodels"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": ["logdistill.io"], "resources": ["distilledmodels/status"], "verbs": ["get", "patch"]},
+    # ownerReferences with blockOwnerDeletion (checked when OwnerReferencesPermissionEnforcement is on)
+    {"apiGroups": ["logdistill.io"], "resources": ["distilledmodels/finalizers"], "verbs": ["update"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": ["create"]},
+    {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list", "watch", "create", "update"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "patch", "create"]},
+]
+# Only with --all-namespaces (cluster-wide peering object).
+CLUSTERWIDE_RULES: list[dict] = [
+    {"apiGroups": ["kopf.dev"], "resources": ["clusterkopfpeerings"],
+     "verbs": ["get", "list", "watch", "patch", "create"]},
+]
+# Only with --namespace patterns (globs): kopf then watches Namespaces and CRDs.
+GLOB_RULES: list[dict] = [
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+    {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+]
+# The distillation Job's ServiceAccount (spec.job.serviceAccountName): publish progress on its own pod.
+JOB_RULES: list[dict] = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]},
+]
+
+
+def render_rbac() -> str:
+    return yaml.safe_dump({
+        "operator": OPERATOR_RULES, "operatorClusterWide": CLUSTERWIDE_RULES, "operatorNamespaceGlobs": GLOB_RULES,
+        "job": JOB_RULES,
+    }, sort_keys=False)
