@@ -161,10 +161,37 @@ def teacher(tmp_path_factory):
                               [r.text for r in records], epochs=3)
 
 
+def service_account_kubeconfig(cluster, namespace, name, rules, path: Path) -> Path:
+    """A ServiceAccount bound to exactly ``rules`` in ``namespace``, and a kubeconfig with its token."""
+    api = cluster.api_client()
+    rbac, core = client.RbacAuthorizationV1Api(api), client.CoreV1Api(api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": name}, "rules": rules})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]})
+    token = core.create_namespaced_service_account_token(name, namespace,
+                                                         {"spec": {"expirationSeconds": 3600}}).status.token
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "c", "cluster": {"server": cluster.server,
+                                               "certificate-authority": str(cluster.ca_file)}}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa", "namespace": namespace}}],
+    }))
+    return path
+
+
 @pytest.fixture
 def kubelet(cluster, namespace, tmp_path):
+    """Runs Job pods locally with the credentials of a ServiceAccount bound to rbac.JOB_RULES only
+    (what spec.job.serviceAccountName should grant), so progress publishing is tested under them."""
+    from logdistill.operator.rbac import JOB_RULES
+
+    job_kubeconfig = service_account_kubeconfig(cluster, namespace, "distiller", JOB_RULES, tmp_path / "job.kubeconfig")
     with LocalKubelet(cluster.api_client(), namespace, volume_map={"artifacts": tmp_path / "artifacts"},
-                      env_overrides={"KUBECONFIG": str(cluster.kubeconfig)}) as k:
+                      env_overrides={"KUBECONFIG": str(job_kubeconfig)}) as k:
         yield k
 
 
@@ -528,23 +555,8 @@ def test_operator_runs_under_the_least_privilege_rules(cluster, apis, namespace,
                              capture_output=True, text=True, check=True, cwd="/").stdout
     cluster.kubectl("apply", "-f", "-", input=peering)
     wait_established(cluster, "kopfpeerings.kopf.dev")
-    rbac = client.RbacAuthorizationV1Api(cluster.api_client())
-    apis["core"].create_namespaced_service_account(namespace, {"metadata": {"name": "operator"}})
-    rbac.create_namespaced_role(namespace, {"metadata": {"name": "operator"}, "rules": OPERATOR_RULES})
-    rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": "operator"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "operator"},
-        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": namespace}]})
-    token = apis["core"].create_namespaced_service_account_token(
-        "operator", namespace, {"spec": {"expirationSeconds": 3600}}).status.token
-    kubeconfig = tmp_path / "operator.kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
-        "clusters": [{"name": "c", "cluster": {"server": cluster.server,
-                                               "certificate-authority": str(cluster.ca_file)}}],
-        "users": [{"name": "sa", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa", "namespace": namespace}}],
-    }))
+    kubeconfig = service_account_kubeconfig(cluster, namespace, "operator", OPERATOR_RULES,
+                                            tmp_path / "operator.kubeconfig")
     port, = free_ports(1)
     log_path = tmp_path / "operator.log"
     log = open(log_path, "w")
