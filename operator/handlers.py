@@ -23,6 +23,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import kopf
@@ -62,6 +63,8 @@ class Context:
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     resync_seconds: float = 30.0
     tasks: list = field(default_factory=list)
+    peering: str | None = None  # kopf peering name; None = standalone
+    priority: int = 0
 
 
 _locks: dict[tuple[str, str], threading.Lock] = {}
@@ -130,8 +133,41 @@ async def _resync_loop(ctx: Context) -> None:
             log.warning("resync failed: %s", err)
 
 
+def outranked(ctx: Context) -> bool:
+    """Whether a live peer of higher priority is in the peering objects: kopf pauses this
+    replica's handlers then, and the resync (which kopf does not know about) must pause too."""
+    if not ctx.peering:
+        return False
+    custom = client.CustomObjectsApi(ctx.api)
+    try:
+        if not ctx.namespaces:
+            objs = [custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", ctx.peering)]
+        else:
+            objs = [custom.get_namespaced_custom_object("kopf.dev", "v1", ns, "kopfpeerings", ctx.peering)
+                    for ns in ctx.namespaces if not any(ch in ns for ch in "*?[!")]
+    except ApiException:
+        return True  # cannot tell: do not act outside kopf's own (peering-aware) handlers
+    now = datetime.now(timezone.utc)
+    for obj in objs:
+        for peer in (obj.get("status") or {}).values():
+            # Our own entry has our priority: only a strictly higher one is another replica.
+            if not isinstance(peer, dict) or int(peer.get("priority", 0)) <= ctx.priority:
+                continue
+            try:
+                seen = datetime.fromisoformat(str(peer["lastseen"]).replace("Z", "+00:00"))
+            except (KeyError, ValueError):
+                continue
+            if seen.tzinfo is None:
+                seen = seen.replace(tzinfo=timezone.utc)
+            if (now - seen).total_seconds() < int(peer.get("lifetime", 60)):
+                return True
+    return False
+
+
 def resync_once(ctx: Context) -> int:
     """Reconcile every CR that is not settled (Ready/Failed/Degraded of its current generation)."""
+    if outranked(ctx):
+        return 0
     custom = client.CustomObjectsApi(ctx.api)
     exact = ctx.namespaces and not any(ch in ns for ns in ctx.namespaces for ch in "*?[!")
     if exact:

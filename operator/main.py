@@ -193,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
         kwargs.update(standalone=True, peering_name=None)
         args.standalone = True
     ctx = handlers.Context(api=client.ApiClient(), images=builders.Images(job=args.job_image, edge=args.edge_image),
-                           namespaces=tuple(kwargs["namespaces"]))
+                           namespaces=tuple(kwargs["namespaces"]), peering=kwargs["peering_name"],
+                           priority=kwargs["priority"])
     log.info(
         "watching %s; peering %s", "all namespaces" if kwargs["clusterwide"] else ", ".join(kwargs["namespaces"]),
         "off" if args.standalone else f"{args.peering} (priority {kwargs['priority']})")

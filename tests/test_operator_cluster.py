@@ -259,6 +259,22 @@ def event_reasons(apis, ns, name) -> set[str]:
     return {e.reason for e in events}
 
 
+def wait_events(cluster, apis, ns, name, expected: set[str], timeout=15) -> set[str]:
+    """kopf posts Events from a background queue: wait for them rather than read once."""
+    seen: set[str] = set()
+
+    def posted():
+        seen.clear()
+        seen.update(event_reasons(apis, ns, name))
+        return expected <= seen
+
+    try:
+        cluster.wait_for(posted, timeout, 0.1, f"Events {sorted(expected)} on {ns}/{name}")
+    except TimeoutError as err:
+        raise TimeoutError(f"{err}; seen: {sorted(seen)}") from None
+    return seen
+
+
 # ---- invalid objects are refused by the API server -------------------------------------------
 
 @pytest.mark.parametrize("case, patch, field", [c for c in INVALID], ids=[c[0] for c in INVALID])
@@ -402,8 +418,7 @@ def test_create_distil_gate_rollout_ready_degrade_then_delete(cluster, apis, nam
     pods = apis["core"].list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=classifier").items
     assert {p.spec.node_name for p in pods} == EDGE_NODES  # exactly the edge-labelled nodes
     apis["core"].read_namespaced_service("bgl-classifier-metrics", namespace)
-    reasons = event_reasons(apis, namespace, "bgl")
-    assert {"JobCreated", "RolloutStarted", "PhaseReady"} <= reasons, reasons
+    wait_events(cluster, apis, namespace, "bgl", {"JobCreated", "RolloutStarted", "PhaseReady"})
 
     # a new generation that fails the gate: Degraded, the DaemonSet keeps serving generation 1
     apis["custom"].patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "bgl",
@@ -444,7 +459,7 @@ def test_failing_gate_keeps_no_rollout(cluster, apis, namespace, operator, kubel
     with pytest.raises(ApiException) as err:
         apis["apps"].read_namespaced_daemon_set("strict-classifier", namespace)
     assert err.value.status == 404
-    assert "GatePassedFalse" in event_reasons(apis, namespace, "strict")
+    wait_events(cluster, apis, namespace, "strict", {"GatePassedFalse", "PhaseFailed"})
 
 
 @pytest.mark.torch
@@ -491,7 +506,7 @@ def test_spec_update_mid_run_supersedes_the_running_job(cluster, apis, namespace
     assert run_job_pod(kubelet, "moving", 2) == 0
     body = wait_phase(cluster, apis, namespace, "moving", "Ready", timeout=60, generation=2)
     assert body["status"]["servingGeneration"] == 2 and body["status"]["evaluation"]["generation"] == 2
-    assert "JobSuperseded" in event_reasons(apis, namespace, "moving")
+    wait_events(cluster, apis, namespace, "moving", {"JobSuperseded"})
 
 
 @pytest.mark.torch
@@ -581,11 +596,11 @@ def test_operator_runs_under_the_least_privilege_rules(cluster, apis, namespace,
         body = wait_phase(cluster, apis, namespace, "rbac", "Ready", timeout=60, generation=3)
         assert body["status"]["servingVersion"] == "v3"
         assert [h["version"] for h in body["status"]["history"]] == ["v2", "v3"]
-        assert "PhaseReady" in event_reasons(apis, namespace, "rbac")
+        wait_events(cluster, apis, namespace, "rbac", {"PhaseReady", "RolloutStarted"})
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
         log.close()
     text = log_path.read_text()
     assert code == 0, text
-    assert "403" not in text and "Forbidden" not in text, text
+    assert "forbidden" not in text.lower(), text
