@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("logdistill.model.evaluate", "score an artifact on labelled logs and print a JSON report"),
     "predict": ("logdistill.model.predict", "print a JSON label and score per input line"),
     "classify": ("logdistill.edge.main", "run the edge classifier: tail logs, classify, export metrics"),
+    "serve-teacher": ("logdistill.model.serve_teacher", "serve the teacher over HTTP for the edge's escalations"),
     "operator": ("logdistill.operator.main", "run the DistilledModel operator"),
     "bench": ("logdistill.bench", "benchmarks (distill, classify)"),
 }
