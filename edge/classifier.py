@@ -17,6 +17,8 @@ OrderedDict operations are atomic under the GIL; the one race (an entry evicted 
 
 from __future__ import annotations
 
+import math
+import random
 import time
 from collections import Counter, OrderedDict
 from operator import itemgetter
@@ -78,6 +80,13 @@ class TemplateClassifier:
         # full, so after 100k distinct templates "new" means "not seen since the last clear".
         self._seen: set[int] = set()
         self._seen_limit = seen_limit
+        # The cascade (attach_escalation): where new/unsure templates and samples go.
+        self._escalation = None
+        self._escalate_below = 0.0
+        self._sample_rate = 0.0
+        self._to_sample = 0  # lines to skip before the next agreement sample
+        self._rng = random.Random()
+        self._taught: dict[str, str] = {}  # template -> the student's own label, where the teacher relabelled it
 
     @property
     def version(self) -> str:
@@ -94,8 +103,87 @@ class TemplateClassifier:
         """Keep the drift counter's memory across a model swap (new templates are a data property)."""
         self._seen = other._seen
 
-    def classify(self, lines: Sequence[str]) -> list[Result]:
-        """``Result(label, score, template)`` for each line, in order."""
+    def attach_escalation(self, client, *, escalate_below: float = 0.9, sample_rate: float = 0.0,
+                          seed: int | None = None) -> None:
+        """Offer new templates, templates scored under ``escalate_below`` and a uniform
+        ``sample_rate`` of lines to ``client`` (an :class:`~logdistill.edge.escalation.EscalationClient`).
+        Needs the cache (the teacher's answer is kept there)."""
+        self._escalation = client
+        self._escalate_below = escalate_below
+        self._sample_rate = min(1.0, max(0.0, sample_rate))
+        self._rng = random.Random(seed)
+        self._to_sample = self._sample_gap()
+
+    def learn_from_teacher(self, answers: Sequence[tuple[str, str, str, float]]) -> list[str]:
+        """``(template, student label, teacher label, teacher score)`` per answer: where the labels
+        differ, the teacher's answer becomes the cached one (both cache levels). Returns the
+        templates whose cached label changed."""
+        changed: dict[str, Result] = {}
+        taught = self._taught
+        for template, student, label, score in answers:
+            current = self._cache.get(template)
+            if label != (current.label if current is not None else student):
+                changed[template] = Result(label, score, template)
+                taught.setdefault(template, student)
+        if not changed or not self.cache_size:
+            return []
+        for _ in range(len(taught) - self.cache_size):
+            del taught[next(iter(taught))]
+        self._store(self._cache, changed.items())
+        by_key = self._by_key
+        for _ in range(5):  # the hot path may add keys meanwhile (it takes no lock): then scan again
+            try:
+                stale = [key for key, result in by_key.items() if result.template in changed]
+                break
+            except RuntimeError:
+                continue
+        else:
+            stale = []
+            by_key.clear()  # cannot scan: forget the first level; it refills from the second
+        for key in stale:
+            try:
+                by_key[key] = changed[by_key[key].template]
+            except KeyError:  # evicted meanwhile
+                pass
+        return list(changed)
+
+    def _sample_gap(self) -> int:
+        """Lines until the next uniform sample: geometric, so each line is picked with ``sample_rate``."""
+        rate = self._sample_rate
+        if rate <= 0:
+            return 1 << 62
+        if rate >= 1:
+            return 0
+        return int(math.log(1.0 - self._rng.random()) / math.log(1.0 - rate))
+
+    def _escalate(self, lines: Sequence[str], results: list, misses: dict[str, list[int]],
+                  new: set[str], context: Sequence | None) -> None:
+        from logdistill.edge.escalation import Escalation
+
+        client, below, limit = self._escalation, self._escalate_below, self.max_line_chars
+        for template, indices in misses.items():
+            result = results[indices[0]]
+            if not template:
+                continue
+            if template in new or result.score < below:
+                index = indices[0]
+                client.offer(Escalation(template, lines[index][:limit], result.label, result.score, False,
+                                        None if context is None else context[index]))
+        position, count = self._to_sample, len(lines)
+        while position < count:
+            result = results[position]
+            if result.template:
+                client.offer(Escalation(result.template, lines[position][:limit],
+                                        self._taught.get(result.template, result.label), result.score, True,
+                                        None if context is None else context[position]))
+            position += 1 + self._sample_gap()
+        self._to_sample = position - count
+
+    def classify(self, lines: Sequence[str], context: Sequence | None = None) -> list[Result]:
+        """``Result(label, score, template)`` for each line, in order.
+
+        ``context`` (optional, one item per line, e.g. the tailed record) travels with the
+        lines offered to the teacher, so a correction can name where its line came from."""
         started = time.perf_counter()
         limit = self.max_line_chars
         too_long = 0
@@ -152,10 +240,11 @@ class TemplateClassifier:
                     too_long += 1
                 templates.append(mask(line))
             hits = 0
+        new: set[str] = set()
         if self.cache_size:
             if misses:
                 distinct = list(misses)
-                computed = self._run_model(distinct)
+                computed = self._run_model(distinct, new)
                 self._store(cache, zip(distinct, computed))
                 for answer, indices in zip(computed, misses.values()):
                     for index in indices:
@@ -164,13 +253,16 @@ class TemplateClassifier:
                 results[index] = results[first]
             if learned:
                 self._store(by_key, ((key, results[index]) for key, index in learned))
+            if self._escalation is not None:
+                self._escalate(lines, results, misses, new, context)
         else:
             results = self._run_model(templates)  # type: ignore[assignment]
         self._count(results, hits, len(misses) if self.cache_size else len(lines), too_long, started)
         return results  # type: ignore[return-value]
 
-    def _run_model(self, templates: list[str]) -> list[Result]:
-        """Model output for each template (in order), run in micro-batches of similar length."""
+    def _run_model(self, templates: list[str], new_templates: set[str] | None = None) -> list[Result]:
+        """Model output for each template (in order), run in micro-batches of similar length.
+        Templates never seen before are added to ``new_templates`` when given."""
         out: list[Result] = [self._empty] * len(templates)
         order = sorted((i for i, t in enumerate(templates) if t), key=lambda i: len(templates[i]))
         metrics = self.metrics
@@ -188,6 +280,8 @@ class TemplateClassifier:
                 if key not in seen:
                     new += 1
                     seen.add(key)
+                    if new_templates is not None:
+                        new_templates.add(template)
             if metrics is not None:
                 metrics.batch_seconds.observe(elapsed)
                 per_line = elapsed / len(batch)

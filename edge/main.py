@@ -53,6 +53,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-request-lines", type=int, default=DEFAULT_MAX_LINES)
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    cascade = parser.add_argument_group("cascade", "escalation of new or unsure templates to a teacher service")
+    cascade.add_argument("--teacher-url", default=None,
+                         help="base URL of `logdistill serve-teacher`; without it nothing is escalated")
+    cascade.add_argument("--escalate-below", type=float, default=0.9,
+                         help="escalate templates the student scores under this (default %(default)s)")
+    cascade.add_argument("--sample-rate", type=float, default=0.01,
+                         help="share of lines also sent for the online agreement estimate (default %(default)s)")
+    cascade.add_argument("--escalation-queue", type=int, default=1000,
+                         help="queued lines at most; more are dropped and counted (default %(default)s)")
+    cascade.add_argument("--escalation-batch", type=int, default=32, help="lines per teacher request (default %(default)s)")
+    cascade.add_argument("--escalation-rps", type=float, default=20.0,
+                         help="teacher requests per second at most (default %(default)s)")
+    cascade.add_argument("--escalation-timeout", type=float, default=10.0,
+                         help="seconds one teacher request may take (default %(default)s)")
+    cascade.add_argument("--agreement-window", type=float, default=600,
+                         help="seconds of samples in the agreement estimate (default %(default)s)")
 
 
 def load_classifier(directory: Path, *, threads: int, cache_size: int, batch_size: int,
@@ -94,9 +110,31 @@ def main(args: argparse.Namespace) -> int:
     server.start()  # /healthz answers while the model loads; /readyz waits for it
     log.info("listening on %s", server.url)
 
+    escalation = None
+    if args.teacher_url:
+        from logdistill.edge.agreement import AgreementWindow
+        from logdistill.edge.escalation import EscalationClient, TeacherAnswers
+
+        if args.escalation_rps <= 0 or args.agreement_window <= 0 or not 0 <= args.sample_rate <= 1:
+            print("logdistill classify: --escalation-rps and --agreement-window must be positive and"
+                  " --sample-rate within [0, 1]", file=sys.stderr)
+            server.stop()
+            return 2
+        answers = TeacherAnswers(holder, metrics, sys.stdout, node=os.environ.get("NODE_NAME"),
+                                 agreement=AgreementWindow(args.agreement_window))
+        escalation = EscalationClient(args.teacher_url, queue_size=args.escalation_queue,
+                                      batch_size=args.escalation_batch, rps=args.escalation_rps,
+                                      timeout=args.escalation_timeout, metrics=metrics, on_answer=answers)
+        escalation.start()
+        log.info("escalating to %s (below %.2f, sampling %.3f)", args.teacher_url, args.escalate_below,
+                 args.sample_rate)
+
     def load(directory: Path):
-        return load_classifier(directory, threads=args.threads, cache_size=args.cache_size,
-                               batch_size=args.batch_size, max_line_chars=args.max_line_bytes, metrics=metrics)
+        classifier = load_classifier(directory, threads=args.threads, cache_size=args.cache_size,
+                                     batch_size=args.batch_size, max_line_chars=args.max_line_bytes, metrics=metrics)
+        if escalation is not None:
+            classifier.attach_escalation(escalation, escalate_below=args.escalate_below, sample_rate=args.sample_rate)
+        return classifier
 
     try:
         holder.swap(load(args.model))
@@ -142,5 +180,7 @@ def main(args: argparse.Namespace) -> int:
             tailer.close()
         if reloader is not None:
             reloader.stop()
+        if escalation is not None:
+            escalation.stop()
         server.stop()
     return 0

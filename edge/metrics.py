@@ -90,6 +90,51 @@ class ClassifierMetrics:
         self.last_reload = Gauge(
             f"{p}_model_loaded_timestamp_seconds", "Unix time the serving model was loaded.", registry=registry
         )
+        # The cascade (--teacher-url): see logdistill.edge.escalation.
+        self.escalations = Counter(
+            f"{p}_escalations",
+            "Lines for the teacher (new/low-confidence templates and agreement samples), by result.",
+            ["result"],
+            registry=registry,
+        )
+        self.corrections = Counter(
+            f"{p}_corrections", "Lines the teacher turned from normal into an alert, by label.", ["label"],
+            registry=registry,
+        )
+        self.teacher_latency = Histogram(
+            f"{p}_teacher_latency_seconds", "Time of one request to the teacher service.",
+            buckets=_BATCH_BUCKETS + (10.0, 30.0), registry=registry,
+        )
+        self.agreement = Gauge(
+            f"{p}_teacher_agreement_ratio",
+            "Share of sampled lines where the student's label equals the teacher's (sliding window).",
+            registry=registry,
+        )
+        self.agreement_samples = Counter(
+            f"{p}_teacher_agreement_samples", "Sampled lines judged by the teacher.", registry=registry
+        )
+        self.label_agreement = Gauge(
+            f"{p}_teacher_label_agreement_ratio",
+            "Agreement on the sampled lines the teacher gives this label (sliding window).",
+            ["label"],
+            registry=registry,
+        )
+        self.label_agreement_samples = Gauge(
+            f"{p}_teacher_label_agreement_samples",
+            "Sampled lines in the agreement window the teacher gives this label.",
+            ["label"],
+            registry=registry,
+        )
+
+    def set_agreement(self, window, added: int) -> None:
+        """Publish an :class:`~logdistill.edge.agreement.AgreementWindow` after ``added`` new samples."""
+        self.agreement_samples.inc(added)
+        ratio = window.ratio()
+        if ratio is not None:
+            self.agreement.set(ratio)
+        for label, (label_ratio, samples) in window.by_label().items():
+            self.label_agreement.labels(label=label).set(label_ratio)
+            self.label_agreement_samples.labels(label=label).set(samples)
 
     def set_model(self, manifest: Manifest) -> None:
         """Publish the served model's identity and scores (called at start and on each swap)."""

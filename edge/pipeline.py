@@ -61,7 +61,7 @@ class TailPipeline:
             return 0
         for pattern, count in Counter(r.pattern for r in records).items():
             self.metrics.lines_read.labels(source=pattern).inc(count)
-        results = model.classify([r.message for r in records])
+        results = model.classify([r.message for r in records], records)  # records: context for corrections
         normal = model.normal_label
         alerts = [
             json.dumps(alert_record(record, result.label, result.score, result.template, model.version, self.node))
