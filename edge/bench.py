@@ -118,7 +118,7 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
 def bench_artifact(directory: Path, lines: list[str], args: argparse.Namespace, share: float = 1.0) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
 
-    from logdistill.edge.classifier import TemplateClassifier
+    from logdistill.edge.classifier import TemplateClassifier, line_key
     from logdistill.edge.main import load_classifier
     from logdistill.edge.metrics import ClassifierMetrics
     from logdistill.model.templates import mask
@@ -136,10 +136,12 @@ def bench_artifact(directory: Path, lines: list[str], args: argparse.Namespace, 
     with _Clock() as masking:
         templates = [mask(line) for line in lines]
     distinct = list(dict.fromkeys(templates))
-    out.update(lines=len(lines), distinctTemplates=len(distinct),
+    keys = len({line_key(line) for line in lines})
+    out.update(lines=len(lines), distinctTemplates=len(distinct), distinctLineKeys=keys,
+               lineKeyHitRate=round(1 - keys / len(lines), 3),
                mask={"linesPerSecond": round(_rate(len(lines), masking.wall)),
                      "linesPerCpuSecond": round(_rate(len(lines), masking.cpu))})
-    _log(f"masking: {out['mask']}; {len(distinct):,} distinct templates in {len(lines):,} lines")
+    _log(f"masking: {out['mask']}; {len(distinct):,} distinct templates, {keys:,} line keys in {len(lines):,} lines")
 
     with _Clock() as cold:
         for chunk in _chunks(lines, args.chunk):
@@ -255,7 +257,11 @@ def status():
         if key in ("VmRSS", "VmHWM"):
             fields[key] = round(int(value.split()[0]) / 1024, 1)
     return fields
-base = status()
+steps = {"python": status()["VmRSS"]}
+for name in ("numpy", "onnxruntime", "tokenizers", "prometheus_client", "logdistill.edge.main"):
+    __import__(name)
+    steps[name] = status()["VmRSS"]
+base = {"VmRSS": steps["python"]}
 from logdistill.edge.main import load_classifier
 classifier = load_classifier(Path(sys.argv[1]), threads=int(sys.argv[2]), cache_size=20_000, batch_size=16,
                              max_line_chars=16384)
@@ -266,7 +272,7 @@ for start in range(0, len(lines), 512):
 after = status()
 heavy = sorted(n for n in sys.modules if n.split(".")[0] in ("torch", "transformers"))
 print(json.dumps({"pythonMB": base["VmRSS"], "loadedMB": loaded["VmRSS"], "afterClassifyMB": after["VmRSS"],
-                  "peakMB": after["VmHWM"], "torchImported": bool(heavy)}))
+                  "peakMB": after["VmHWM"], "torchImported": bool(heavy), "afterImportMB": steps}))
 """
 
 

@@ -34,7 +34,8 @@ def test_bench_classify_reports_every_measurement(tmp_path):
     assert bench.main(args) == 0
     report = json.loads(out.read_text())
     student = report["student"]
-    assert student["lines"] == 500 and student["distinctTemplates"] == 2
+    assert student["lines"] == 500 and student["distinctTemplates"] == 2 and student["distinctLineKeys"] >= 2
+    assert set(student["rss"]["afterImportMB"]) >= {"python", "onnxruntime", "logdistill.edge.main"}
     for section, key in (("mask", "linesPerSecond"), ("cached", "coldLinesPerSecond"), ("cached", "warmLinesPerSecond"),
                          ("cached", "warmLinesPerCpuSecond"), ("nocache", "linesPerSecond")):
         assert student[section][key] > 0
