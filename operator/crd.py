@@ -69,6 +69,13 @@ CEL_RULES: dict[str, list[dict[str, str]]] = {
             "fieldPath": ".value",
         }
     ],
+    DistilledModelSpec.__name__: [
+        {
+            "rule": "!self.escalation.enabled || !has(self.teacher.endpoint)",
+            "message": "escalation.enabled needs teacher.checkpoint or teacher.ensemble",
+            "fieldPath": ".escalation.enabled",
+        }
+    ],
     PvcStorage.__name__: [
         {
             "rule": "!self.subPath.matches('(^|/)[.][.](/|$)')",

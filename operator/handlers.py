@@ -18,10 +18,12 @@ Choices:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fnmatch
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -31,10 +33,15 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from logdistill.operator import builders as b
+from logdistill.operator import loop
 from logdistill.operator.crd import GROUP, PLURAL, VERSION
+from logdistill.operator.metrics import OperatorMetrics
 from logdistill.operator.status import (
+    AGREEMENT_LOW,
+    DISTILLED,
     DistilledModelStatus,
     JobOutcome,
+    LastRetrain,
     Progress,
     RolloutState,
     invalid_spec_status,
@@ -65,6 +72,10 @@ class Context:
     tasks: list = field(default_factory=list)
     peering: str | None = None  # kopf peering name; None = standalone
     priority: int = 0
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    # Shrinks retrain.windowSeconds/minIntervalSeconds (tests only: the spec's minimums are 60 s/300 s).
+    retrain_time_scale: float = 1.0
+    timers: dict = field(default_factory=dict)
 
 
 _locks: dict[tuple[str, str], threading.Lock] = {}
@@ -122,6 +133,35 @@ async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
     for task in memo.ctx.tasks:
         task.cancel()
     memo.ctx.tasks.clear()
+    for timer in list(memo.ctx.timers.values()):
+        timer.cancel()
+    memo.ctx.timers.clear()
+
+
+def _wake_later(ctx: Context, namespace: str, name: str, delay: float) -> None:
+    """Reconcile again in ``delay`` seconds (a drift window that ends with no event to wake us).
+    A thread timer, not a kopf timer: kopf timers put a finalizer on every CR."""
+    key = (namespace, name)
+    previous = ctx.timers.get(key)
+    if previous is not None and previous.is_alive():
+        if getattr(previous, "due", 0) <= time.monotonic() + delay:
+            return
+        previous.cancel()
+
+    def fire() -> None:
+        ctx.timers.pop(key, None)
+        if outranked(ctx):
+            return
+        try:
+            reconcile(ctx, namespace, name)
+        except Exception as err:  # noqa: BLE001 - the periodic resync and the next event retry
+            log.info("timed reconcile of %s/%s deferred: %s", namespace, name, err)
+
+    timer = threading.Timer(max(delay, 0.05), fire)
+    timer.daemon = True
+    timer.due = time.monotonic() + delay  # type: ignore[attr-defined]
+    ctx.timers[key] = timer
+    timer.start()
 
 
 async def _resync_loop(ctx: Context) -> None:
@@ -197,9 +237,23 @@ def on_spec(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     reconcile(memo.ctx, body["metadata"]["namespace"], body["metadata"]["name"])
 
 
+@kopf.on.event(*CR, annotations={b.RETRAIN_REQUEST_ANNOTATION: kopf.PRESENT})
+def on_retrain_request(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A new ``logdistill.io/retrain-request`` value: one re-distillation (status events are skipped)."""
+    token = body["metadata"].get("annotations", {}).get(b.RETRAIN_REQUEST_ANNOTATION)
+    handled = ((body.get("status") or {}).get("lastRetrain") or {}).get("token")
+    if token and token != handled:
+        try:
+            reconcile(memo.ctx, body["metadata"]["namespace"], body["metadata"]["name"])
+        except (kopf.TemporaryError, kopf.PermanentError) as err:
+            log.info("retrain request on %s/%s deferred: %s", body["metadata"]["namespace"],
+                     body["metadata"]["name"], err)
+
+
 @kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS)
 @kopf.on.event("apps", "v1", "daemonsets", labels=CHILD_LABELS)
 @kopf.on.event("", "v1", "pods", labels={**CHILD_LABELS, b.COMPONENT_LABEL: "distill"})
+@kopf.on.event("", "v1", "pods", labels={**CHILD_LABELS, b.COMPONENT_LABEL: "teacher"})
 def on_child(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     owner = body["metadata"].get("labels", {}).get(b.MODEL_LABEL)
     if owner:
@@ -216,12 +270,15 @@ def on_child(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 def reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus | None:
     """Bring the CR's children and status in line with its current generation."""
     with _lock(namespace, name):
+        started = time.monotonic()
         try:
             return _reconcile(ctx, namespace, name)
         except ApiException as err:
             if err.status in TRANSIENT:
                 raise kopf.TemporaryError(f"API {err.status} {err.reason}; retrying", delay=2) from err
             raise
+        finally:
+            ctx.metrics.reconcile_seconds.observe(time.monotonic() - started)
 
 
 def _reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus | None:
@@ -230,10 +287,12 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus 
         body = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
     except ApiException as err:
         if err.status == 404:
+            ctx.metrics.set_phase(namespace, name, None)
             return None  # deleted: owner references take the children with it
         raise
     meta = body["metadata"]
     if meta.get("deletionTimestamp"):
+        ctx.metrics.set_phase(namespace, name, None)
         return None
     old = DistilledModelStatus.model_validate(body.get("status") or {})
     generation = int(meta["generation"])
@@ -241,34 +300,109 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus 
         spec = parse_spec(body.get("spec") or {}, DistilledModelSpec, source=f"DistilledModel {namespace}/{name} spec")
     except SpecError as err:
         new = invalid_spec_status(old, generation, str(err))
-        _write_status(custom, body, old, new)
+        _write_status(ctx, custom, body, old, new)
         raise kopf.PermanentError(str(err)) from None
 
     owner = b.Owner.from_body(body)
-    job_name = b.job_name(name, generation)
-    batch, core = client.BatchV1Api(ctx.api), client.CoreV1Api(ctx.api)
-    if old.job != job_name:
-        _create(core.create_namespaced_config_map, namespace, b.build_configmap(owner, spec))
-        if _create(batch.create_namespaced_job, namespace, b.build_job(owner, spec, ctx.images)):
-            kopf.info(body, reason="JobCreated", message=f"Job {job_name} distils generation {generation}")
-        _supersede(batch, namespace, name, generation, body)
+    now = datetime.now(timezone.utc)
+    # A change outside the training sections (rollout, escalation, retrain) keeps the current run.
+    digest = b.training_hash(spec)
+    if old.training_hash == digest and old.distill_generation:
+        run_gen, retrain = old.distill_generation, old.retrain
+    else:
+        run_gen, retrain = generation, 0
+    run_owner = dataclasses.replace(owner, generation=run_gen)
 
-    job = _read(batch.read_namespaced_job, job_name, namespace)
-    pods = _job_pods(core, namespace, job_name) if job is not None else []
-    outcome, summary, summary_error, progress = observe_job(job, pods, generation, old)
+    teacher_pods = _apply_escalation(ctx, owner, spec, body, old)
+    agreement = loop.agreement_from(teacher_pods, spec, old.agreement, now) if spec.escalation.enabled else None
 
+    job_name, job, pods = _ensure_run(ctx, run_owner, spec, retrain, body, old.job)
+    outcome, summary, summary_error, progress = observe_job(job, pods, run_gen, old)
+
+    last_retrain = old.last_retrain
+    request = (meta.get("annotations") or {}).get(b.RETRAIN_REQUEST_ANNOTATION)
+    finished = outcome.phase == "Failed" or (outcome.phase == "Succeeded" and job is not None)
+    decision = loop.retrain_decision(spec, agreement, last_retrain, request, finished, now, ctx.retrain_time_scale)
+    if decision.due:
+        retrain += 1
+        last_job = old.job
+        job_name, job, pods = _ensure_run(ctx, run_owner, spec, retrain, body, last_job)
+        last_retrain = LastRetrain(reason=decision.reason, at=loop.rfc3339(now),
+                                   ratio=agreement.ratio if agreement is not None else None, job=job_name,
+                                   token=decision.token)
+        kopf.info(body, reason="RetrainStarted", message=f"Job {job_name} re-distils ({decision.reason}"
+                  + (f", agreement {agreement.ratio:.4f})" if agreement is not None and agreement.ratio is not None
+                     else ")"))
+        if agreement is not None:
+            agreement = agreement.model_copy(update={"below_since": None})  # a new window starts
+        outcome, summary, summary_error, progress = observe_job(job, pods, run_gen, old)
+    elif decision.wake_in is not None:
+        _wake_later(ctx, namespace, name, decision.wake_in)
+
+    apps = client.AppsV1Api(ctx.api)
+    ds = _read(apps.read_namespaced_daemon_set, b.daemonset_name(name), namespace)
+    release = b.release_of(ds)  # what serves now: kept (with the current rollout spec) unless a new one passes
     if outcome.phase == "Succeeded" and summary is not None:
         passed, _ = gate_decision(summary, spec.gate.min_macro_f1, spec.gate.min_retention)
         if passed:
-            release = b.Release(version=summary.version, generation=generation,
-                                artifact=b.artifact_relpath(spec, name, generation), sha256=summary.sha256)
-            _apply_daemonset(ctx, owner, spec, release, body)
+            release = b.Release(version=summary.version, generation=run_gen,
+                                artifact=b.artifact_relpath(spec, name, run_gen, retrain), sha256=summary.sha256)
+    if release is not None:
+        if _apply_daemonset(ctx, owner, spec, release, body, ds):
+            ds = _read(apps.read_namespaced_daemon_set, b.daemonset_name(name), namespace)
 
-    ds = _read(client.AppsV1Api(ctx.api).read_namespaced_daemon_set, b.daemonset_name(name), namespace)
+    drift = loop.agreement_condition(spec, agreement)
     new = next_status(old, generation=generation, job_name=job_name, job=outcome, summary=summary,
-                      summary_error=summary_error, gate=spec.gate, progress=progress, rollout=rollout_state(ds))
-    _write_status(custom, body, old, new)
+                      summary_error=summary_error, gate=spec.gate, progress=progress, rollout=rollout_state(ds),
+                      run_generation=run_gen, extra_conditions=(drift,) if drift else ())
+    new = new.model_copy(update={"training_hash": digest, "distill_generation": run_gen, "retrain": retrain,
+                                 "agreement": agreement, "last_retrain": last_retrain})
+    _write_status(ctx, custom, body, old, new)
     return new
+
+
+def _ensure_run(ctx: Context, owner: b.Owner, spec: DistilledModelSpec, retrain: int, body: dict,
+                previous_job: str | None) -> tuple[str, dict | None, list[dict]]:
+    """Create the run's children if this is its first sight; return (current Job name, Job, pods).
+
+    ``workers == 1``: one Job. ``workers > 1``: the labelling Indexed Job first; once it is
+    Complete, the distributed Indexed Job and its headless Service (re-distillations of the same
+    generation reuse the soft targets)."""
+    batch, core = client.BatchV1Api(ctx.api), client.CoreV1Api(ctx.api)
+    namespace, name, gen = owner.namespace, owner.name, owner.generation
+    job_name = b.job_name(name, gen, retrain)
+    keep = {job_name}
+    if spec.job.workers > 1:
+        label_name = b.label_job_name(name, gen)
+        keep.add(label_name)
+        if previous_job not in keep:
+            _create(core.create_namespaced_config_map, namespace, b.build_configmap(owner, spec))
+            if _create(batch.create_namespaced_job, namespace, b.build_label_job(owner, spec, ctx.images)):
+                kopf.info(body, reason="LabellingStarted",
+                          message=f"Job {label_name} labels {spec.job.workers} shards of generation {gen}")
+            _supersede(batch, namespace, name, keep, body)
+        label = _read(batch.read_namespaced_job, label_name, namespace)
+        if label is None or not _job_condition(label, "Complete"):
+            pods = _job_pods(core, namespace, label_name) if label is not None else []
+            return label_name, label, pods
+        if previous_job != job_name:
+            _create(core.create_namespaced_service, namespace, b.build_rendezvous_service(owner, spec, retrain))
+            if _create(batch.create_namespaced_job, namespace, b.build_job(owner, spec, ctx.images, retrain)):
+                kopf.info(body, reason="JobCreated",
+                          message=f"Job {job_name} distils generation {gen} on {spec.job.workers} workers")
+            _supersede(batch, namespace, name, keep, body)
+    elif previous_job != job_name:
+        _create(core.create_namespaced_config_map, namespace, b.build_configmap(owner, spec))
+        if _create(batch.create_namespaced_job, namespace, b.build_job(owner, spec, ctx.images, retrain)):
+            kopf.info(body, reason="JobCreated", message=f"Job {job_name} distils generation {gen}")
+        _supersede(batch, namespace, name, keep, body)
+    job = _read(batch.read_namespaced_job, job_name, namespace)
+    return job_name, job, _job_pods(core, namespace, job_name) if job is not None else []
+
+
+def _job_condition(job: dict, kind: str) -> bool:
+    return any(c.get("type") == kind and c.get("status") == "True"
+               for c in (job.get("status") or {}).get("conditions") or [])
 
 
 # --- observing ------------------------------------------------------------------------------
@@ -284,9 +418,11 @@ def observe_job(job: dict | None, pods: list[dict], generation: int, old: Distil
             return JobOutcome("Failed", "JobDeleted", "the Job was deleted before it finished"), None, None, None
         return JobOutcome("Missing"), None, None, None
     conditions = {c["type"]: c for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
-    progress = _progress(pods, generation)
+    # An Indexed (distributed) Job: rank 0 = completion index 0 evaluates, reports and publishes progress.
+    rank0 = [p for p in pods if _completion_index(p) in (None, "0")]
+    progress = _progress(rank0, generation)
     if "Complete" in conditions:
-        succeeded = [p for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"]
+        succeeded = [p for p in rank0 if (p.get("status") or {}).get("phase") == "Succeeded"]
         if not succeeded:
             missing = ("SummaryMissing", "no succeeded pod found to read the summary from")
             return JobOutcome("Succeeded"), None, missing, progress
@@ -305,6 +441,12 @@ def observe_job(job: dict | None, pods: list[dict], generation: int, old: Distil
         return JobOutcome("Failed", reason, message), None, None, progress
     running = any((p.get("status") or {}).get("phase") == "Running" for p in pods)
     return JobOutcome("Running" if running else "Pending"), None, None, progress
+
+
+def _completion_index(pod: dict) -> str | None:
+    meta = pod.get("metadata") or {}
+    return (meta.get("annotations") or {}).get(b.COMPLETION_INDEX_ANNOTATION) \
+        or (meta.get("labels") or {}).get(b.COMPLETION_INDEX_ANNOTATION)
 
 
 def _summary_from_status(old: DistilledModelStatus) -> Summary:
@@ -409,49 +551,95 @@ def _job_pods(core: client.CoreV1Api, namespace: str, job_name: str) -> list[dic
     return []
 
 
-def _supersede(batch: client.BatchV1Api, namespace: str, name: str, generation: int, body: dict) -> None:
-    """Delete unfinished Jobs of older generations of this CR (a spec change supersedes them)."""
+def _supersede(batch: client.BatchV1Api, namespace: str, name: str, keep: set[str], body: dict) -> None:
+    """Delete this CR's unfinished Jobs other than the current run's (a newer run supersedes them)."""
     jobs = _plain(batch.list_namespaced_job(namespace, label_selector=f"{b.MODEL_LABEL}={name}"))["items"]
     for job in jobs:
         job_name = job["metadata"]["name"]
-        try:
-            gen = int((job["metadata"].get("labels") or {}).get(b.GENERATION_LABEL, "0"))
-        except ValueError:
-            continue
-        conditions = (job.get("status") or {}).get("conditions") or []
-        done = any(c["type"] in ("Complete", "Failed") and c["status"] == "True" for c in conditions)
-        if gen < generation and not done:
+        done = _job_condition(job, "Complete") or _job_condition(job, "Failed")
+        if job_name not in keep and not done:
             try:
                 batch.delete_namespaced_job(job_name, namespace, propagation_policy="Background")
             except ApiException as err:
                 if err.status != 404:
                     raise
             kopf.info(body, reason="JobSuperseded",
-                      message=f"Job {job_name} deleted: generation {generation} supersedes it")
+                      message=f"Job {job_name} deleted: {', '.join(sorted(keep))} supersedes it")
 
 
-def _apply_daemonset(ctx: Context, owner: b.Owner, spec: DistilledModelSpec, release: b.Release, body: dict) -> None:
+def _apply_daemonset(ctx: Context, owner: b.Owner, spec: DistilledModelSpec, release: b.Release, body: dict,
+                     current: dict | None) -> bool:
+    """Create or update the classifier DaemonSet; True when it changed."""
     apps, core = client.AppsV1Api(ctx.api), client.CoreV1Api(ctx.api)
     manifest = b.build_daemonset(owner, spec, release, ctx.images)
     name, namespace = manifest["metadata"]["name"], owner.namespace
-    current = _read(apps.read_namespaced_daemon_set, name, namespace)
     if current is None:
         if _create(apps.create_namespaced_daemon_set, namespace, manifest):
             kopf.info(body, reason="RolloutStarted", message=f"DaemonSet {name} created with version {release.version}")
-    else:
-        applied = (current["metadata"].get("annotations") or {}).get(b.APPLIED_HASH_ANNOTATION)
-        if applied != manifest["metadata"]["annotations"][b.APPLIED_HASH_ANNOTATION]:
-            manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            apps.replace_namespaced_daemon_set(name, namespace, manifest)  # 409 on a race: retried
-            kopf.info(body, reason="RolloutStarted", message=f"DaemonSet {name} updated to version {release.version}")
+        _create(core.create_namespaced_service, namespace, b.build_service(owner, spec))
+        return True
+    applied = (current["metadata"].get("annotations") or {}).get(b.APPLIED_HASH_ANNOTATION)
+    if applied == manifest["metadata"]["annotations"][b.APPLIED_HASH_ANNOTATION]:
+        return False
+    manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+    apps.replace_namespaced_daemon_set(name, namespace, manifest)  # 409 on a race: retried
+    kopf.info(body, reason="RolloutStarted", message=f"DaemonSet {name} updated to version {release.version}")
     _create(core.create_namespaced_service, namespace, b.build_service(owner, spec))
+    return True
 
 
-def _write_status(custom: client.CustomObjectsApi, body: dict, old: DistilledModelStatus,
+def _apply_escalation(ctx: Context, owner: b.Owner, spec: DistilledModelSpec, body: dict,
+                      old: DistilledModelStatus) -> list[dict]:
+    """The teacher Deployment + Service when escalation is on (removed when it is turned off);
+    returns the teacher pods (their agreement annotations)."""
+    apps, core = client.AppsV1Api(ctx.api), client.CoreV1Api(ctx.api)
+    name, namespace = b.teacher_name(owner.name), owner.namespace
+    if not spec.escalation.enabled:
+        if old.condition(AGREEMENT_LOW) is not None:  # it was on: take the teacher down
+            for delete in (apps.delete_namespaced_deployment, core.delete_namespaced_service):
+                try:
+                    delete(name, namespace)
+                except ApiException as err:
+                    if err.status != 404:
+                        raise
+            kopf.info(body, reason="TeacherRemoved", message=f"escalation disabled: Deployment {name} deleted")
+        return []
+    manifest = b.build_teacher_deployment(owner, spec, ctx.images)
+    current = _read(apps.read_namespaced_deployment, name, namespace)
+    if current is None:
+        if _create(apps.create_namespaced_deployment, namespace, manifest):
+            kopf.info(body, reason="TeacherStarted",
+                      message=f"Deployment {name} serves the teacher on port {spec.escalation.port}")
+        _create(core.create_namespaced_service, namespace, b.build_teacher_service(owner, spec))
+    elif (current["metadata"].get("annotations") or {}).get(b.APPLIED_HASH_ANNOTATION) != \
+            manifest["metadata"]["annotations"][b.APPLIED_HASH_ANNOTATION]:
+        manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        apps.replace_namespaced_deployment(name, namespace, manifest)
+        _create(core.create_namespaced_service, namespace, b.build_teacher_service(owner, spec))
+        kopf.info(body, reason="TeacherUpdated", message=f"Deployment {name} updated")
+    selector = ",".join(f"{k}={v}" for k, v in b.teacher_selector(owner.name).items())
+    return _plain(core.list_namespaced_pod(namespace, label_selector=selector))["items"]
+
+
+def _count_result(ctx: Context, old: DistilledModelStatus, new: DistilledModelStatus) -> None:
+    """Count a run that just finished: a new evaluation (passed or gate failed), or Distilled turned False."""
+    ev, prev = new.evaluation, old.evaluation
+    if ev is not None and (prev is None or (prev.generation, prev.version) != (ev.generation, ev.version)):
+        ctx.metrics.distillations.labels("passed" if ev.gate_passed else "gate_failed").inc()
+        return
+    now_cond, was = new.condition(DISTILLED), old.condition(DISTILLED)
+    if now_cond is not None and now_cond.status == "False" and (
+            was is None or was.status != "False" or old.job != new.job):
+        ctx.metrics.distillations.labels("failed").inc()
+
+
+def _write_status(ctx: Context, custom: client.CustomObjectsApi, body: dict, old: DistilledModelStatus,
                   new: DistilledModelStatus) -> None:
+    meta = body["metadata"]
+    ctx.metrics.set_phase(meta["namespace"], meta["name"], new.phase)
     if same_status(old, new):
         return
-    meta = body["metadata"]
+    _count_result(ctx, old, new)
     custom.patch_namespaced_custom_object_status(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
                                                  {"status": new.to_patch()})
     for event in transitions(old, new):

@@ -2,6 +2,7 @@
 
     logdistill operator [--namespace NS ...] [--all-namespaces] [--liveness URL] [--job-image IMG]
                         [--edge-image IMG] [--peering NAME | --standalone] [--priority N]
+                        [--metrics-port 9401]
     logdistill operator crd [--peering]      # print the CRD (and kopf's peering CRDs)
     logdistill operator rbac                 # print the least-privilege RBAC rules
     logdistill operator job-run ...          # the distillation Job's entrypoint
@@ -45,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--priority", type=int, default=None,
                         help="peering priority (default: random, so two replicas never tie and both pause)")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then KUBECONFIG)")
+    parser.add_argument("--metrics-port", type=int, default=9401, metavar="PORT",
+                        help="serve Prometheus metrics (logdistill_operator_*) on this port (default 9401; 0 = off)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="operator_command", metavar="[crd|rbac|job-run]")
     crd = sub.add_parser("crd", help="print the generated DistilledModel CRD")
@@ -88,7 +91,8 @@ class OperatorThread:
     ``start()`` returns once kopf is ready; ``stop()`` asks it to exit and joins it."""
 
     def __init__(self, namespaces: Sequence[str] = (), images=None, api_client=None, standalone: bool = True,
-                 peering_name: str | None = None, priority: int = 0):
+                 peering_name: str | None = None, priority: int = 0, retrain_time_scale: float = 1.0,
+                 resync_seconds: float = 30.0):
         from kubernetes import client
 
         from logdistill.operator import builders, handlers
@@ -97,6 +101,8 @@ class OperatorThread:
             api=api_client or client.ApiClient(),
             images=images or builders.Images(job=DEFAULT_JOB_IMAGE, edge=DEFAULT_EDGE_IMAGE),
             namespaces=tuple(namespaces),
+            retrain_time_scale=retrain_time_scale,
+            resync_seconds=resync_seconds,
         )
         self.kwargs = {
             "clusterwide": not namespaces,
@@ -195,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
     ctx = handlers.Context(api=client.ApiClient(), images=builders.Images(job=args.job_image, edge=args.edge_image),
                            namespaces=tuple(kwargs["namespaces"]), peering=kwargs["peering_name"],
                            priority=kwargs["priority"])
+    if args.metrics_port:
+        ctx.metrics.serve(args.metrics_port)
     log.info(
         "watching %s; peering %s", "all namespaces" if kwargs["clusterwide"] else ", ".join(kwargs["namespaces"]),
         "off" if args.standalone else f"{args.peering} (priority {kwargs['priority']})")

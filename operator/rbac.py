@@ -16,8 +16,13 @@ OPERATOR_RULES: list[dict] = [
     {"apiGroups": ["logdistill.io"], "resources": ["distilledmodels/finalizers"], "verbs": ["update"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+    # classifier metrics, teacher (escalation) and rendezvous (workers > 1) Services; the teacher's
+    # is deleted when escalation is turned off
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "delete"]},
     {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list", "watch", "create", "update"]},
+    # the teacher service (escalation.enabled)
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "create", "update", "delete"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "patch", "create"]},
 ]
@@ -31,7 +36,8 @@ GLOB_RULES: list[dict] = [
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
 ]
-# The distillation Job's ServiceAccount (spec.job.serviceAccountName): publish progress on its own pod.
+# The distillation Job's ServiceAccount (spec.job.serviceAccountName): publish progress on its own pod;
+# the teacher service runs under it too and publishes its agreement the same way.
 JOB_RULES: list[dict] = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]},
 ]

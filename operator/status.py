@@ -23,6 +23,9 @@ PHASES: tuple[str, ...] = Phase.__args__  # type: ignore[attr-defined]
 HISTORY_LENGTH = 5
 # Condition types, in the order they are listed.
 DISTILLED, GATE_PASSED, ROLLED_OUT, READY = "Distilled", "GatePassed", "RolledOut", "Ready"
+# With escalation on: whether the online agreement is under retrain.agreementThreshold.
+AGREEMENT_LOW = "AgreementBelowGate"
+RetrainReason = Literal["AgreementBelowThreshold", "Requested"]
 
 
 class StatusModel(BaseModel):
@@ -128,6 +131,36 @@ class HistoryEntry(StatusModel):
     """When its evaluation was observed."""
 
 
+class Agreement(StatusModel):
+    """Online student/teacher agreement, as the teacher service's pods publish it."""
+
+    ratio: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Share of sampled lines on which student and teacher agree (sample-weighted over teacher pods)."""
+    samples: int = Field(default=0, ge=0)
+    """Sampled lines behind the ratio."""
+    window_seconds: int | None = None
+    """Window the teacher computes the ratio over."""
+    updated: str | None = None
+    """Newest publication time among the teacher pods."""
+    below_since: str | None = None
+    """Since when the ratio has stayed under the threshold with enough samples (unset: it is not)."""
+
+
+class LastRetrain(StatusModel):
+    """Why and when the last re-distillation started."""
+
+    reason: RetrainReason
+    """AgreementBelowThreshold or Requested (the retrain-request annotation)."""
+    at: str
+    """When it started (RFC 3339)."""
+    ratio: float | None = None
+    """The agreement at that moment."""
+    job: str
+    """Its Job."""
+    token: str | None = Field(default=None, max_length=256)
+    """The retrain-request annotation value it answered."""
+
+
 class DistilledModelStatus(StatusModel):
     """Observed state of a DistilledModel."""
 
@@ -153,6 +186,17 @@ class DistilledModelStatus(StatusModel):
     """Served artifact path inside the storage volume."""
     history: list[HistoryEntry] = Field(default=[], max_length=HISTORY_LENGTH)
     """The last evaluated versions with their scores, newest last."""
+    training_hash: str | None = None
+    """Digest of the training-relevant spec sections the current run distils (a change elsewhere
+    (rollout, escalation, retrain) updates the workloads without a new distillation)."""
+    distill_generation: int | None = None
+    """Spec generation whose training sections the current run distils."""
+    retrain: int = Field(default=0, ge=0)
+    """Re-distillations of ``distillGeneration`` so far (the current run's ``-r<n>``)."""
+    agreement: Agreement | None = None
+    """Online agreement reported by the teacher service (escalation on)."""
+    last_retrain: LastRetrain | None = None
+    """The last re-distillation started by drift or on request."""
 
     def condition(self, kind: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == kind), None)
@@ -252,11 +296,14 @@ def next_status(
     progress: Progress | None = None,
     rollout: RolloutState | None = None,
     now: str | None = None,
+    run_generation: int | None = None,
+    extra_conditions: tuple[tuple[str, str, str, str], ...] = (),
 ) -> DistilledModelStatus:
     """The next status from the observed world. Pure and idempotent: same inputs, same output
     (condition times move only when a condition's status changes)."""
     now = now or now_rfc3339()
     g = generation
+    rg = run_generation or generation  # the spec generation the run distils (older after a rollout-only change)
     serving = rollout.version if rollout is not None else None
     evaluation = old.evaluation
     history = list(old.history)
@@ -265,12 +312,12 @@ def next_status(
 
     if job.phase == "Succeeded" and summary is not None:
         gate_ok, gate_msg = gate_decision(summary, gate.min_macro_f1, gate.min_retention)
-        evaluation = evaluation_from(summary, g, gate_ok)
+        evaluation = evaluation_from(summary, rg, gate_ok)
         history = _with_history(history, evaluation, now)
 
-    if progress is not None and progress.generation == g:
+    if progress is not None and progress.generation == rg:
         new_progress: Progress | None = progress
-    elif old.progress is not None and old.progress.generation == g:
+    elif old.progress is not None and old.progress.generation == rg:
         new_progress = old.progress
     else:
         new_progress = None
@@ -279,7 +326,7 @@ def next_status(
     if job.phase in ("Missing", "Pending"):
         distilled = (DISTILLED, "Unknown", "JobPending", f"Job {job_name} is waiting to start")
     elif job.phase == "Running":
-        distilled = (DISTILLED, "Unknown", "JobRunning", f"Job {job_name} is distilling")
+        distilled = (DISTILLED, "Unknown", "JobRunning", f"Job {job_name} is running")
     elif job.phase == "Failed":
         distilled = (DISTILLED, "False", job.reason or "JobFailed", job.message or f"Job {job_name} failed")
     elif summary is None:
@@ -335,15 +382,15 @@ def next_status(
             else f"rolling out version {summary.version if summary else '?'}"
 
     ready = (READY, "True" if phase == "Ready" else "False", phase, message)
-    conditions = [_cond(old, *c, g, now) for c in (distilled, gate_c, rolled, ready)]
-    return DistilledModelStatus(
+    conditions = [_cond(old, *c, g, now) for c in (distilled, gate_c, rolled, ready, *extra_conditions)]
+    return old.model_copy(update=dict(
         phase=phase, message=message[:2048], observed_generation=g, job=job_name, conditions=conditions,
         progress=new_progress, evaluation=evaluation,
         serving_version=serving,
         serving_generation=rollout.generation if rollout is not None else None,
         serving_artifact=rollout.artifact if rollout is not None else None,
         history=history,
-    )
+    ))
 
 
 def invalid_spec_status(old: DistilledModelStatus, generation: int, message: str,

@@ -33,6 +33,8 @@ __all__ = [
     "ResourceList",
     "Resources",
     "JobSpec",
+    "EscalationSpec",
+    "RetrainSpec",
     "RolloutSpec",
     "PvcStorage",
     "StorageSpec",
@@ -298,6 +300,12 @@ class JobSpec(SpecModel):
     """Wall-clock limit of the whole Job."""
     service_account_name: str | None = Field(default=None, max_length=253, pattern=K8S_NAME)
     """ServiceAccount of the Job's pod; it needs ``patch`` on pods to publish progress."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """Pods that share the work: above 1, teacher labelling runs as an Indexed Job of ``workers``
+    shards, then the student trains with torch.distributed (torchrun) across ``workers`` pods.
+    ``resources``, ``gpu``, ``nodeSelector`` and ``tolerations`` apply to each worker."""
+    gpu: int | None = Field(default=None, ge=1, le=16)
+    """``nvidia.com/gpu`` limit per worker (unset: no GPU)."""
 
 
 class RolloutSpec(SpecModel):
@@ -319,6 +327,44 @@ class RolloutSpec(SpecModel):
     """Edge image (``logdistill`` without torch); unset = the operator's ``--edge-image``."""
     port: int = Field(default=9400, ge=1024, le=65535)
     """Port of /healthz, /readyz and /metrics."""
+
+
+class EscalationSpec(SpecModel):
+    """The closed loop's edge half: a teacher service the classifiers escalate uncertain lines to."""
+
+    enabled: bool = False
+    """Run the teacher as a Deployment + Service and point every classifier at it."""
+    replicas: int = Field(default=1, ge=1, le=20)
+    """Teacher service replicas."""
+    resources: Resources | None = None
+    """Resources of each teacher container."""
+    image: Image | None = None
+    """Teacher image (needs torch); unset = the Job's image."""
+    confidence_threshold: Fraction = 0.6
+    """A line whose student score is below this is escalated (new templates always are)."""
+    sample_rate: float = Field(default=0.01, ge=0.0, le=1.0)
+    """Share of all lines also sent to the teacher to estimate the online agreement."""
+    queue_size: int = Field(default=1024, ge=1, le=1_000_000)
+    """Escalations each classifier keeps queued; more are dropped (and counted)."""
+    rate_limit: float = Field(default=20.0, gt=0.0, le=100_000.0)
+    """Requests per second each classifier sends to the teacher at most."""
+    port: int = Field(default=8000, ge=1024, le=65535)
+    """Port of the teacher service's HTTP API."""
+
+
+class RetrainSpec(SpecModel):
+    """The closed loop's operator half: re-distil when the online agreement stays low."""
+
+    enabled: bool = False
+    """Start a re-distillation when the agreement stays under ``agreementThreshold`` for ``windowSeconds``."""
+    agreement_threshold: Fraction = 0.9
+    """Student/teacher agreement below which the student counts as drifting."""
+    window_seconds: int = Field(default=900, ge=60, le=604800)
+    """How long the agreement must stay under the threshold."""
+    min_interval_seconds: int = Field(default=21600, ge=300, le=31_536_000)
+    """At most one automatic re-distillation per this many seconds."""
+    min_samples: int = Field(default=200, ge=1, le=100_000_000)
+    """Agreement estimates from fewer sampled lines are not trusted."""
 
 
 class PvcStorage(SpecModel):
@@ -354,6 +400,17 @@ class DistilledModelSpec(DistillSpec):
     """The edge DaemonSet."""
     storage: StorageSpec = StorageSpec()
     """Artifact storage."""
+    escalation: EscalationSpec = EscalationSpec()
+    """Teacher service for escalations from the edge (the closed loop)."""
+    retrain: RetrainSpec = RetrainSpec()
+    """Automatic re-distillation when the online agreement drops."""
+
+    @model_validator(mode="after")
+    def _escalation_needs_a_local_teacher(self) -> "DistilledModelSpec":
+        if self.escalation.enabled and self.teacher.endpoint is not None:
+            raise ValueError("escalation.enabled needs teacher.checkpoint or teacher.ensemble (the teacher service "
+                             "loads a checkpoint; an endpoint teacher is already a service)")
+        return self
 
 
 class SpecError(ValueError):

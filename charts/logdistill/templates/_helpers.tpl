@@ -78,9 +78,10 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# The classifier rollout and its metrics Service.
+# The classifier rollout and its metrics Service; the teacher service (escalation) and the
+# rendezvous Service of a distributed run (job.workers > 1).
 - apiGroups: ["apps"]
-  resources: ["daemonsets"]
+  resources: ["daemonsets", "deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: [""]
   resources: ["services"]
