@@ -137,8 +137,10 @@ def bench_artifact(directory: Path, lines: list[str], args: argparse.Namespace, 
         templates = [mask(line) for line in lines]
     distinct = list(dict.fromkeys(templates))
     keys = len({line_key(line) for line in lines})
+    tokens = [len(e.ids) for e in cached.model.tokenizer.encode_batch(distinct)]  # as the model sees them
     out.update(lines=len(lines), distinctTemplates=len(distinct), distinctLineKeys=keys,
                lineKeyHitRate=round(1 - keys / len(lines), 3),
+               meanTokensPerTemplate=round(statistics.fmean(tokens), 1) if tokens else 0.0,
                mask={"linesPerSecond": round(_rate(len(lines), masking.wall)),
                      "linesPerCpuSecond": round(_rate(len(lines), masking.cpu))})
     _log(f"masking: {out['mask']}; {len(distinct):,} distinct templates, {keys:,} line keys in {len(lines):,} lines")

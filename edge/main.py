@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="directory for read offsets (without it, a restart re-reads files from --start-at)")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default %(default)s)")
     parser.add_argument("--cache-size", type=int, default=20_000,
-                        help="entries in each cache level; 1000 cost about 0.8 MB when full (140-char lines); "
-                             "0 disables the cache (default %(default)s)")
+                        help="entries in each of the two cache levels (line key, template); 0 disables the cache "
+                             "(default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=16,
                         help="micro-batch size for cache misses (default %(default)s)")
     parser.add_argument("--reload-interval", type=float, default=10.0,
