@@ -242,11 +242,13 @@ class TeacherAnswers:
         if model is None:
             return
         normal = model.normal_label
-        model.learn_from_teacher([(item.template, item.student, answer.label, answer.score)
-                                  for item, answer in zip(items, answers)])
+        changed = set(model.learn_from_teacher([(item.template, item.student, answer.label, answer.score)
+                                                 for item, answer in zip(items, answers)]))
         corrections = []
         for item, answer in zip(items, answers):
-            if item.student == normal and answer.label != normal:
+            # Once per template whose served label turns from normal into an alert.
+            if item.template in changed and item.student == normal and answer.label != normal:
+                changed.discard(item.template)
                 corrections.append(self._record(item, answer, version))
                 if self.metrics is not None:
                     self.metrics.corrections.labels(label=answer.label).inc()
