@@ -39,7 +39,7 @@ __all__ = [
     "main",
 ]
 
-AUGMENT_PER_TEMPLATE = 16
+AUGMENT_PER_TEMPLATE = 8
 """Augmented transfer lines per distinct train template (0 disables augmentation)."""
 AUGMENT_LIMIT = 20000
 """Cap on augmented lines, so teacher labelling stays a small share of the run."""

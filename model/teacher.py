@@ -53,13 +53,14 @@ def distinct_pairs(templates: list[str], labels: list[Any]) -> list[tuple[str, A
 class TeacherOptions:
     """Fine-tuning settings; defaults fit MiniLM on a few thousand BGL lines in minutes on 2 cores."""
 
-    def __init__(self, *, epochs: int = 10, batch_size: int = 8, learning_rate: float = 1e-4,
+    def __init__(self, *, epochs: int = 15, batch_size: int = 16, learning_rate: float = 2e-4,
                  warmup_ratio: float = 0.1, weight_decay: float = 0.01, patience: int = 4, seed: int = 13,
-                 max_length: int = 64, balance_classes: float = 0.5, threads: int = 0) -> None:
+                 max_length: int = 64, balance_classes: float = 0.5, head_learning_rate: float = 3e-3,
+                 threads: int = 0) -> None:
         self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
         self.warmup_ratio, self.weight_decay, self.patience = warmup_ratio, weight_decay, patience
         self.seed, self.max_length, self.threads = seed, max_length, threads
-        self.balance_classes = balance_classes
+        self.balance_classes, self.head_learning_rate = balance_classes, head_learning_rate
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -122,7 +123,7 @@ def train_teacher(data_spec: Any, base: str, out_dir: str | Path, options: Teach
             epochs=options.epochs, batch_size=options.batch_size, learning_rate=options.learning_rate,
             warmup_ratio=options.warmup_ratio, weight_decay=options.weight_decay, temperature=1.0, alpha=0.0,
             patience=options.patience, seed=options.seed, max_length=options.max_length,
-            balance_classes=options.balance_classes,
+            balance_classes=options.balance_classes, head_learning_rate=options.head_learning_rate,
         ),
         progress=progress,
     )

@@ -120,11 +120,15 @@ class FitOptions:
     max_length: int
     balance_classes: float = 0.0
     """Power of the class weights of the hard loss (0 = unweighted, 0.5 = inverse square root of frequency)."""
+    head_learning_rate: float | None = None
+    """Peak learning rate of the fresh classification head (``classifier.*``); None = ``learning_rate``.
+    A pretrained body needs a small rate, a randomly initialised head a much larger one to fit in
+    a few hundred steps."""
 
     @classmethod
     def from_spec(cls, training: Any, max_length: int, **overrides: Any) -> "FitOptions":
         values = {name: getattr(training, name) for name in cls.__dataclass_fields__
-                  if name not in ("max_length", "balance_classes")}
+                  if name not in ("max_length", "balance_classes", "head_learning_rate")}
         values.update(overrides)
         return cls(max_length=max_length, **values)
 
@@ -220,13 +224,16 @@ def fit(
     steps_per_epoch = max(1, math.ceil(n / options.batch_size))
     total_steps = steps_per_epoch * options.epochs
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [
-        {"params": [p for name, p in model.named_parameters() if not any(k in name for k in no_decay)],
-         "weight_decay": options.weight_decay},
-        {"params": [p for name, p in model.named_parameters() if any(k in name for k in no_decay)],
-         "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=options.learning_rate)
+    head_lr = options.head_learning_rate or options.learning_rate
+    groups: dict[tuple[bool, bool], list[Any]] = {}
+    for name, param in model.named_parameters():
+        key = (name.startswith("classifier."), any(k in name for k in no_decay))
+        groups.setdefault(key, []).append(param)
+    optimizer = torch.optim.AdamW(
+        [{"params": params, "lr": head_lr if is_head else options.learning_rate,
+          "weight_decay": 0.0 if is_no_decay else options.weight_decay}
+         for (is_head, is_no_decay), params in groups.items()]
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total_steps, options.warmup_ratio))
     target_tensor = torch.tensor(list(targets), dtype=torch.long)
     class_weights = (
