@@ -137,7 +137,8 @@ def bench_artifact(directory: Path, lines: list[str], args: argparse.Namespace, 
         templates = [mask(line) for line in lines]
     distinct = list(dict.fromkeys(templates))
     keys = len({line_key(line) for line in lines})
-    tokens = [len(e.ids) for e in cached.model.tokenizer.encode_batch(distinct)]  # as the model sees them
+    # Real tokens (not padding) per template, truncated at maxLength as the model sees them.
+    tokens = [sum(e.attention_mask) for e in cached.model.tokenizer.encode_batch(distinct)]
     out.update(lines=len(lines), distinctTemplates=len(distinct), distinctLineKeys=keys,
                lineKeyHitRate=round(1 - keys / len(lines), 3),
                meanTokensPerTemplate=round(statistics.fmean(tokens), 1) if tokens else 0.0,
