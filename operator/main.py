@@ -202,7 +202,10 @@ def run(args: argparse.Namespace) -> int:
                            namespaces=tuple(kwargs["namespaces"]), peering=kwargs["peering_name"],
                            priority=kwargs["priority"])
     if args.metrics_port:
-        ctx.metrics.serve(args.metrics_port)
+        try:
+            ctx.metrics.serve(args.metrics_port)
+        except OSError as err:  # metrics are an aid: a taken port must not stop the operator
+            log.warning("cannot serve metrics on port %d (%s): metrics disabled", args.metrics_port, err)
     log.info(
         "watching %s; peering %s", "all namespaces" if kwargs["clusterwide"] else ", ".join(kwargs["namespaces"]),
         "off" if args.standalone else f"{args.peering} (priority {kwargs['priority']})")

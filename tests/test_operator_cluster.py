@@ -340,11 +340,12 @@ def test_cli_operator_with_peering_liveness_and_clean_shutdown(cluster, apis, na
     cluster.kubectl("apply", "-f", "-", input=peering)
     wait_established(cluster, "kopfpeerings.kopf.dev")
     # kopf never creates the peering object itself: `logdistill operator` does (else kopf would wait).
-    port, = free_ports(1)
+    port, metrics_port = free_ports(2)
     log = open(tmp_path / "operator.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-P", "-m", "logdistill", "operator", "--namespace", namespace, "--kubeconfig",
-         str(cluster.kubeconfig), "--liveness", f"http://127.0.0.1:{port}/healthz", "--peering", "logdistill"],
+         str(cluster.kubeconfig), "--liveness", f"http://127.0.0.1:{port}/healthz", "--peering", "logdistill",
+         "--metrics-port", str(metrics_port)],
         stdout=log, stderr=subprocess.STDOUT, cwd="/")
     try:
         def alive():
@@ -362,6 +363,16 @@ def test_cli_operator_with_peering_liveness_and_clean_shutdown(cluster, apis, na
         peering_obj = apis["custom"].get_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings",
                                                                    "logdistill")
         assert peering_obj.get("status"), "the operator announces itself in the peering object"
+
+        def scraped():
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2) as resp:
+                text = resp.read().decode()
+            wanted = f'logdistill_operator_distilledmodels{{namespace="{namespace}",phase="Pending"}} 1.0'
+            return text if wanted in text else None
+
+        text = cluster.wait_for(scraped, 15, 0.2, "the CR counted by phase on /metrics", ignore=(OSError,))
+        assert "logdistill_operator_reconcile_seconds_count" in text
+        assert 'logdistill_operator_distillations_total{result="passed"} 0.0' in text
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
