@@ -79,7 +79,8 @@ class OnnxClassifier:
         """Class probabilities, ``[len(templates), len(labels)]``, for already-masked templates."""
         if not templates:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        encodings = self.tokenizer.encode_batch(list(templates))
+        # encode_batch_fast skips character offsets, which we never read (~25% faster).
+        encodings = self.tokenizer.encode_batch_fast(list(templates))
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64)}
         if "token_type_ids" in self._input_names:
