@@ -38,11 +38,17 @@ def main(args: argparse.Namespace) -> int:
         return 2
     texts = [r.text for r in read.records]
     out = sys.stdout
-    for record, (label, score) in zip(read.records, predict_texts(classifier, texts)):
-        body = {"source": record.source, "line": record.line, "label": label, "score": round(score, 6),
-                "template": mask(record.text)}
-        out.write(json.dumps(body) + "\n")
-    out.flush()
+    try:
+        for record, (label, score) in zip(read.records, predict_texts(classifier, texts)):
+            body = {"source": record.source, "line": record.line, "label": label, "score": round(score, 6),
+                    "template": mask(record.text)}
+            out.write(json.dumps(body) + "\n")
+        out.flush()
+    except BrokenPipeError:  # `logdistill predict ... | head`: the reader is gone, stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     if read.malformed:
         print(f"logdistill predict: {len(read.malformed)} malformed line(s) skipped", file=sys.stderr)
     return 0
