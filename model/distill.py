@@ -201,7 +201,8 @@ def _supported_macro_f1(scores: dict[str, Any]) -> float:
 
 def run_distill(spec: Any, out_dir: str | Path, *, progress: Any = None,
                 augment_per_template: int = AUGMENT_PER_TEMPLATE,
-                balance_classes: float = BALANCE_CLASSES) -> tuple[dict[str, Any], dict[str, Any]]:
+                balance_classes: float = BALANCE_CLASSES,
+                extra_data: Sequence[str | Path] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
     """Distil as ``spec`` (a :class:`logdistill.spec.DistillSpec`) says; write the artifact to ``out_dir``.
 
     Returns ``(summary, report)``. With ``training.alpha == 0`` this trains the same student on
@@ -231,6 +232,11 @@ def run_distill(spec: Any, out_dir: str | Path, *, progress: Any = None,
     index = {label: i for i, label in enumerate(labels)}
     read = load_records(spec.data)
     split = make_split(read.records, spec.data, training.seed)
+    if extra_data:  # teacher-labelled lines (serve-teacher --store): train part only, no dev/test template
+        from logdistill.model.extra_data import add_extra_data
+
+        split, extra = add_extra_data(split, extra_data)
+        progress.say(extra.describe())
     if not split.train:
         raise DistillError("data: the train split is empty")
 
@@ -383,6 +389,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress-file", default=None, help="JSON progress file, replaced atomically")
     parser.add_argument("--summary-file", default=None,
                         help="compact JSON result (< 4 KiB; the Kubernetes termination message)")
+    parser.add_argument("--extra-data", action="append", default=[], metavar="PATH",
+                        help="JSONL file or directory of teacher-labelled lines ({text, label}) added to the train"
+                             " part only (repeatable)")
 
 
 def print_summary(summary: dict[str, Any], stream: Any = sys.stdout) -> None:
@@ -407,7 +416,8 @@ def main(args: argparse.Namespace) -> int:
         _write_summary(args.summary_file, {"error": str(err)})
         return 2
     try:
-        summary, _ = run_distill(spec, args.out, progress=Progress(args.progress_file))
+        summary, _ = run_distill(spec, args.out, progress=Progress(args.progress_file),
+                                 extra_data=args.extra_data)
     except (DistillError, DataError, ArtifactError, ValueError, OSError) as err:
         print(f"logdistill distill: {err}", file=sys.stderr)
         _write_summary(args.summary_file, {"error": str(err)})
