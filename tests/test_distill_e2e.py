@@ -171,3 +171,17 @@ def test_summary_json_cuts_long_errors():
 
     text = summary_json({"error": "x" * 10000})
     assert len(text.encode()) < 4096 and json.loads(text)["error"].startswith("xxx")
+
+
+def test_augmented_transfer_lines_are_new_deterministic_and_bounded():
+    from logdistill.model.distill import augment_templates
+
+    templates = ["RAS KERNEL FATAL data storage interrupt", "RAS APP FATAL ciod: Error reading message <NUM>",
+                 "RAS KERNEL INFO cache parity error corrected"]
+    first = augment_templates(templates * 3, per_template=5, seed=1)
+    assert first == augment_templates(templates, per_template=5, seed=1)  # duplicates in the input ignored
+    assert first != augment_templates(templates, per_template=5, seed=2)
+    assert 0 < len(first) <= 15 and len(set(first)) == len(first)
+    assert not set(first) & set(templates)
+    assert augment_templates(templates, per_template=0, seed=1) == []
+    assert len(augment_templates(templates, per_template=5, seed=1, limit=4)) == 4
