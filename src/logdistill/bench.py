@@ -13,6 +13,7 @@ import sys
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "distill": ("logdistill.model.bench_distill", "teacher vs distilled student vs baselines on BGL"),
     "classify": ("logdistill.edge.bench", "edge classifier throughput, latency and memory"),
+    "cascade": ("logdistill.model.bench_cascade", "leave-one-category-out recall with and without the teacher cascade"),
 }
 
 
