@@ -367,8 +367,9 @@ def test_cli_operator_with_peering_liveness_and_clean_shutdown(cluster, apis, na
         def scraped():
             with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2) as resp:
                 text = resp.read().decode()
-            wanted = f'logdistill_operator_distilledmodels{{namespace="{namespace}",phase="Pending"}} 1.0'
-            return text if wanted in text else None
+            counted = [f'logdistill_operator_distilledmodels{{namespace="{namespace}",phase="{p}"}} 1.0'
+                       for p in ("Pending", "Distilling")]
+            return text if any(c in text for c in counted) else None
 
         text = cluster.wait_for(scraped, 15, 0.2, "the CR counted by phase on /metrics", ignore=(OSError,))
         assert "logdistill_operator_reconcile_seconds_count" in text

@@ -26,8 +26,8 @@ from logdistill.operator.status import Agreement, LastRetrain
 from logdistill.spec import DistilledModelSpec, SpecError, parse_spec
 
 from test_operator_cluster import (  # noqa: F401 - fixtures
-    apis, cluster, complete_job_pod, condition, create_cr, get_cr, jobs_of, operator, storage, wait_events,
-    wait_phase,
+    BGL_2K, apis, cluster, complete_job_pod, condition, create_cr, get_cr, jobs_of, kubelet, operator, storage,
+    teacher, wait_events, wait_phase,
 )
 
 OWNER = b.Owner(name="bgl", namespace="edge-ai", uid="1234-uid", generation=1)
@@ -309,3 +309,45 @@ def test_agreement_drop_starts_a_redistillation_with_teacher_labels(cluster, api
     # the handled token starts nothing more
     names = sorted(j.metadata.name for j in jobs_of(apis, ns, "drift"))
     assert names == ["drift-distill-g1", "drift-distill-g1-r1", "drift-distill-g1-r2"]
+
+
+@pytest.mark.torch
+def test_real_teacher_service_publishes_agreement_that_drives_a_redistillation(cluster, apis, namespace,
+                                                                                loop_operator, kubelet, teacher):
+    """The teacher Deployment's pod run for real (`logdistill serve-teacher`, under the Job's
+    ServiceAccount rules): sampled verdicts that disagree with it lower the agreement it publishes on
+    its pod; the operator raises the condition and re-distils with what the teacher stored."""
+    import shutil
+    import urllib.request
+
+    ns = namespace
+    # the teacher checkpoint on the artifacts volume, where the teacher pod (and a Job) sees it
+    shutil.copytree(teacher, kubelet.volume_map["artifacts"] / "teachers" / "tiny")
+    create_cr(apis, ns, "real", {
+        "teacher": {"checkpoint": "/artifacts/teachers/tiny"}, "gate": {"minMacroF1": 0.1, "minRetention": 0.1},
+        "escalation": {"enabled": True, "port": 8001},
+        "retrain": {"enabled": True, "agreementThreshold": 0.9, "windowSeconds": 60, "minSamples": 20}})
+    complete_job_pod(cluster, apis, ns, "real-distill-g1", "v1")
+    wait_phase(cluster, apis, ns, "real", "Ready", timeout=60)
+    pod = kubelet.find_pod("app.kubernetes.io/instance=real,app.kubernetes.io/component=teacher")
+    kubelet.wait_running(pod)
+    server = kubelet.start_pod(pod)
+    server.wait_http(8001, "/readyz", timeout=120)
+    lines = [line.split(" ", 1)[1] for line in BGL_2K.read_text(errors="replace").splitlines()[:60] if " " in line]
+    request = json.dumps({"lines": lines, "student": ["NOT-A-LABEL"] * len(lines)}).encode()
+    with urllib.request.urlopen(urllib.request.Request(server.url(8001, "/v1/classify"), data=request,
+                                                       headers={"Content-Type": "application/json"}),
+                                timeout=60) as resp:
+        assert len(json.loads(resp.read())["results"]) == len(lines)
+    # serve-teacher publishes every 10 s; the operator copies it and starts the window
+    body = wait_condition(cluster, apis, ns, "real", "AgreementBelowGate", "True", timeout=40)
+    agreement = body["status"]["agreement"]
+    assert agreement["ratio"] == 0.0 and agreement["samples"] == len(lines), agreement
+    job = cluster.wait_for(lambda: apis["batch"].read_namespaced_job("real-distill-g1-r1", ns), 30, 0.1,
+                           "the re-distillation Job", ignore=(ApiException,))
+    command = job.spec.template.spec.containers[0].command
+    store = command[command.index("--extra-data") + 1]
+    assert store == "/artifacts/models/real/teacher-labels"
+    stored = list((kubelet.volume_map["artifacts"] / "models" / "real" / "teacher-labels").glob("*.jsonl"))
+    assert stored and stored[0].read_text().count("\n") >= 1, "the teacher kept what it labelled"
+    assert server.alive(), server.logs()[-2000:]
