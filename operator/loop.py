@@ -54,7 +54,8 @@ def read_report(pod: dict) -> dict | None:
     return report
 
 
-def agreement_from(pods: list[dict], spec: DistilledModelSpec, old: Agreement | None, now: datetime) -> Agreement | None:
+def agreement_from(pods: list[dict], spec: DistilledModelSpec, old: Agreement | None,
+                   now: datetime) -> Agreement | None:
     """The sample-weighted agreement over the teacher pods, and since when it has been low."""
     reports = [r for r in (read_report(p) for p in pods) if r is not None]
     if not reports:
@@ -101,7 +102,8 @@ class RetrainDecision:
 
 
 def retrain_decision(spec: DistilledModelSpec, agreement: Agreement | None, last: LastRetrain | None,
-                     request: str | None, run_finished: bool, now: datetime, time_scale: float = 1.0) -> RetrainDecision:
+                     request: str | None, run_finished: bool, now: datetime,
+                     time_scale: float = 1.0) -> RetrainDecision:
     """Whether a re-distillation is due. A new ``retrain-request`` token always is (once the current
     run has finished); drift is when retrain is enabled, the agreement has stayed low for
     ``windowSeconds`` and the last re-distillation is older than ``minIntervalSeconds``.

@@ -244,8 +244,8 @@ def wait_job(cluster, apis, ns, name, generation, timeout=20):
                             f"Job {job_name}", ignore=(ApiException,))
 
 
-def run_job_pod(kubelet, name, generation, timeout=300) -> int:
-    pod = kubelet.find_pod(f"job-name={b.job_name(name, generation)}", timeout=30)
+def run_job_pod(kubelet, name, generation, timeout=300, retrain=0) -> int:
+    pod = kubelet.find_pod(f"job-name={b.job_name(name, generation, retrain)}", timeout=30)
     kubelet.wait_running(pod, timeout=30)
     return kubelet.run_pod(pod, timeout=timeout)
 

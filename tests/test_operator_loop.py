@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from kubernetes import config
@@ -299,9 +300,9 @@ def test_agreement_drop_starts_a_redistillation_with_teacher_labels(cluster, api
         "metadata": {"annotations": {b.RETRAIN_REQUEST_ANNOTATION: "please-1"}}})
     cluster.wait_for(lambda: apis["batch"].read_namespaced_job("drift-distill-g1-r2", ns), 30, 0.1,
                      "the requested re-distillation", ignore=(ApiException,))
-    last = cluster.wait_for(lambda: (get_cr(apis, ns, "drift")["status"].get("lastRetrain") or {}).get("token"),
-                            10, 0.05, "status.lastRetrain of the request") and \
-        get_cr(apis, ns, "drift")["status"]["lastRetrain"]
+    last = cluster.wait_for(lambda: (get_cr(apis, ns, "drift")["status"].get("lastRetrain") or {}).get("token")
+                            and get_cr(apis, ns, "drift")["status"]["lastRetrain"],
+                            10, 0.05, "status.lastRetrain of the request")
     assert last["reason"] == "Requested" and last["token"] == "please-1"
     complete_job_pod(cluster, apis, ns, "drift-distill-g1-r2", "v3")
     cluster.wait_for(lambda: get_cr(apis, ns, "drift")["status"].get("servingVersion") == "v3", 60, 0.1,
@@ -318,15 +319,28 @@ def test_real_teacher_service_publishes_agreement_that_drives_a_redistillation(c
     ServiceAccount rules): sampled verdicts that disagree with it lower the agreement it publishes on
     its pod; the operator raises the condition and re-distils with what the teacher stored."""
     import shutil
+    import tempfile
     import urllib.request
 
+    from test_operator_cluster import tiny_spec
+
     ns = namespace
-    # the teacher checkpoint on the artifacts volume, where the teacher pod (and a Job) sees it
-    shutil.copytree(teacher, kubelet.volume_map["artifacts"] / "teachers" / "tiny")
-    create_cr(apis, ns, "real", {
-        "teacher": {"checkpoint": "/artifacts/teachers/tiny"}, "gate": {"minMacroF1": 0.1, "minRetention": 0.1},
-        "escalation": {"enabled": True, "port": 8001},
-        "retrain": {"enabled": True, "agreementThreshold": 0.9, "windowSeconds": 60, "minSamples": 20}})
+    # A checkpoint path outside the pods' mounts (/tmp, /artifacts), so the same literal path works in
+    # the teacher pod's command (which LocalKubelet rewrites) and in the Job's mounted spec (which it does not).
+    home = Path(tempfile.mkdtemp(prefix="logdistill-teacher-", dir="/var/tmp"))
+    shutil.copytree(teacher, home / "tiny")
+    spec_body = {**tiny_spec(home / "tiny"), "escalation": {"enabled": True, "port": 8001},
+                 "retrain": {"enabled": True, "agreementThreshold": 0.9, "windowSeconds": 60, "minSamples": 20}}
+    try:
+        _real_loop(cluster, apis, ns, kubelet, spec_body, urllib.request)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _real_loop(cluster, apis, ns, kubelet, spec_body, urllib_request):
+    from test_operator_cluster import run_job_pod
+
+    create_cr(apis, ns, "real", spec_body)
     complete_job_pod(cluster, apis, ns, "real-distill-g1", "v1")
     wait_phase(cluster, apis, ns, "real", "Ready", timeout=60)
     pod = kubelet.find_pod("app.kubernetes.io/instance=real,app.kubernetes.io/component=teacher")
@@ -335,7 +349,7 @@ def test_real_teacher_service_publishes_agreement_that_drives_a_redistillation(c
     server.wait_http(8001, "/readyz", timeout=120)
     lines = [line.split(" ", 1)[1] for line in BGL_2K.read_text(errors="replace").splitlines()[:60] if " " in line]
     request = json.dumps({"lines": lines, "student": ["NOT-A-LABEL"] * len(lines)}).encode()
-    with urllib.request.urlopen(urllib.request.Request(server.url(8001, "/v1/classify"), data=request,
+    with urllib_request.urlopen(urllib_request.Request(server.url(8001, "/v1/classify"), data=request,
                                                        headers={"Content-Type": "application/json"}),
                                 timeout=60) as resp:
         assert len(json.loads(resp.read())["results"]) == len(lines)
@@ -351,3 +365,14 @@ def test_real_teacher_service_publishes_agreement_that_drives_a_redistillation(c
     stored = list((kubelet.volume_map["artifacts"] / "models" / "real" / "teacher-labels").glob("*.jsonl"))
     assert stored and stored[0].read_text().count("\n") >= 1, "the teacher kept what it labelled"
     assert server.alive(), server.logs()[-2000:]
+    # the re-distillation runs for real (logdistill distill --extra-data <what the teacher stored>)
+    assert run_job_pod(kubelet, "real", 1, retrain=1) == 0, kubelet.logs(
+        kubelet.find_pod("job-name=real-distill-g1-r1"))
+    def redistilled_served():
+        body = get_cr(apis, ns, "real")
+        return body if body["status"].get("servingVersion") not in (None, "v1") else None
+
+    body = cluster.wait_for(redistilled_served, 60, 0.1, "the re-distilled student served")
+    assert body["status"]["lastRetrain"]["reason"] == "AgreementBelowThreshold"
+    assert "/artifacts/models/real/g1-r1" in classifier_command(apis, ns, "real")
+    assert (kubelet.volume_map["artifacts"] / "models" / "real" / "g1-r1" / "manifest.json").is_file()
