@@ -82,6 +82,18 @@ def test_endpoint_teacher_with_escalation_is_refused_by_the_api_server(cluster, 
     assert "escalation.enabled" in err.value.body
 
 
+def test_closed_loop_example_is_accepted_by_both_layers(cluster, apis, namespace):
+    import yaml
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "distilledmodel-closed-loop.yaml"
+    body = yaml.safe_load(path.read_text())
+    parsed = parse_spec(body["spec"], DistilledModelSpec, source=str(path))
+    assert parsed.job.workers == 3 and parsed.escalation.enabled and parsed.retrain.enabled
+    stored = apis["custom"].create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body, dry_run="All",
+                                                           field_validation="Strict")
+    assert parse_spec(stored["spec"], DistilledModelSpec) == parsed
+
+
 # ---- pure builders -----------------------------------------------------------------------------
 
 def test_training_hash_ignores_rollout_escalation_and_retrain():
