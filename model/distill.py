@@ -202,22 +202,25 @@ def _supported_macro_f1(scores: dict[str, Any]) -> float:
 def run_distill(spec: Any, out_dir: str | Path, *, progress: Any = None,
                 augment_per_template: int = AUGMENT_PER_TEMPLATE,
                 balance_classes: float = BALANCE_CLASSES,
-                extra_data: Sequence[str | Path] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+                extra_data: Sequence[str | Path] = (), soft_targets: str | Path | None = None,
+                parallel: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Distil as ``spec`` (a :class:`logdistill.spec.DistillSpec`) says; write the artifact to ``out_dir``.
 
     Returns ``(summary, report)``. With ``training.alpha == 0`` this trains the same student on
     hard labels only (no teacher soft targets, no augmented lines): the no-distillation control.
+    ``soft_targets``: folder of ``logdistill label`` shards used instead of running the teacher;
+    ``parallel``: this process's rank under torchrun (:mod:`logdistill.model.distributed`); only
+    rank 0 evaluates and exports, the others return ``({"rank": r}, {})`` after training.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from logdistill.model.artifact import verify_artifact
     from logdistill.model.data import load_records
     from logdistill.model.evaluate import evaluate_scorer, paired_latency
+    from logdistill.model.label import precomputed_soft_targets, transfer_set
     from logdistill.model.export import directory_size, parameter_count, publish, rewrite_report, save_artifact
-    from logdistill.model.losses import UNLABELLED
     from logdistill.model.runtime import OnnxClassifier
     from logdistill.model.splits import make_split
     from logdistill.model.student import build_student
-    from logdistill.model.teacher import distinct_pairs
     from logdistill.model.templates import mask
     from logdistill.model.train import FitOptions, Progress, fit, set_threads
 
@@ -229,38 +232,38 @@ def run_distill(spec: Any, out_dir: str | Path, *, progress: Any = None,
     teachers = _load_teachers(spec.teacher)
     first = teachers[0][0]
     labels, normal = list(first.labels), first.normal
-    index = {label: i for i, label in enumerate(labels)}
     read = load_records(spec.data)
     split = make_split(read.records, spec.data, training.seed)
+    base_split = None  # the split the label shards were made from, when --extra-data changes it
     if extra_data:  # teacher-labelled lines (serve-teacher --store): train part only, no dev/test template
         from logdistill.model.extra_data import add_extra_data
 
+        base_split = split
         split, extra = add_extra_data(split, extra_data)
         progress.say(extra.describe())
     if not split.train:
         raise DistillError("data: the train split is empty")
 
     # Identical masked templates are identical inputs: one example per distinct (template, label).
-    pairs = distinct_pairs([mask(r.text) for r in split.train], [r.label for r in split.train])
-    train_templates = [t for t, _ in pairs]
-    targets = [index.get(label, UNLABELLED) if label is not None else UNLABELLED for _, label in pairs]
-    unknown = sorted({r.label for r in split.train if r.label is not None and r.label not in index})
+    distil = training.alpha > 0
+    transfer = transfer_set(split, labels, distil=distil, augment_per_template=augment_per_template,
+                            seed=training.seed)
+    train_templates, augmented, unknown = transfer.train_templates, transfer.augmented, transfer.unknown_labels
+    templates, targets = transfer.templates, transfer.targets
     if unknown:
         progress.say(f"labels unknown to the teacher are used as unlabelled lines: {', '.join(unknown)}")
-    distil = training.alpha > 0
-    augmented = augment_templates(train_templates, augment_per_template if distil else 0, training.seed)
-    templates = train_templates + augmented
-    targets = targets + [UNLABELLED] * len(augmented)
-    if not distil:
-        keep = [i for i, t in enumerate(targets) if t != UNLABELLED]
-        templates, targets = [templates[i] for i in keep], [targets[i] for i in keep]
     progress.say(f"transfer set: {len(train_templates)} distinct train templates + {len(augmented)} augmented;"
                  f" {len(labels)} labels; {threads} thread(s)")
 
     teacher_probs = None
     if distil:
         progress.update(stage="labelling", force=True)
-        teacher_probs = _teacher_probs(teachers, templates, labels, training.temperature)
+        if soft_targets is not None:
+            teacher_probs = precomputed_soft_targets(
+                soft_targets, base_split, transfer, labels, temperature=training.temperature,
+                augment_per_template=augment_per_template, seed=training.seed, teachers=teachers, progress=progress)
+        else:
+            teacher_probs = _teacher_probs(teachers, templates, labels, training.temperature)
 
     build = build_student(spec.student, first.model, labels=labels, seed=training.seed)
     student = build.model
@@ -270,8 +273,10 @@ def run_distill(spec: Any, out_dir: str | Path, *, progress: Any = None,
     result = fit(
         student, first.tokenizer, templates=templates, targets=targets, teacher_probs=teacher_probs,
         dev_templates=[mask(r.text) for r in dev], dev_truth=[r.label for r in dev], labels=labels,
-        options=options, progress=progress,
+        options=options, progress=progress, parallel=parallel,
     )
+    if parallel is not None and not parallel.is_main:
+        return {"rank": parallel.rank}, {}
 
     progress.update(stage="exporting", force=True)
     out_dir = Path(out_dir)
@@ -392,6 +397,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extra-data", action="append", default=[], metavar="PATH",
                         help="JSONL file or directory of teacher-labelled lines ({text, label}) added to the train"
                              " part only (repeatable)")
+    parser.add_argument("--soft-targets", default=None, metavar="DIR",
+                        help="teacher soft targets from `logdistill label` shards, instead of running the teacher")
 
 
 def print_summary(summary: dict[str, Any], stream: Any = sys.stdout) -> None:
@@ -415,13 +422,29 @@ def main(args: argparse.Namespace) -> int:
         print(f"logdistill distill: {err}", file=sys.stderr)
         _write_summary(args.summary_file, {"error": str(err)})
         return 2
+    from logdistill.model.distributed import WorkerLost, from_env
+    from logdistill.model.label import ShardError
+
+    parallel = None
     try:
+        parallel = from_env()  # None unless launched by torchrun
         summary, _ = run_distill(spec, args.out, progress=Progress(args.progress_file),
-                                 extra_data=args.extra_data)
-    except (DistillError, DataError, ArtifactError, ValueError, OSError) as err:
+                                 extra_data=args.extra_data, soft_targets=args.soft_targets, parallel=parallel)
+    except (DistillError, DataError, ArtifactError, ShardError, WorkerLost, ValueError, OSError) as err:
         print(f"logdistill distill: {err}", file=sys.stderr)
         _write_summary(args.summary_file, {"error": str(err)})
         return 1
+    except RuntimeError as err:  # DDP's gradient all-reduce fails this way when a peer is lost
+        if parallel is None:
+            raise
+        message = f"distributed training failed on {parallel.describe()} (a worker was lost?): {err}"
+        print(f"logdistill distill: {message}", file=sys.stderr)
+        _write_summary(args.summary_file, {"error": message})
+        return 1
+    finally:
+        if parallel is not None:
+            parallel.close()
     _write_summary(args.summary_file, summary)
-    print_summary(summary)
+    if "teacher" in summary:  # rank != 0 of a distributed run has nothing to print
+        print_summary(summary)
     return 0

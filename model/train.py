@@ -157,13 +157,15 @@ def predict_logits(
     """``[len(templates), C]`` fp32 logits; each distinct template is run once."""
     distinct = list(dict.fromkeys(templates))
     was_training = model.training
+    device = next(model.parameters()).device  # a GPU rank of a distributed run evaluates on its GPU
     model.eval()
     chunks = []
     # Sorting by length keeps padding (and time) low; the order is restored below.
     order = sorted(range(len(distinct)), key=lambda i: len(distinct[i]))
     for start in range(0, len(order), batch_size):
         picked = [distinct[i] for i in order[start : start + batch_size]]
-        chunks.append(model(**encode(tokenizer, picked, max_length)).logits.float())
+        inputs = {k: v.to(device) for k, v in encode(tokenizer, picked, max_length).items()}
+        chunks.append(model(**inputs).logits.float().cpu())
     model.train(was_training)
     if not chunks:
         return torch.zeros((len(templates), model.config.num_labels))
@@ -204,12 +206,15 @@ def fit(
     labels: list[str],
     options: FitOptions,
     progress: Progress | None = None,
+    parallel: Any = None,
 ) -> FitResult:
     """Train ``model`` in place and restore the weights of the best dev epoch.
 
     ``targets[i]`` is a class index or ``UNLABELLED``; ``teacher_probs`` is ``[N, C]`` soft
     targets at ``options.temperature`` (required when ``alpha > 0``). With no dev lines the
-    last epoch is kept.
+    last epoch is kept. ``parallel`` (a :class:`logdistill.model.distributed.Parallel`, under
+    torchrun) makes this one rank of a DistributedDataParallel run: sampler-sharded batches, dev
+    scored on rank 0 and broadcast so every rank stops at the same epoch.
     """
     if len(templates) != len(targets):
         raise ValueError(f"{len(templates)} templates but {len(targets)} targets")
@@ -221,7 +226,7 @@ def fit(
     torch.manual_seed(options.seed)
     generator = torch.Generator().manual_seed(options.seed)
     n = len(templates)
-    steps_per_epoch = max(1, math.ceil(n / options.batch_size))
+    steps_per_epoch = parallel.steps_per_epoch(n, options.batch_size) if parallel else max(1, math.ceil(n / options.batch_size))
     total_steps = steps_per_epoch * options.epochs
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     head_lr = options.head_learning_rate or options.learning_rate
@@ -246,17 +251,27 @@ def fit(
     stale = 0
     history: list[dict[str, Any]] = []
     step = 0
+    forward = parallel.wrap(model) if parallel else model
+    if parallel:
+        target_tensor = parallel.to_device(target_tensor)
+        teacher_probs = parallel.to_device(teacher_probs)
+        class_weights = parallel.to_device(class_weights)
     if progress:
         progress.update(stage="training", epoch=0, epochs=options.epochs, step=0, steps=total_steps, force=True)
     epoch = 0
     for epoch in range(1, options.epochs + 1):
         model.train()
-        order = torch.randperm(n, generator=generator)
+        if parallel:
+            batches = parallel.epoch_batches(n, options.batch_size, options.seed, epoch)
+        else:
+            order = torch.randperm(n, generator=generator)
+            batches = (order[start : start + options.batch_size] for start in range(0, n, options.batch_size))
         epoch_loss = 0.0
-        for start in range(0, n, options.batch_size):
-            rows = order[start : start + options.batch_size]
+        for rows in batches:
             batch = encode(tokenizer, [templates[i] for i in rows.tolist()], options.max_length)
-            logits = model(**batch).logits
+            if parallel:
+                batch, rows = parallel.to_device(batch), parallel.to_device(rows)
+            logits = forward(**batch).logits
             probs = teacher_probs[rows] if teacher_probs is not None and options.alpha > 0 else None
             loss = distillation_loss(
                 logits, probs, target_tensor[rows], temperature=options.temperature, alpha=options.alpha,
@@ -273,7 +288,10 @@ def fit(
                 progress.update(epoch=epoch, step=step)
         record: dict[str, Any] = {"epoch": epoch, "loss": round(epoch_loss / n, 5)}
         if dev_templates:
-            score = dev_macro_f1(model, tokenizer, dev_templates, dev_truth, labels, options.max_length)
+            def score_dev() -> float:
+                return dev_macro_f1(model, tokenizer, dev_templates, dev_truth, labels, options.max_length)
+
+            score = parallel.from_main(score_dev, f"dev score of epoch {epoch}") if parallel else score_dev()
             record["devMacroF1"] = round(score, 5)
             if best_f1 is None or score > best_f1 + 1e-9:
                 best_f1, best_epoch, stale = score, epoch, 0
@@ -296,5 +314,7 @@ def fit(
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+    if parallel:
+        model.cpu()  # export and evaluation run on CPU
     model.eval()
     return FitResult(best_epoch, best_f1, epoch, history, round(time.monotonic() - started, 2))

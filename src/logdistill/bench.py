@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "distill": ("logdistill.model.bench_distill", "teacher vs distilled student vs baselines on BGL"),
     "classify": ("logdistill.edge.bench", "edge classifier throughput, latency and memory"),
     "cascade": ("logdistill.model.bench_cascade", "leave-one-category-out recall with and without the teacher cascade"),
+    "scaleout": ("logdistill.model.bench_scaleout", "sharded labelling and torchrun training for 1 and 2 workers"),
 }
 
 

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("logdistill.model.demo", "train a teacher, distil a student and compare them on the bundled BGL sample"),
     "teacher": ("logdistill.model.teacher", "teacher commands (train)"),
     "distill": ("logdistill.model.distill", "distil a student from a teacher as a config file describes"),
+    "label": ("logdistill.model.label", "compute one shard of the teacher's soft targets (scale-out labelling)"),
     "evaluate": ("logdistill.model.evaluate", "score an artifact on labelled logs and print a JSON report"),
     "predict": ("logdistill.model.predict", "print a JSON label and score per input line"),
     "classify": ("logdistill.edge.main", "run the edge classifier: tail logs, classify, export metrics"),
