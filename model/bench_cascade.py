@@ -89,7 +89,7 @@ def _prepare(label: str, args: argparse.Namespace, out: Path, progress: Any) -> 
     body = demo_spec(teacher_dir, data={"path": str(data_path)})
     body["training"].update(epochs=args.epochs, patience=min(args.epochs, 3), threads=args.threads)
     spec = parse_spec(body, source="bench cascade spec")
-    marker = student_dir / "bench-spec.json"
+    marker = out / f"student-no-{label}.bench-spec.json"  # beside the artifact: it must verify
     wanted = json.dumps({"spec": body, "teacher": verify_artifact(teacher_dir).version}, sort_keys=True)
     try:
         verify_artifact(student_dir)
