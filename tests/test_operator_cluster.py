@@ -149,16 +149,22 @@ def operator(cluster, namespace, storage):
     op.stop()
 
 
+_TEACHERS: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
-    """A real tiny teacher trained on the bundled BGL 2k sample (seconds, once per module)."""
+    """A real tiny teacher trained on the bundled BGL 2k sample (seconds; built once per session and
+    shared with the modules that import this fixture)."""
     pytest.importorskip("torch")
     from helpers.tiny_models import build_tiny_teacher
     from logdistill.model.data import read_logs
 
-    records = read_logs(BGL_2K, "loghub").records
-    return build_tiny_teacher(tmp_path_factory.mktemp("teacher"), [r.label for r in records],
-                              [r.text for r in records], epochs=3)
+    if "bgl" not in _TEACHERS:
+        records = read_logs(BGL_2K, "loghub").records
+        _TEACHERS["bgl"] = build_tiny_teacher(tmp_path_factory.mktemp("teacher"), [r.label for r in records],
+                                              [r.text for r in records], epochs=3)
+    return _TEACHERS["bgl"]
 
 
 def service_account_kubeconfig(cluster, namespace, name, rules, path: Path) -> Path:

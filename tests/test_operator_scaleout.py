@@ -18,8 +18,8 @@ from logdistill.operator import builders as b
 from logdistill.spec import DistilledModelSpec, SpecError, parse_spec
 
 from test_operator_cluster import (  # noqa: F401 - fixtures
-    SYNTHETIC_SUMMARY, apis, cluster, condition, create_cr, get_cr, jobs_of, operator, storage, wait_events,
-    wait_phase,
+    SYNTHETIC_SUMMARY, apis, cluster, condition, create_cr, get_cr, jobs_of, kubelet, operator, storage, teacher,
+    wait_events, wait_phase,
 )
 
 OWNER = b.Owner(name="bgl", namespace="edge-ai", uid="1234-uid", generation=2)
@@ -193,3 +193,59 @@ def test_a_lost_worker_fails_the_run_with_its_reason(cluster, apis, namespace, o
     distilled = condition(body, "Distilled")
     assert distilled["status"] == "False"
     assert workers[1].metadata.name in distilled["message"] and "137" in distilled["message"], distilled
+
+
+# ---- the real engine under the operator's manifests ---------------------------------------------
+
+def run_together(kubelet, pods, ports=None, hosts=None, timeout=400):
+    """Run the pods' containers at the same time (as the nodes would), then record each outcome in
+    its pod status. ``hosts`` stands in for cluster DNS (name -> address in the command line)."""
+    import subprocess
+
+    prepared = [kubelet.prepare(pod, ports=ports) for pod in pods]
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    running = []
+    for prep in prepared:
+        argv = list(prep.argv)
+        for name, address in (hosts or {}).items():
+            argv = [a.replace(name, address) for a in argv]
+        log = open(prep.log_path, "wb")
+        running.append((subprocess.Popen(argv, env=prep.env, cwd=prep.cwd, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True), log))
+    codes = []
+    for proc, log in running:
+        try:
+            codes.append(proc.wait(timeout=timeout))
+        finally:
+            log.close()
+    for prep, code in zip(prepared, codes):
+        kubelet.write_terminated(prep, code, started, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    assert codes == [0] * len(pods), "\n".join(f"--- {p.pod.metadata.name}\n{kubelet.logs_of(p)[-3000:]}"
+                                                for p in prepared)
+
+
+@pytest.mark.torch
+def test_two_workers_run_for_real_label_shards_then_torchrun(cluster, apis, namespace, operator, kubelet, teacher):
+    """The pods' commands as the operator wrote them: `logdistill label` per completion index, then
+    torchrun (static rendezvous, node rank = completion index) around the job runner on 2 pods.
+    The one thing not real here is cluster DNS: `<job>-0.<service>` is replaced by 127.0.0.1."""
+    from helpers.controlplane import free_ports
+    from test_operator_cluster import tiny_spec
+
+    ns = namespace
+    spec_body = tiny_spec(teacher)
+    spec_body["job"] = {**spec_body["job"], "workers": 2}
+    create_cr(apis, ns, "duo", spec_body)
+    label_pods = [p.metadata.name for p in wait_pods_running(cluster, apis, ns, "duo-label-g1", 2)]
+    run_together(kubelet, label_pods)
+    shards = kubelet.volume_map["artifacts"] / "models" / "duo" / "g1" / "soft-targets"
+    assert sorted(p.name for p in shards.glob("shard-*.npz")) == ["shard-0-of-2.npz", "shard-1-of-2.npz"]
+
+    workers = [p.metadata.name for p in wait_pods_running(cluster, apis, ns, "duo-distill-g1", 2)]
+    port, = free_ports(1)
+    run_together(kubelet, workers, ports={b.RDZV_PORT: port}, hosts={"duo-distill-g1-0.duo-distill-g1": "127.0.0.1"})
+    body = wait_phase(cluster, apis, ns, "duo", "Ready", timeout=60)
+    ev = body["status"]["evaluation"]
+    assert ev["gatePassed"] is True and ev["generation"] == 1
+    assert body["status"]["servingVersion"] == ev["version"]
+    assert (kubelet.volume_map["artifacts"] / "models" / "duo" / "g1" / "manifest.json").is_file()
