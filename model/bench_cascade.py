@@ -9,8 +9,8 @@ For each left-out alert category L (default KERNSTOR, the second largest in BGL_
 2. The test stream is the template-disjoint test part of that data (normal lines and the other
    categories' unseen templates) plus every line of L, in file order.
 3. The real edge path (:class:`~logdistill.edge.classifier.TemplateClassifier` + the escalation
-   client) runs it against the real teacher HTTP service (``serve-teacher``'s server, in this
-   process on a free port). Pass 1 is the student alone (the cascade's answers are not back
+   client) runs it against the real teacher service (a ``logdistill serve-teacher`` process on a
+   free port, one torch thread). Pass 1 is the student alone (the cascade's answers are not back
    yet); once the escalation queue is drained, pass 2 shows what the cascade serves.
 
 Reported: alert recall on L without and with the cascade (and the teacher's own), false alarms
@@ -113,7 +113,8 @@ def _run_label(label: str, args: argparse.Namespace, out: Path, progress: Any) -
     from logdistill.edge.reload import ModelHolder
     from logdistill.model.data import load_records, read_logs, bundled_sample
     from logdistill.model.runtime import OnnxClassifier
-    from logdistill.model.serve_teacher import TeacherMetrics, TeacherServer, TeacherService, load_scorer
+    from logdistill.edge.escalation import post_json
+    from logdistill.model.artifact import read_labels
     from logdistill.model.splits import make_split
 
     teacher_dir, student_dir, data_spec = _prepare(label, args, out, progress)
@@ -126,16 +127,14 @@ def _run_label(label: str, args: argparse.Namespace, out: Path, progress: Any) -
     is_normal = [r.label == "-" for r in stream]
     progress.say(f"{label}: stream of {len(stream)} lines ({len(held)} of {label}, {sum(is_normal)} normal)")
 
-    # The teacher service, as `logdistill serve-teacher` runs it.
-    scorer, version = load_scorer(teacher_dir, args.threads)
-    teacher_metrics = TeacherMetrics(CollectorRegistry())
-    server = TeacherServer(teacher_metrics, host="127.0.0.1", port=0)
-    service = TeacherService(scorer, version=version, max_batch=32, max_concurrency=1, metrics=teacher_metrics)
-    server.holder.current = service
-    server.start()
+    # The real teacher service in its own process (as the Deployment runs it), one torch thread.
+    teacher = _TeacherProcess(teacher_dir)
     try:
-        teacher_flags = [r["label"] != scorer.normal_label for r in service.classify(texts)]
-        teacher_lines_direct = teacher_metrics.lines._value.get()
+        base = teacher.url()
+        teacher_normal = read_labels(teacher_dir)[1]
+        direct = post_json(base + "/v1/classify", {"lines": texts}, 600)["results"]
+        teacher_flags = [r["label"] != teacher_normal for r in direct]
+        before = _teacher_load(base)
 
         student = OnnxClassifier(student_dir, threads=1)
         normal = student.normal_label
@@ -148,7 +147,7 @@ def _run_label(label: str, args: argparse.Namespace, out: Path, progress: Any) -
         edge = TemplateClassifier(student, cache_size=20_000, metrics=metrics)
         holder.swap(edge)
         answers = TeacherAnswers(holder, metrics)
-        client = EscalationClient(f"http://127.0.0.1:{server.port}", queue_size=10_000,
+        client = EscalationClient(base, queue_size=10_000,
                                   batch_size=args.escalation_batch, rps=args.escalation_rps, metrics=metrics,
                                   on_answer=answers)
         edge.attach_escalation(client, escalate_below=args.escalate_below, sample_rate=args.sample_rate, seed=seed)
@@ -166,13 +165,14 @@ def _run_label(label: str, args: argparse.Namespace, out: Path, progress: Any) -
         drain_s = time.monotonic() - began
         second, _ = _classify_stream(edge, texts)
         client.stop()
-        throughput = _full_file_throughput(student, server.port, args)
+        after = _teacher_load(base)
+        throughput = _full_file_throughput(student, base, args)
     finally:
-        server.stop()
+        teacher.stop()
 
     counts = client.counts
     offered = counts["sent"] + counts["dropped_queue_full"]
-    requests = sum(v for k, v in _samples(teacher_metrics.requests).items())
+    requests = after["requests"] - before["requests"]
     result = {
         "label": label,
         "streamLines": len(stream),
@@ -190,7 +190,7 @@ def _run_label(label: str, args: argparse.Namespace, out: Path, progress: Any) -
         "fullFile": throughput,
         "teacher": {
             "requests": requests,
-            "lines": teacher_metrics.lines._value.get() - teacher_lines_direct,
+            "lines": after["lines"] - before["lines"],
             "drainSeconds": round(drain_s, 2),
             "requestsPerS": requests / drain_s if drain_s else None,
         },
@@ -201,7 +201,7 @@ def _run_label(label: str, args: argparse.Namespace, out: Path, progress: Any) -
     return result
 
 
-def _full_file_throughput(student: Any, port: int, args: argparse.Namespace) -> dict[str, Any]:
+def _full_file_throughput(student: Any, base: str, args: argparse.Namespace) -> dict[str, Any]:
     """Edge lines/s over the whole bundled file (cold cache, 1 thread), escalation off and on."""
     from logdistill.edge.classifier import TemplateClassifier
     from logdistill.edge.escalation import EscalationClient
@@ -213,7 +213,7 @@ def _full_file_throughput(student: Any, port: int, args: argparse.Namespace) -> 
         classifier = TemplateClassifier(student, cache_size=20_000)
         client = None
         if name == "escalationOn":
-            client = EscalationClient(f"http://127.0.0.1:{port}", queue_size=1000, batch_size=args.escalation_batch,
+            client = EscalationClient(base, queue_size=1000, batch_size=args.escalation_batch,
                                       rps=args.escalation_rps)
             classifier.attach_escalation(client, escalate_below=args.escalate_below, sample_rate=args.sample_rate)
             client.start()
@@ -226,9 +226,63 @@ def _full_file_throughput(student: Any, port: int, args: argparse.Namespace) -> 
     return out
 
 
-def _samples(counter: Any) -> dict[str, float]:
-    return {s.labels.get("code", ""): s.value for metric in counter.collect() for s in metric.samples
-            if s.name.endswith("_total")}
+class _TeacherProcess:
+    """``logdistill serve-teacher`` on a free port; its URL once ``/readyz`` answers."""
+
+    def __init__(self, model: Path) -> None:
+        import subprocess
+        import tempfile
+
+        self._log = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([sys.executable, "-P", "-m", "logdistill", "serve-teacher", "--model", str(model),
+                                      "--host", "127.0.0.1", "--port", "0", "--threads", "1", "--max-concurrency", "1"],
+                                     stdout=subprocess.DEVNULL, stderr=self._log)
+
+    def url(self, timeout: float = 300.0) -> str:
+        import re
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            self._log.seek(0)
+            match = re.search(r"listening on (http://\S+)", self._log.read())
+            if match:
+                try:
+                    with urllib.request.urlopen(match.group(1) + "/readyz", timeout=5):
+                        return match.group(1)
+                except OSError:
+                    pass
+            time.sleep(0.2)
+        self._log.seek(0)
+        raise RuntimeError(f"serve-teacher did not become ready:\n{self._log.read()[-2000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except Exception:  # noqa: BLE001
+            self.proc.kill()
+        self._log.close()
+
+
+def _teacher_load(base: str) -> dict[str, float]:
+    """Requests and lines the teacher served so far, from its ``/metrics``."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    load = {"requests": 0.0, "lines": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "logdistill_teacher_requests_total":
+                load["requests"] += sample.value
+            elif sample.name == "logdistill_teacher_lines_total":
+                load["lines"] += sample.value
+    return load
 
 
 def main(args: argparse.Namespace) -> int:
