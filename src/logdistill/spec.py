@@ -27,6 +27,8 @@ __all__ = [
     "StudentSpec",
     "DataSpec",
     "TrainingSpec",
+    "IntermediateSpec",
+    "AugmentationSpec",
     "GateSpec",
     "DistillSpec",
     "Toleration",
@@ -91,6 +93,18 @@ class EndpointTeacher(SpecModel):
     """Secret the operator maps into ``apiKeyEnv`` in the Job."""
     requests_per_second: float = Field(default=5.0, gt=0.0)
     """Client-side rate limit."""
+    concurrency: int = Field(default=4, ge=1, le=64)
+    """Requests in flight at once (still within ``requestsPerSecond``)."""
+    top_logprobs: int = Field(default=5, ge=1, le=20)
+    """``top_logprobs`` asked for; the label choices' token log-probabilities become the soft targets."""
+    samples: int = Field(default=5, ge=1, le=50)
+    """Answers sampled per line when the server returns no logprobs (their label frequencies are the soft targets)."""
+    timeout_seconds: float = Field(default=60.0, gt=0.0, le=3600.0)
+    """Per-request timeout."""
+    max_retries: int = Field(default=4, ge=0, le=20)
+    """Retries (exponential backoff, ``Retry-After`` honoured) on 429, 5xx, timeouts and connection errors."""
+    cache_dir: str | None = None
+    """Directory of the on-disk response cache (default ``~/.cache/logdistill/llm-teacher``)."""
 
 
 class TeacherSpec(SpecModel):
@@ -172,6 +186,30 @@ class DataSpec(SpecModel):
         return self
 
 
+class IntermediateSpec(SpecModel):
+    """Intermediate-layer distillation: student hidden states matched to teacher layers through
+    learned linear projections (needs a local teacher checkpoint)."""
+
+    enabled: bool = False
+    """Add the intermediate-layer loss to the distillation loss."""
+    weight: float = Field(default=1.0, ge=0.0, le=100.0)
+    """Weight of the intermediate-layer loss."""
+    layers: list[Annotated[int, Field(ge=1)]] | None = None
+    """One teacher layer (1-based) per student layer; unset = uniform: student layer i (1-based)
+    <-> teacher layer round(i * L_t / L_s). (A list or null rather than "uniform"|list: a CRD
+    schema must be structural.)"""
+    attention: bool = False
+    """Also match head-averaged attention maps of the mapped layers."""
+
+
+class AugmentationSpec(SpecModel):
+    """Teacher-labelled augmentation beyond the built-in transfer-set variants."""
+
+    paraphrases: int = Field(default=0, ge=0, le=20)
+    """Paraphrases per train template written by an endpoint (LLM) teacher; each is labelled by
+    the teacher's soft targets. Needs ``teacher.endpoint``."""
+
+
 class TrainingSpec(SpecModel):
     """Optimisation and distillation-loss options."""
 
@@ -195,6 +233,10 @@ class TrainingSpec(SpecModel):
     """Seed for splits, initialisation and batching."""
     threads: int = Field(default=0, ge=0, le=256)
     """torch intra-op threads; 0 = all cores."""
+    intermediate: IntermediateSpec = IntermediateSpec()
+    """Intermediate-layer distillation (off by default)."""
+    augmentation: AugmentationSpec = AugmentationSpec()
+    """LLM paraphrase augmentation (off by default)."""
 
 
 class GateSpec(SpecModel):
