@@ -117,13 +117,10 @@ class Parallel:
         """``compute()`` on rank 0 only, its value broadcast to every rank."""
         import torch
 
-        value = torch.tensor([float(compute()) if self.is_main else 0.0], dtype=torch.float64)
+        # nccl broadcasts device tensors only; gloo takes CPU ones.
+        value = torch.tensor([float(compute()) if self.is_main else 0.0], dtype=torch.float64, device=self.device)
         self._collective(lambda: _dist().broadcast(value, src=0), what)
         return float(value.item())
-
-    def check(self, what: str) -> None:
-        """A barrier that turns a lost peer into :class:`WorkerLost`."""
-        self._collective(lambda: _dist().barrier(), what)
 
     def _collective(self, call: Callable[[], Any], what: str) -> None:
         try:
