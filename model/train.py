@@ -266,7 +266,7 @@ def fit(
         else:
             order = torch.randperm(n, generator=generator)
             batches = (order[start : start + options.batch_size] for start in range(0, n, options.batch_size))
-        epoch_loss = 0.0
+        epoch_loss, seen = 0.0, 0
         for rows in batches:
             batch = encode(tokenizer, [templates[i] for i in rows.tolist()], options.max_length)
             if parallel:
@@ -284,9 +284,10 @@ def fit(
             scheduler.step()
             step += 1
             epoch_loss += float(loss.detach()) * len(rows)
+            seen += len(rows)  # this rank's rows: a share of n under torchrun
             if progress:
                 progress.update(epoch=epoch, step=step)
-        record: dict[str, Any] = {"epoch": epoch, "loss": round(epoch_loss / n, 5)}
+        record: dict[str, Any] = {"epoch": epoch, "loss": round(epoch_loss / max(1, seen), 5)}
         if dev_templates:
             def score_dev() -> float:
                 return dev_macro_f1(model, tokenizer, dev_templates, dev_truth, labels, options.max_length)
