@@ -268,12 +268,18 @@ def run_distill(spec: Any, out_dir: str | Path, *, progress: Any = None,
     build = build_student(spec.student, first.model, labels=labels, seed=training.seed)
     student = build.model
     progress.say(f"student: {parameter_count(student):,} parameters, init {build.init} ({build.detail})")
+    from logdistill.model.intermediate import from_spec as intermediate_from_spec
+
+    auxiliary = intermediate_from_spec(training.intermediate, spec.teacher, first.model, student)
+    if auxiliary is not None:
+        progress.say(f"intermediate-layer loss: student layers 1..{len(auxiliary.mapping)} -> teacher layers"
+                     f" {auxiliary.mapping}, weight {auxiliary.weight}, attention {auxiliary.attention}")
     dev = [r for r in split.dev if r.label is not None]
     options = FitOptions.from_spec(training, spec.student.max_length, balance_classes=balance_classes)
     result = fit(
         student, first.tokenizer, templates=templates, targets=targets, teacher_probs=teacher_probs,
         dev_templates=[mask(r.text) for r in dev], dev_truth=[r.label for r in dev], labels=labels,
-        options=options, progress=progress, parallel=parallel,
+        options=options, progress=progress, parallel=parallel, auxiliary=auxiliary,
     )
     if parallel is not None and not parallel.is_main:
         return {"rank": parallel.rank}, {}

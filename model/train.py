@@ -207,6 +207,7 @@ def fit(
     options: FitOptions,
     progress: Progress | None = None,
     parallel: Any = None,
+    auxiliary: Any = None,
 ) -> FitResult:
     """Train ``model`` in place and restore the weights of the best dev epoch.
 
@@ -214,8 +215,13 @@ def fit(
     targets at ``options.temperature`` (required when ``alpha > 0``). With no dev lines the
     last epoch is kept. ``parallel`` (a :class:`logdistill.model.distributed.Parallel`, under
     torchrun) makes this one rank of a DistributedDataParallel run: sampler-sharded batches, dev
-    scored on rank 0 and broadcast so every rank stops at the same epoch.
+    scored on rank 0 and broadcast so every rank stops at the same epoch. ``auxiliary`` (e.g. a
+    :class:`logdistill.model.intermediate.IntermediateDistiller`) adds ``auxiliary(batch, outputs)``
+    to the loss; the student is called with its ``student_kwargs`` and its ``trainable_parameters()``
+    are trained too.
     """
+    if auxiliary is not None and parallel is not None:
+        raise ValueError("an auxiliary loss (training.intermediate) is not supported under torchrun")
     if len(templates) != len(targets):
         raise ValueError(f"{len(templates)} templates but {len(targets)} targets")
     if options.alpha > 0 and (teacher_probs is None or teacher_probs.shape[0] != len(templates)):
@@ -238,6 +244,8 @@ def fit(
         [{"params": params, "lr": head_lr if is_head else options.learning_rate,
           "weight_decay": 0.0 if is_no_decay else options.weight_decay}
          for (is_head, is_no_decay), params in groups.items()]
+        + ([{"params": auxiliary.trainable_parameters(), "lr": options.learning_rate,
+             "weight_decay": options.weight_decay}] if auxiliary is not None else [])
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total_steps, options.warmup_ratio))
     target_tensor = torch.tensor(list(targets), dtype=torch.long)
@@ -271,12 +279,15 @@ def fit(
             batch = encode(tokenizer, [templates[i] for i in rows.tolist()], options.max_length)
             if parallel:
                 batch, rows = parallel.to_device(batch), parallel.to_device(rows)
-            logits = forward(**batch).logits
+            outputs = forward(**batch, **(auxiliary.student_kwargs if auxiliary is not None else {}))
+            logits = outputs.logits
             probs = teacher_probs[rows] if teacher_probs is not None and options.alpha > 0 else None
             loss = distillation_loss(
                 logits, probs, target_tensor[rows], temperature=options.temperature, alpha=options.alpha,
                 class_weights=class_weights,
             )
+            if auxiliary is not None:
+                loss = loss + auxiliary(batch, outputs)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
