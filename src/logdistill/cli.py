@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Iterable
 
 from logdistill import __version__
 
@@ -24,17 +25,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("logdistill.edge.main", "run the edge classifier: tail logs, classify, export metrics"),
     "serve-teacher": ("logdistill.model.serve_teacher", "serve the teacher over HTTP for the edge's escalations"),
     "operator": ("logdistill.operator.main", "run the DistilledModel operator"),
-    "bench": ("logdistill.bench", "benchmarks (distill, classify)"),
+    "bench": ("logdistill.bench", "benchmarks (distill, classify, cascade, scaleout, ...)"),
 }
 
 
-def build_parser(load: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="logdistill", description=__doc__.splitlines()[0] if __doc__ else None)
+def build_parser(load: Iterable[str] = ()) -> argparse.ArgumentParser:
+    """The whole command tree; only the subcommands named in ``load`` import their modules."""
+    parser = argparse.ArgumentParser(
+        prog="logdistill",
+        description="Distil a large log classifier into a small one and run it on every edge node.",
+    )
     parser.add_argument("--version", action="version", version=f"logdistill {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
-        if load:
+        if name in load:
             module = importlib.import_module(module_name)
             module.add_arguments(command)
             command.set_defaults(_main=module.main)
@@ -45,15 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # Import only the chosen subcommand's module: keeps start-up light and torch-free.
     chosen = next((a for a in argv if not a.startswith("-")), None)
-    if chosen in COMMANDS:
-        parser = build_parser(load=False)
-        module = importlib.import_module(COMMANDS[chosen][0])
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        module.add_arguments(sub.choices[chosen])
-        sub.choices[chosen].set_defaults(_main=module.main)
-    else:
-        parser = build_parser(load=False)
-    args = parser.parse_args(argv)
+    args = build_parser(load=[chosen] if chosen in COMMANDS else []).parse_args(argv)
     return int(args._main(args) or 0)
 
 
