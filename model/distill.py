@@ -109,8 +109,8 @@ def _load_teachers(teacher_spec: Any) -> list[tuple[Any, float]]:
 
     if teacher_spec.endpoint is not None:
         raise DistillError(
-            "teacher.endpoint: LLM endpoint teachers are not supported by this version (issue 4);"
-            " use teacher.checkpoint or teacher.ensemble"
+            "teacher.endpoint: an LLM endpoint teacher has no local model to load here; run_distill trains from it"
+            " (logdistill.model.distill_endpoint), sharded labelling needs teacher.checkpoint or teacher.ensemble"
         )
     members = (
         [(teacher_spec.checkpoint, 1.0)]
@@ -225,6 +225,13 @@ def run_distill(spec: Any, out_dir: str | Path, *, progress: Any = None,
     from logdistill.model.train import FitOptions, Progress, fit, set_threads
 
     progress = progress or Progress()
+    if spec.teacher.endpoint is not None:  # an LLM teacher: labels from the data, soft targets over HTTP
+        if soft_targets is not None or parallel is not None or extra_data:
+            raise DistillError("teacher.endpoint: --soft-targets, --extra-data and torchrun need a local teacher")
+        from logdistill.model.distill_endpoint import run_endpoint_distill
+
+        return run_endpoint_distill(spec, out_dir, progress=progress, augment_per_template=augment_per_template,
+                                    balance_classes=balance_classes)
     started = time.monotonic()
     training = spec.training
     threads = set_threads(training.threads)
@@ -410,8 +417,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def print_summary(summary: dict[str, Any], stream: Any = sys.stdout) -> None:
     t, s = summary["teacher"], summary["student"]
     print(f"{'':10}{'accuracy':>10}{'macro-F1':>10}{'p50 ms':>10}", file=stream)
-    print(f"{'teacher':10}{t['accuracy']:>10.4f}{t['macroF1']:>10.4f}{t['latencyMsP50']:>10.3f}", file=stream)
-    print(f"{'student':10}{s['accuracy']:>10.4f}{s['macroF1']:>10.4f}{s['latencyMsP50']:>10.3f}", file=stream)
+    for name, row in (("teacher", t), ("student", s)):  # an endpoint teacher has no latency of its own
+        p50 = row.get("latencyMsP50")
+        print(f"{name:10}{row['accuracy']:>10.4f}{row['macroF1']:>10.4f}"
+              f"{p50 if p50 is not None else float('nan'):>10.3f}", file=stream)
     print(f"retention {summary['retention']:.3f}, gate {'passed' if summary['gatePassed'] else 'NOT passed'},"
           f" artifact {summary['artifact']} (version {summary['version']})", file=stream)
 

@@ -31,6 +31,7 @@ class FakeLlm:
 
     def __init__(self, *, logprobs: bool = True, ignore_n: bool = False) -> None:
         self.logprobs, self.ignore_n = logprobs, ignore_n
+        self.extra_paraphrases: list[str] = []
         self.plan: list[tuple] = []
         self.requests: list[dict] = []
         self.release = threading.Event()
@@ -75,7 +76,8 @@ class FakeLlm:
         user = body["messages"][-1]["content"]
         if "rewordings" in user:
             template = user.rsplit("\n", 1)[-1]
-            return {"choices": [{"message": {"content": f"1. {template} (again)\n2. Notice: {template}\n- {template}"}}]}
+            lines = [f"1. {template} (again)", f"2. Notice: {template}", f"- {template}", *self.extra_paraphrases]
+            return {"choices": [{"message": {"content": "\n".join(lines)}}]}
         choices = dict(re.findall(r"^([A-Z]{1,2}): (.+)$", user, re.M))
         code = {label: c for c, label in choices.items()}[truth(user.split("Log message:\n")[1].split("\n")[0])]
         others = [c for c in choices if c != code]
@@ -234,3 +236,92 @@ def test_paraphrases_are_cleaned_distinct_and_cached(server, tmp_path):
     out = llm.paraphrases("disk <NUM> failed", 3)
     assert out == ["disk <NUM> failed (again)", "Notice: disk <NUM> failed"]
     assert llm.paraphrases("disk <NUM> failed", 3) == out and len(server.requests) == 1
+
+
+def test_distill_from_an_endpoint_teacher_with_paraphrases_that_never_leak(server, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    import yaml
+    from helpers.tiny_models import build_tokenizer, tiny_bert, tiny_log_lines
+
+    from logdistill.cli import main as cli
+    from logdistill.model.artifact import verify_artifact
+    from logdistill.model.data import load_records
+    from logdistill.model.splits import make_split
+    from logdistill.model.templates import mask
+    from logdistill.spec import parse_spec
+
+    lines = tiny_log_lines(repeats=1)
+    data = tmp_path / "logs.log"
+    data.write_text("\n".join(lines) + "\n")
+    tokenizer = build_tokenizer([line.split(" ", 6)[6] for line in lines])
+    vocab = tmp_path / "vocab-model"
+    tiny_bert(len(tokenizer), ["-"], seed=0).save_pretrained(vocab)
+    tokenizer.save_pretrained(vocab)
+    body = {"teacher": {"endpoint": {"url": server.url, "model": "qwen-test", "apiKeyEnv": "TEST_LLM_KEY",
+                                     "requestsPerSecond": 1000, "cacheDir": str(tmp_path / "cache")}},
+            "data": {"path": str(data)},
+            "student": {"layers": 1, "hidden": 16, "heads": 2, "intermediate": 32, "maxLength": 32, "init": "scratch",
+                        "pretrained": str(vocab)},
+            "training": {"epochs": 3, "learningRate": 0.003, "threads": 1, "augmentation": {"paraphrases": 2}},
+            "gate": {"minMacroF1": 0.01, "minRetention": 0.01}}
+    spec = parse_spec(body)
+    split = make_split(load_records(spec.data).records, spec.data, spec.training.seed)
+    test_template = mask(split.test[0].text)
+    server.extra_paraphrases = [test_template]  # a paraphrase equal to a test line must be dropped
+    config = tmp_path / "distill.yaml"
+    config.write_text(yaml.safe_dump(body))
+    monkeypatch.setenv("TEST_LLM_KEY", KEY)
+    out, summary_file = tmp_path / "student", tmp_path / "summary.json"
+    assert cli(["distill", "--config", str(config), "--out", str(out), "--summary-file", str(summary_file)]) == 0
+    verify_artifact(out)
+    report = json.loads((out / "report.json").read_text())
+    summary = json.loads(summary_file.read_text())
+    assert report["labels"] == ["-", "APPERR", "KERNFAIL"]
+    assert report["training"]["transferSet"]["paraphrasedLines"] > 0
+    assert report["teacher"]["endpoint"]["macro_f1"] == pytest.approx(1.0)  # the fake answers the truth
+    assert summary["teacher"]["macroF1"] == pytest.approx(1.0)
+    labelled = [r["body"]["messages"][-1]["content"] for r in server.requests if "Label code" in
+                r["body"]["messages"][-1]["content"]]
+    asked = {text.split("Log message:\n")[1].split("\n")[0] for text in labelled}
+    assert any(t.startswith("Notice: ") for t in asked)  # paraphrases labelled by the teacher
+    text = (out / "report.json").read_text() + summary_file.read_text() + (out / "manifest.json").read_text()
+    assert KEY not in text
+
+
+def test_distill_with_an_unreachable_endpoint_fails_with_the_field_named(tmp_path, capsys):
+    pytest.importorskip("torch")
+    import yaml
+    from helpers.tiny_models import build_tokenizer, tiny_bert, tiny_log_lines
+
+    from logdistill.cli import main as cli
+
+    lines = tiny_log_lines(repeats=1)
+    (tmp_path / "logs.log").write_text("\n".join(lines) + "\n")
+    tokenizer = build_tokenizer([line.split(" ", 6)[6] for line in lines])
+    tiny_bert(len(tokenizer), ["-"], seed=0).save_pretrained(tmp_path / "v")
+    tokenizer.save_pretrained(tmp_path / "v")
+    with FakeLlm() as fake:
+        fake.plan = [("status", 500, {}, "boom")] * 10
+        body = {"teacher": {"endpoint": {"url": fake.url, "model": "m", "maxRetries": 1, "requestsPerSecond": 1000,
+                                         "cacheDir": str(tmp_path / "c")}},
+                "data": {"path": str(tmp_path / "logs.log")},
+                "student": {"layers": 1, "hidden": 16, "heads": 2, "intermediate": 32, "init": "scratch",
+                            "pretrained": str(tmp_path / "v")}, "training": {"epochs": 1, "threads": 1}}
+        (tmp_path / "d.yaml").write_text(yaml.safe_dump(body))
+        code = cli(["distill", "--config", str(tmp_path / "d.yaml"), "--out", str(tmp_path / "o"),
+                    "--summary-file", str(tmp_path / "s.json")])
+    assert code == 1
+    error = json.loads((tmp_path / "s.json").read_text())["error"]
+    assert error.startswith("teacher.endpoint: line ") and "HTTP 500" in error
+
+
+def test_paraphrases_equal_to_an_evaluation_template_are_dropped(server, tmp_path):
+    from logdistill.model.distill_endpoint import paraphrase_lines
+
+    server.extra_paraphrases = ["RAS APP FATAL bus error raised in loader <NUM>", "disk <NUM> failed (again)"]
+    llm = teacher(server.url, tmp_path)
+    out = paraphrase_lines(llm, ["disk <NUM> failed", "fan <NUM> stopped"], 4,
+                           exclude={"RAS APP FATAL bus error raised in loader <NUM>", "fan <NUM> stopped"})
+    assert "RAS APP FATAL bus error raised in loader <NUM>" not in out  # an evaluation line never leaks
+    assert out.count("disk <NUM> failed (again)") == 1  # duplicates across templates dropped
+    assert "Notice: fan <NUM> stopped" in out and "fan <NUM> stopped" not in out
