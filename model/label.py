@@ -53,6 +53,7 @@ def transfer_set(split: Any, labels: Sequence[str], *, distil: bool, augment_per
     """The distillation transfer set of ``split``: distinct (template, label) train pairs, then
     (when distilling) augmented unlabelled variants. Deterministic for a split and seed."""
     from logdistill.model.distill import augment_templates
+    from logdistill.model.augment_guard import without_evaluation_templates
     from logdistill.model.losses import UNLABELLED
     from logdistill.model.teacher import distinct_pairs
     from logdistill.model.templates import mask
@@ -63,6 +64,7 @@ def transfer_set(split: Any, labels: Sequence[str], *, distil: bool, augment_per
     targets = [index.get(label, UNLABELLED) if label is not None else UNLABELLED for _, label in pairs]
     unknown = sorted({r.label for r in split.train if r.label is not None and r.label not in index})
     augmented = augment_templates(train_templates, augment_per_template if distil else 0, seed)
+    augmented = without_evaluation_templates(augmented, split)  # no dev/test line leaks into training
     templates = train_templates + augmented
     targets = targets + [UNLABELLED] * len(augmented)
     if not distil:

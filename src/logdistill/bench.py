@@ -2,6 +2,7 @@
 
 * ``distill``  -> :mod:`logdistill.model.bench_distill` (teacher vs distilled vs hard-label student vs TF-IDF)
 * ``classify`` -> :mod:`logdistill.edge.bench` (edge classifier throughput and memory)
+* ``techniques`` -> :mod:`logdistill.model.bench_techniques` (one row per distillation technique)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "classify": ("logdistill.edge.bench", "edge classifier throughput, latency and memory"),
     "cascade": ("logdistill.model.bench_cascade", "leave-one-category-out recall with and without the teacher cascade"),
     "scaleout": ("logdistill.model.bench_scaleout", "sharded labelling and torchrun training for 1 and 2 workers"),
+    "techniques": ("logdistill.model.bench_techniques", "student macro-F1 and distillation time per technique (issue 4)"),
 }
 
 

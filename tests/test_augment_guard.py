@@ -1,0 +1,34 @@
+"""Augmented transfer lines never equal a dev or test template."""
+
+from __future__ import annotations
+
+from logdistill.model.augment_guard import without_evaluation_templates
+from logdistill.model.data import LogRecord
+from logdistill.model.distill import augment_templates
+from logdistill.model.label import transfer_set
+from logdistill.model.losses import UNLABELLED
+from logdistill.model.splits import Split
+
+TRAIN = ["ciod: failed to read message prefix on control stream", "ciod: error loading program image file"]
+
+
+def _split(dev: list[str], test: list[str]) -> Split:
+    def records(texts: list[str], label: str | None) -> list[LogRecord]:
+        return [LogRecord(text=t, label=label, source="t", line=i + 1) for i, t in enumerate(texts)]
+
+    return Split(train=records(TRAIN, "-"), dev=records(dev, "-"), test=records(test, None))
+
+
+def test_a_colliding_augmented_line_is_dropped_from_the_transfer_set():
+    augmented = augment_templates(TRAIN, 30, seed=3)
+    leak_dev, leak_test = augmented[0], augmented[5]  # lines the augmenter really makes
+    split = _split(dev=[leak_dev, "something else"], test=[leak_test])
+    transfer = transfer_set(split, ["-"], distil=True, augment_per_template=30, seed=3)
+    assert leak_dev not in transfer.templates and leak_test not in transfer.templates
+    assert set(transfer.augmented) == set(augmented) - {leak_dev, leak_test}
+    assert transfer.targets[len(transfer.train_templates):] == [UNLABELLED] * len(transfer.augmented)
+
+
+def test_the_guard_keeps_order_and_everything_else():
+    split = _split(dev=["b"], test=["d"])
+    assert without_evaluation_templates(["a", "b", "c", "d", "e"], split) == ["a", "c", "e"]
