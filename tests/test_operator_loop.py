@@ -2,10 +2,10 @@
 
 Pure rules (agreement over teacher pods, the condition, when a re-distillation is due) as unit
 tests; on the real control plane: the teacher Deployment/Service and the classifier's escalation
-arguments, a rollout/escalation-only change that updates the workloads without retraining, and an
-agreement drop (published on a teacher pod's annotation through the API, as ``serve-teacher``
-does) that raises the condition and starts a re-distillation with ``--extra-data``; then a
-``retrain-request`` annotation that starts one more.
+arguments, a rollout/escalation-only change that updates the workloads without retraining, and the
+loop end to end: the teacher pod run for real (``serve-teacher``) publishes a low agreement, the
+operator raises the condition and starts a re-distillation with ``--extra-data`` (run for real,
+gated, rolled out); then a ``retrain-request`` annotation starts one more.
 """
 
 from __future__ import annotations
@@ -275,55 +275,6 @@ def wait_condition(cluster, apis, ns, name, kind, status, timeout=30):
     return cluster.wait_for(check, timeout, 0.1, f"condition {kind}={status} on {ns}/{name}")
 
 
-def test_agreement_drop_starts_a_redistillation_with_teacher_labels(cluster, apis, namespace, loop_operator):
-    ns = namespace
-    create_cr(apis, ns, "drift", {"teacher": TEACHER, "gate": {"minMacroF1": 0.1, "minRetention": 0.1}, **LOOP})
-    complete_job_pod(cluster, apis, ns, "drift-distill-g1", "v1")
-    wait_phase(cluster, apis, ns, "drift", "Ready", timeout=60)
-
-    publish_agreement(cluster, apis, ns, "drift", 0.97, 500)
-    body = wait_condition(cluster, apis, ns, "drift", "AgreementBelowGate", "False")
-    assert body["status"]["agreement"]["ratio"] == 0.97 and body["status"]["agreement"]["samples"] == 500
-
-    publish_agreement(cluster, apis, ns, "drift", 0.6, 500)
-    body = wait_condition(cluster, apis, ns, "drift", "AgreementBelowGate", "True")
-    assert "0.6000" in condition(body, "AgreementBelowGate")["message"]
-    # the window (60 s x 0.02) passes with no further event: the operator wakes itself
-    job = cluster.wait_for(lambda: apis["batch"].read_namespaced_job("drift-distill-g1-r1", ns), 30, 0.1,
-                           "the re-distillation Job", ignore=(ApiException,))
-    command = job.spec.template.spec.containers[0].command
-    assert command[command.index("--extra-data") + 1] == "/artifacts/models/drift/teacher-labels"
-    assert command[command.index("--out") + 1] == "/artifacts/models/drift/g1-r1"
-    last = cluster.wait_for(lambda: get_cr(apis, ns, "drift")["status"].get("lastRetrain"), 10, 0.05,
-                            "status.lastRetrain (patched right after the Job is created)")
-    assert last["reason"] == "AgreementBelowThreshold" and last["ratio"] == 0.6 and last["job"] == "drift-distill-g1-r1"
-    complete_job_pod(cluster, apis, ns, "drift-distill-g1-r1", "v2")
-    body = wait_phase(cluster, apis, ns, "drift", "Ready", timeout=60)
-    cluster.wait_for(lambda: get_cr(apis, ns, "drift")["status"].get("servingVersion") == "v2", 30, 0.1,
-                     "the re-distilled version served")
-    assert "/artifacts/models/drift/g1-r1" in classifier_command(apis, ns, "drift")
-    wait_events(cluster, apis, ns, "drift", {"RetrainStarted", "AgreementBelowGateTrue"})
-
-    # agreement recovers; then on demand: one re-distillation per new token (minIntervalSeconds does
-    # not hold a request back)
-    publish_agreement(cluster, apis, ns, "drift", 0.99, 800)
-    wait_condition(cluster, apis, ns, "drift", "AgreementBelowGate", "False")
-    apis["custom"].patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "drift", {
-        "metadata": {"annotations": {b.RETRAIN_REQUEST_ANNOTATION: "please-1"}}})
-    cluster.wait_for(lambda: apis["batch"].read_namespaced_job("drift-distill-g1-r2", ns), 30, 0.1,
-                     "the requested re-distillation", ignore=(ApiException,))
-    last = cluster.wait_for(lambda: (get_cr(apis, ns, "drift")["status"].get("lastRetrain") or {}).get("token")
-                            and get_cr(apis, ns, "drift")["status"]["lastRetrain"],
-                            10, 0.05, "status.lastRetrain of the request")
-    assert last["reason"] == "Requested" and last["token"] == "please-1"
-    complete_job_pod(cluster, apis, ns, "drift-distill-g1-r2", "v3")
-    cluster.wait_for(lambda: get_cr(apis, ns, "drift")["status"].get("servingVersion") == "v3", 60, 0.1,
-                     "the requested version served")
-    # the handled token starts nothing more
-    names = sorted(j.metadata.name for j in jobs_of(apis, ns, "drift"))
-    assert names == ["drift-distill-g1", "drift-distill-g1-r1", "drift-distill-g1-r2"]
-
-
 @pytest.mark.torch
 def test_real_teacher_service_publishes_agreement_that_drives_a_redistillation(cluster, apis, namespace,
                                                                                 loop_operator, kubelet, teacher):
@@ -342,7 +293,9 @@ def test_real_teacher_service_publishes_agreement_that_drives_a_redistillation(c
     home = Path(tempfile.mkdtemp(prefix="logdistill-teacher-", dir="/var/tmp"))
     shutil.copytree(teacher, home / "tiny")
     spec_body = {**tiny_spec(home / "tiny"), "escalation": {"enabled": True, "port": 8001},
-                 "retrain": {"enabled": True, "agreementThreshold": 0.9, "windowSeconds": 60, "minSamples": 20}}
+                 # minIntervalSeconds x 0.02 = 60 s: no second automatic run before the request below
+                 "retrain": {"enabled": True, "agreementThreshold": 0.9, "windowSeconds": 60,
+                             "minIntervalSeconds": 3000, "minSamples": 20}}
     try:
         _real_loop(cluster, apis, ns, kubelet, spec_body, urllib.request)
     finally:
@@ -388,3 +341,22 @@ def _real_loop(cluster, apis, ns, kubelet, spec_body, urllib_request):
     assert body["status"]["lastRetrain"]["reason"] == "AgreementBelowThreshold"
     assert "/artifacts/models/real/g1-r1" in classifier_command(apis, ns, "real")
     assert (kubelet.volume_map["artifacts"] / "models" / "real" / "g1-r1" / "manifest.json").is_file()
+    wait_events(cluster, apis, ns, "real", {"RetrainStarted", "AgreementBelowGateTrue"})
+
+    # the agreement recovers (as a teacher pod would publish it); then on demand: one re-distillation
+    # per new token (minIntervalSeconds does not hold a request back), none for a handled token
+    publish_agreement(cluster, apis, ns, "real", 0.99, 800)
+    wait_condition(cluster, apis, ns, "real", "AgreementBelowGate", "False")
+    apis["custom"].patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "real", {
+        "metadata": {"annotations": {b.RETRAIN_REQUEST_ANNOTATION: "please-1"}}})
+    cluster.wait_for(lambda: apis["batch"].read_namespaced_job("real-distill-g1-r2", ns), 30, 0.1,
+                     "the requested re-distillation", ignore=(ApiException,))
+    last = cluster.wait_for(lambda: (get_cr(apis, ns, "real")["status"].get("lastRetrain") or {}).get("token")
+                            and get_cr(apis, ns, "real")["status"]["lastRetrain"],
+                            10, 0.05, "status.lastRetrain of the request")
+    assert last["reason"] == "Requested" and last["token"] == "please-1" and last["job"] == "real-distill-g1-r2"
+    complete_job_pod(cluster, apis, ns, "real-distill-g1-r2", "v3")
+    cluster.wait_for(lambda: get_cr(apis, ns, "real")["status"].get("servingVersion") == "v3", 60, 0.1,
+                     "the requested version served")
+    names = sorted(j.metadata.name for j in jobs_of(apis, ns, "real"))
+    assert names == ["real-distill-g1", "real-distill-g1-r1", "real-distill-g1-r2"]
