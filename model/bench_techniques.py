@@ -150,6 +150,8 @@ def main(args: argparse.Namespace) -> int:
                 **({"requests": fake.requests - requests_before, "endpointStats": report["teacher"]["requests"]}
                    if row == "llm-fake" and fake else {}),
             }
+            out.mkdir(parents=True, exist_ok=True)  # partial results survive an interrupted run
+            (out / "bench-techniques.partial.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     finally:
         if fake:
             fake.close()
