@@ -177,3 +177,58 @@ def test_a_lost_worker_fails_rank_0_with_a_clear_error(workspace, tmp_path):
     error = json.loads((tmp_path / "rank0.json").read_text())["error"]
     assert "rank 0" in error and ("lost" in error or "failed" in error), error
     assert not (tmp_path / "out").exists()
+
+
+STEP_SCRIPT = '''
+import sys, torch
+from transformers import AutoTokenizer
+from logdistill.model.distributed import from_env
+from logdistill.model.train import FitOptions, fit
+sys.path.insert(0, sys.argv[3])
+from helpers.tiny_models import tiny_bert
+torch.set_num_threads(1)
+texts = [line.strip() for line in open(sys.argv[1] + "/texts.txt")]
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[1] + "/tokenizer")
+generator = torch.Generator().manual_seed(0)
+targets = torch.randint(0, 3, (len(texts),), generator=generator).tolist()
+probs = torch.softmax(torch.randn(len(texts), 3, generator=generator), -1)
+model = tiny_bert(len(tokenizer), ["-", "A", "B"], seed=1)
+parallel = from_env(stream=None)
+initial = {k: v.clone() for k, v in model.state_dict().items()}
+options = FitOptions(epochs=2, batch_size=len(texts), learning_rate=1e-3, warmup_ratio=0.0, weight_decay=0.0,
+                     temperature=2.0, alpha=0.5, patience=2, seed=3, max_length=32)
+fit(model, tokenizer, templates=texts, targets=targets, teacher_probs=probs, dev_templates=[], dev_truth=[],
+    labels=["-", "A", "B"], options=options, parallel=parallel)
+if parallel is None or parallel.is_main:
+    torch.save({"initial": initial, "final": model.state_dict()}, sys.argv[2])
+if parallel is not None:
+    parallel.close()
+'''
+
+
+def test_a_ddp_step_equals_the_one_process_step_on_the_same_global_batch(tmp_path):
+    """Two AdamW steps of `fit`: 2 ranks x 20 rows under DDP vs 40 rows in one process."""
+    import torch
+
+    from helpers.tiny_models import build_tokenizer
+    from logdistill.model.templates import mask
+
+    texts = [mask(line.split(" ", 6)[6]) for line in tiny_log_lines()[:40]]
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    # Saved once: WordPiece training is not deterministic across processes, a loaded tokenizer is.
+    build_tokenizer(texts).save_pretrained(tmp_path / "tokenizer")
+    script = tmp_path / "step.py"
+    script.write_text(STEP_SCRIPT)
+    tests = str(Path(__file__).resolve().parent)
+    subprocess.run([sys.executable, str(script), str(tmp_path), str(tmp_path / "one.pt"), tests], cwd=tmp_path,
+                   env=_env(), check=True, timeout=120)
+    subprocess.run([str(BIN / "torchrun"), "--nnodes=1", "--nproc-per-node=2", "--rdzv-backend=static",
+                    "--master-addr=127.0.0.1", f"--master-port={_free_port()}", "--max-restarts=0", str(script),
+                    str(tmp_path), str(tmp_path / "two.pt"), tests], cwd=tmp_path, env=_env(), check=True,
+                   timeout=120, capture_output=True)
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert set(one["final"]) == set(two["final"])
+    trained = max((one["final"][k] - one["initial"][k]).abs().max().item() for k in one["final"])
+    apart = max((one["final"][k].float() - two["final"][k].float()).abs().max().item() for k in one["final"])
+    assert trained > 1e-3  # the steps moved the weights (lr 1e-3, two AdamW steps)
+    assert apart < 1e-5, (apart, trained)
