@@ -230,7 +230,9 @@ def test_rollout_or_escalation_change_updates_workloads_without_retraining(clust
     assert dep.metadata.owner_references[0].uid == body["metadata"]["uid"]
     assert dep.spec.template.spec.containers[0].command[:4] == ["logdistill", "serve-teacher", "--model",
                                                                 TEACHER["checkpoint"]]
-    assert apis["core"].read_namespaced_service("steady-teacher", ns).spec.ports[0].port == 8001
+    svc = cluster.wait_for(lambda: apis["core"].read_namespaced_service("steady-teacher", ns), 10, 0.05,
+                           "the teacher Service (created right after the Deployment)", ignore=(ApiException,))
+    assert svc.spec.ports[0].port == 8001
     cluster.wait_for(lambda: f"http://steady-teacher.{ns}.svc:8001" in classifier_command(apis, ns, "steady"),
                      30, 0.1, "the classifier pointed at the teacher")
     body = wait_phase(cluster, apis, ns, "steady", {"Ready", "RollingOut"}, timeout=30, generation=3)
