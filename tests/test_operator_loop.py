@@ -278,6 +278,7 @@ def wait_condition(cluster, apis, ns, name, kind, status, timeout=30):
 
 
 @pytest.mark.torch
+@pytest.mark.slow  # 40-90 s here: the real engine under the operator; -m "not slow" skips it
 def test_real_teacher_service_publishes_agreement_that_drives_a_redistillation(cluster, apis, namespace,
                                                                                 loop_operator, kubelet, teacher):
     """The teacher Deployment's pod run for real (`logdistill serve-teacher`, under the Job's

@@ -225,6 +225,7 @@ def run_together(kubelet, pods, ports=None, hosts=None, timeout=400):
 
 
 @pytest.mark.torch
+@pytest.mark.slow  # 40-90 s here: the real engine under the operator; -m "not slow" skips it
 def test_two_workers_run_for_real_label_shards_then_torchrun(cluster, apis, namespace, operator, kubelet, teacher):
     """The pods' commands as the operator wrote them: `logdistill label` per completion index, then
     torchrun (static rendezvous, node rank = completion index) around the job runner on 2 pods.
