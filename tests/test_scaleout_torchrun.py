@@ -67,13 +67,13 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _worker(node_rank: int, port: int, config: Path, out: Path, summary: Path, soft: Path, cwd: Path,
-            **env: str) -> subprocess.Popen:
+            nnodes: int = 2, **env: str) -> subprocess.Popen:
     """The operator's distributed_command for one pod (see logdistill.operator.builders)."""
-    command = [str(BIN / "torchrun"), "--nnodes=2", "--nproc-per-node=1", f"--node-rank={node_rank}",
+    command = [str(BIN / "torchrun"), f"--nnodes={nnodes}", "--nproc-per-node=1", f"--node-rank={node_rank}",
                "--rdzv-backend=static", f"--rdzv-endpoint=127.0.0.1:{port}", "--max-restarts=0", "--no-python",
                "logdistill", "operator", "job-run", "--config", str(config), "--out", str(out),
                "--summary-file", str(summary), "--", "--soft-targets", str(soft)]
-    log = open(cwd / f"worker-{node_rank}.log", "w")
+    log = open(cwd / f"worker-{nnodes}-{node_rank}.log", "w")
     return subprocess.Popen(command, cwd=cwd, env=_env(**env), stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
 
@@ -94,14 +94,15 @@ def _wait(procs: list[subprocess.Popen], timeout: float) -> list[int]:
 @pytest.fixture(scope="module")
 def runs(workspace):
     root, config, soft = workspace
-    single_summary = root / "single.json"
-    assert cli(["distill", "--config", str(config), "--out", str(root / "single"), "--soft-targets", str(soft),
-                "--summary-file", str(single_summary)]) == 0
+    # The one-process run is torchrun with one worker: the same code path and sampler permutation
+    # (a plain run shuffles with torch.randperm instead, so its batches differ; see docs/benchmarks.md).
+    single = _worker(0, _free_port(), config, root / "single", root / "single.json", soft, root, nnodes=1)
+    assert _wait([single], timeout=240) == [0], (root / "worker-1-0.log").read_text()[-3000:]
     port = _free_port()
     procs = [_worker(rank, port, config, root / ("dist" if rank == 0 else "dist-rank1"), root / f"rank{rank}.json",
                      soft, root) for rank in range(2)]
     codes = _wait(procs, timeout=240)
-    logs = "\n".join((root / f"worker-{r}.log").read_text()[-3000:] for r in range(2))
+    logs = "\n".join((root / f"worker-2-{r}.log").read_text()[-3000:] for r in range(2))
     return root, codes, logs
 
 
@@ -164,7 +165,7 @@ def test_a_lost_worker_fails_rank_0_with_a_clear_error(workspace, tmp_path):
     procs = [_worker(rank, port, long_run, tmp_path / "out", tmp_path / f"rank{rank}.json", soft, tmp_path)
              for rank in range(2)]
     try:
-        _wait_for_text(tmp_path / "worker-1.log", "epoch 1:", procs[1], timeout=120)
+        _wait_for_text(tmp_path / "worker-2-1.log", "epoch 1:", procs[1], timeout=120)
         for pid in [procs[1].pid, *_descendants(procs[1].pid)]:  # the whole "pod": torchrun, job-run, distill
             os.kill(pid, 9)
         code = procs[0].wait(timeout=120)
