@@ -92,7 +92,8 @@ class OnnxClassifier:
         """The per-line path (the edge scores one cache miss at a time): a single sequence needs no
         padding, so the mask is all ones and the batch API's per-call bookkeeping is skipped.
         For a 2-layer student this Python around the model is a large share of the line's cost."""
-        ids = np.array(self.tokenizer.encode(template).ids, dtype=np.int64).reshape(1, -1)
+        # encode_batch_fast of one line beats encode (no character offsets), ~0.04 vs 0.05 ms.
+        ids = np.array(self.tokenizer.encode_batch_fast([template])[0].ids, dtype=np.int64).reshape(1, -1)
         return self._run(ids, np.ones_like(ids))
 
     def _run(self, ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
