@@ -140,7 +140,6 @@ PANELS: tuple[PanelSpec, ...] = (
             Query(f"avg by (distilledmodel) ({C}_teacher_agreement_ratio{{{SEL}}})", "online estimate {{distilledmodel}}"),
         ),
         min_max=(0, 1),
-        future_metrics=(f"{C}_teacher_agreement_ratio",),
     ),
     PanelSpec(
         "Distillation runs by phase",
