@@ -105,11 +105,14 @@ class ClassifierMetrics:
             f"{p}_teacher_latency_seconds", "Time of one request to the teacher service.",
             buckets=_BATCH_BUCKETS + (10.0, 30.0), registry=registry,
         )
+        # Registered on its first value: an unlabelled gauge would read 0 ("total disagreement")
+        # on every classifier without a teacher, and trip the accuracy alert.
         self.agreement = Gauge(
             f"{p}_teacher_agreement_ratio",
             "Share of sampled lines where the student's label equals the teacher's (sliding window).",
-            registry=registry,
+            registry=None,
         )
+        self._agreement_published = False
         self.agreement_samples = Counter(
             f"{p}_teacher_agreement_samples", "Sampled lines judged by the teacher.", registry=registry
         )
@@ -132,6 +135,9 @@ class ClassifierMetrics:
         ratio = window.ratio()
         if ratio is not None:
             self.agreement.set(ratio)
+            if not self._agreement_published:
+                self.registry.register(self.agreement)
+                self._agreement_published = True
         for label, (label_ratio, samples) in window.by_label().items():
             self.label_agreement.labels(label=label).set(label_ratio)
             self.label_agreement_samples.labels(label=label).set(samples)

@@ -312,3 +312,16 @@ def test_teacher_service_requests_merge_into_batches():
         thread.join(10)
     assert sum(scorer.calls) == 40
     assert scorer.calls[1:] == [32, 7]  # queued requests merged into full batches
+
+
+def test_agreement_gauge_is_absent_until_a_teacher_has_answered() -> None:
+    """Without a teacher the gauge must not read 0 ("total disagreement"): it would trip the alert."""
+    registry = CollectorRegistry()
+    metrics = ClassifierMetrics(registry)
+    assert registry.get_sample_value("logdistill_classifier_teacher_agreement_ratio") is None
+    window = AgreementWindow()
+    window.add("-", "-")
+    window.add("-", "KERNDTLB")
+    metrics.set_agreement(window, 2)
+    metrics.set_agreement(window, 0)  # a second publication must not register twice
+    assert registry.get_sample_value("logdistill_classifier_teacher_agreement_ratio") == 0.5

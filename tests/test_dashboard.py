@@ -11,6 +11,7 @@ import sys
 from prometheus_client import CollectorRegistry
 
 from chart_helpers import DASHBOARD_JSON, ROOT
+from logdistill.edge.agreement import AgreementWindow
 from logdistill.edge.metrics import ClassifierMetrics
 
 
@@ -61,7 +62,11 @@ def test_panels_the_issue_asks_for():
 
 def test_every_classifier_metric_in_a_query_is_exported():
     registry = CollectorRegistry()
-    ClassifierMetrics(registry)
+    metrics = ClassifierMetrics(registry)
+    # The agreement gauge registers on its first value (a classifier with a teacher).
+    window = AgreementWindow()
+    window.add("-", "-")
+    metrics.set_agreement(window, 1)
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "info": ("_info",),
                 "gauge": ("",)}
     # By family type: labelled metrics have no samples until first used.
