@@ -573,10 +573,11 @@ def _apply_daemonset(ctx: Context, owner: b.Owner, spec: DistilledModelSpec, rel
     apps, core = client.AppsV1Api(ctx.api), client.CoreV1Api(ctx.api)
     manifest = b.build_daemonset(owner, spec, release, ctx.images)
     name, namespace = manifest["metadata"]["name"], owner.namespace
+    # Every pass, not only when the DaemonSet changes: a Service lost to one failed call is healed.
+    _create(core.create_namespaced_service, namespace, b.build_service(owner, spec))
     if current is None:
         if _create(apps.create_namespaced_daemon_set, namespace, manifest):
             kopf.info(body, reason="RolloutStarted", message=f"DaemonSet {name} created with version {release.version}")
-        _create(core.create_namespaced_service, namespace, b.build_service(owner, spec))
         return True
     applied = (current["metadata"].get("annotations") or {}).get(b.APPLIED_HASH_ANNOTATION)
     if applied == manifest["metadata"]["annotations"][b.APPLIED_HASH_ANNOTATION]:
@@ -584,7 +585,6 @@ def _apply_daemonset(ctx: Context, owner: b.Owner, spec: DistilledModelSpec, rel
     manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
     apps.replace_namespaced_daemon_set(name, namespace, manifest)  # 409 on a race: retried
     kopf.info(body, reason="RolloutStarted", message=f"DaemonSet {name} updated to version {release.version}")
-    _create(core.create_namespaced_service, namespace, b.build_service(owner, spec))
     return True
 
 
@@ -606,16 +606,15 @@ def _apply_escalation(ctx: Context, owner: b.Owner, spec: DistilledModelSpec, bo
         return []
     manifest = b.build_teacher_deployment(owner, spec, ctx.images)
     current = _read(apps.read_namespaced_deployment, name, namespace)
+    _create(core.create_namespaced_service, namespace, b.build_teacher_service(owner, spec))  # every pass: heals
     if current is None:
         if _create(apps.create_namespaced_deployment, namespace, manifest):
             kopf.info(body, reason="TeacherStarted",
                       message=f"Deployment {name} serves the teacher on port {spec.escalation.port}")
-        _create(core.create_namespaced_service, namespace, b.build_teacher_service(owner, spec))
     elif (current["metadata"].get("annotations") or {}).get(b.APPLIED_HASH_ANNOTATION) != \
             manifest["metadata"]["annotations"][b.APPLIED_HASH_ANNOTATION]:
         manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         apps.replace_namespaced_deployment(name, namespace, manifest)
-        _create(core.create_namespaced_service, namespace, b.build_teacher_service(owner, spec))
         kopf.info(body, reason="TeacherUpdated", message=f"Deployment {name} updated")
     selector = ",".join(f"{k}={v}" for k, v in b.teacher_selector(owner.name).items())
     return _plain(core.list_namespaced_pod(namespace, label_selector=selector))["items"]

@@ -438,10 +438,21 @@ def test_create_distil_gate_rollout_ready_degrade_then_delete(cluster, apis, nam
     apis["core"].read_namespaced_service("bgl-classifier-metrics", namespace)
     wait_events(cluster, apis, namespace, "bgl", {"JobCreated", "RolloutStarted", "PhaseReady"})
 
+    # a Service lost behind the operator's back is re-created by the next reconcile
+    apis["core"].delete_namespaced_service("bgl-classifier-metrics", namespace)
+
     # a new generation that fails the gate: Degraded, the DaemonSet keeps serving generation 1
     apis["custom"].patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "bgl",
                                                   {"spec": {"gate": {"minMacroF1": 1.0}}})
     wait_job(cluster, apis, namespace, "bgl", 2)
+
+    def service_back():
+        try:
+            return apis["core"].read_namespaced_service("bgl-classifier-metrics", namespace) is not None
+        except ApiException:
+            return False
+
+    cluster.wait_for(service_back, 30, 0.2, "the deleted classifier Service to be re-created")
     assert run_job_pod(kubelet, "bgl", 2) == 0
     body = wait_phase(cluster, apis, namespace, "bgl", "Degraded", timeout=60, generation=2)
     status = body["status"]
