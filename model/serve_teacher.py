@@ -293,30 +293,6 @@ class TeacherServer:
         return {"version": service.version, "kind": "teacher", "labels": service.labels}
 
 
-class AgreementPublisher:
-    """Patches ``logdistill.io/agreement`` on the pod itself; reuses the Job runner's API client setup."""
-
-    def __init__(self, pod: str, namespace: str) -> None:
-        from logdistill.operator.jobrun import ProgressPublisher
-
-        self._client = ProgressPublisher(pod, namespace)
-        self.last: str | None = None
-
-    def publish(self, snapshot: dict[str, Any]) -> None:
-        client = self._client
-        value = json.dumps(snapshot, separators=(",", ":"), sort_keys=True)
-        if client.core is None or value == self.last:
-            return
-        try:
-            client.core.patch_namespaced_pod(client.pod, client.namespace,
-                                             {"metadata": {"annotations": {AGREEMENT_ANNOTATION: value}}})
-            self.last = value
-        except Exception as err:  # noqa: BLE001 - publishing is best effort
-            log.warning("cannot publish agreement to pod %s/%s: %s", client.namespace, client.pod, err)
-            if getattr(err, "status", None) in (401, 403):
-                client.core = None
-
-
 def load_scorer(directory: Path, threads: int) -> tuple[Any, str]:
     """The teacher as a :class:`~logdistill.model.evaluate.Scorer` (torch, fp32) and its version."""
     import torch
@@ -384,8 +360,11 @@ def main(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    pod, namespace = os.environ.get("POD_NAME"), os.environ.get("POD_NAMESPACE")
-    publisher = AgreementPublisher(pod, namespace) if pod and namespace else None
+    publisher = None
+    if os.environ.get("POD_NAME") and os.environ.get("POD_NAMESPACE"):
+        from logdistill.podannotation import PodAnnotationPublisher
+
+        publisher = PodAnnotationPublisher(AGREEMENT_ANNOTATION)
     try:
         while not stop.wait(PUBLISH_INTERVAL_S):
             ratio = agreement.ratio()

@@ -17,7 +17,6 @@ import argparse
 import collections
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -26,9 +25,9 @@ import threading
 from pathlib import Path
 
 from logdistill.operator.builders import PROGRESS_ANNOTATION
+from logdistill.podannotation import PodAnnotationPublisher
 
 log = logging.getLogger("logdistill.operator.jobrun")
-MAX_ANNOTATION_BYTES = 2048
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,44 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--summary-file", required=True, help="where the summary goes (the termination-message path)")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between progress publications")
     parser.add_argument("extra", nargs="*", help="more arguments for `logdistill distill` (after --)")
-
-
-class ProgressPublisher:
-    """Patches the pod's progress annotation; disabled when there is no API access."""
-
-    def __init__(self, pod: str | None, namespace: str | None):
-        self.pod, self.namespace, self.core = pod, namespace, None
-        self.last: str | None = None
-        if not (pod and namespace):
-            log.warning("POD_NAME/POD_NAMESPACE not set: progress is not published")
-            return
-        try:
-            from kubernetes import client, config
-
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                config.load_kube_config()
-            self.core = client.CoreV1Api()
-        except Exception as err:  # noqa: BLE001 - any config problem only disables publishing
-            log.warning("no Kubernetes API access (%s): progress is not published", err)
-
-    def publish(self, text: str) -> None:
-        if self.core is None or text == self.last:
-            return
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            return  # the engine writes atomically; a partial read means a non-atomic writer: skip it
-        value = json.dumps(data, separators=(",", ":"), sort_keys=True)[:MAX_ANNOTATION_BYTES]
-        try:
-            self.core.patch_namespaced_pod(self.pod, self.namespace,
-                                           {"metadata": {"annotations": {PROGRESS_ANNOTATION: value}}})
-            self.last = text
-        except Exception as err:  # noqa: BLE001 - a failed publication never fails the Job
-            log.warning("cannot publish progress to pod %s/%s: %s", self.namespace, self.pod, err)
-            if getattr(err, "status", None) in (401, 403):
-                self.core = None  # no permission: stop trying
 
 
 def _forward(stream, sink, tail: collections.deque) -> None:
@@ -101,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
     engine_summary = scratch / "summary.json"
     command = [sys.executable, "-P", "-m", "logdistill", "distill", "--config", args.config, "--out", args.out,
                "--progress-file", str(progress), "--summary-file", str(engine_summary), *args.extra]
-    publisher = ProgressPublisher(os.environ.get("POD_NAME"), os.environ.get("POD_NAMESPACE"))
+    publisher = PodAnnotationPublisher(PROGRESS_ANNOTATION)
     log.info("running %s", " ".join(command))
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace")
     tail: collections.deque = collections.deque(maxlen=20)
@@ -111,9 +72,9 @@ def main(args: argparse.Namespace) -> int:
 
     def read_progress() -> None:
         try:
-            publisher.publish(progress.read_text(encoding="utf-8"))
-        except OSError:
-            pass
+            publisher.publish(json.loads(progress.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            pass  # not written yet; the engine replaces it atomically, so never half-written
 
     while True:
         try:
