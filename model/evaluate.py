@@ -202,28 +202,42 @@ def comparison_table(rows: Sequence[tuple[str, dict[str, Any]]], reference: str 
     return "\n".join(lines)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_and_data_arguments(parser: argparse.ArgumentParser, data_help: str) -> None:
+    """``--model``, ``--data`` and how to read it: shared by ``evaluate`` and ``predict``."""
     parser.add_argument("--model", required=True, help="artifact directory (teacher or student)")
-    parser.add_argument("--data", required=True, help="labelled log file or directory")
+    parser.add_argument("--data", required=True, help=data_help)
     parser.add_argument("--format", default="loghub", choices=("loghub", "csv", "jsonl"))
     parser.add_argument("--text-column", default="Content", help="csv: column of the message")
     parser.add_argument("--label-column", default="EventId", help="csv: column of the label")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (edge nodes use 1)")
-    parser.add_argument("--latency-samples", type=int, default=200)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def main(args: argparse.Namespace) -> int:
+def load_model_and_data(args: argparse.Namespace, command: str):
+    """``(classifier, ReadResult)``, or ``None`` after printing why (a bad artifact or data file)."""
     from logdistill.model.artifact import ArtifactError
     from logdistill.model.data import DataError, read_logs
     from logdistill.model.runtime import OnnxClassifier
 
     try:
-        scorer = OnnxClassifier(args.model, threads=args.threads)
+        classifier = OnnxClassifier(args.model, threads=args.threads)
         read = read_logs(args.data, args.format, text_column=args.text_column, label_column=args.label_column)
     except (ArtifactError, DataError) as err:
-        print(f"logdistill evaluate: {err}", file=sys.stderr)
+        print(f"logdistill {command}: {err}", file=sys.stderr)
+        return None
+    return classifier, read
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_and_data_arguments(parser, "labelled log file or directory")
+    parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def main(args: argparse.Namespace) -> int:
+    loaded = load_model_and_data(args, "evaluate")
+    if loaded is None:
         return 2
+    scorer, read = loaded
     labelled = [r for r in read.records if r.label is not None]
     if not labelled:
         print(f"logdistill evaluate: {args.data}: no labelled lines to score", file=sys.stderr)

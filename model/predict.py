@@ -15,27 +15,19 @@ __all__ = ["add_arguments", "main"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="artifact directory (teacher or student)")
-    parser.add_argument("--data", required=True, help="log file or directory (labels, if any, are ignored)")
-    parser.add_argument("--format", default="loghub", choices=("loghub", "csv", "jsonl"))
-    parser.add_argument("--text-column", default="Content", help="csv: column of the message")
-    parser.add_argument("--label-column", default="EventId", help="csv: column of the label")
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads")
+    from logdistill.model.evaluate import add_model_and_data_arguments
+
+    add_model_and_data_arguments(parser, "log file or directory (labels, if any, are ignored)")
 
 
 def main(args: argparse.Namespace) -> int:
-    from logdistill.model.artifact import ArtifactError
-    from logdistill.model.data import DataError, read_logs
-    from logdistill.model.evaluate import predict_texts
-    from logdistill.model.runtime import OnnxClassifier
+    from logdistill.model.evaluate import load_model_and_data, predict_texts
     from logdistill.model.templates import mask
 
-    try:
-        classifier = OnnxClassifier(args.model, threads=args.threads)
-        read = read_logs(args.data, args.format, text_column=args.text_column, label_column=args.label_column)
-    except (ArtifactError, DataError) as err:
-        print(f"logdistill predict: {err}", file=sys.stderr)
+    loaded = load_model_and_data(args, "predict")
+    if loaded is None:
         return 2
+    classifier, read = loaded
     texts = [r.text for r in read.records]
     out = sys.stdout
     try:
