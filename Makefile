@@ -2,7 +2,8 @@
 # Both create the virtual environment first; everything they need installs from PyPI.
 VENV ?= $(HOME)/.cache/logdistill/venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.logdistill-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
+# The editable install points at this checkout: a new pyproject or another checkout reinstalls.
+STAMP := $(VENV)/.logdistill-$(shell (cat pyproject.toml; echo $(CURDIR)) | sha256sum | cut -c1-16)
 EXTRAS ?= train,demo,test,dashboards
 K8S_BIN ?= $(HOME)/.cache/logdistill/k8s-1.35.4/bin
 export K8S_BIN
