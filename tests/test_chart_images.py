@@ -132,7 +132,7 @@ def test_blocker_really_blocks_packages_outside_the_edge_install():
 def test_edge_install_runs_classify_help_and_classifies_without_torch(tmp_path):
     model = tmp_path / "model"
     build_onnx_artifact(model, ["-", "ERROR", "FATAL"], {"error": "ERROR", "fatal": "FATAL"})
-    lines = [line for line in (ROOT.parent / "shared/data/loghub/BGL/BGL_2k.log").read_text().splitlines()[:200]]
+    lines = [line for line in (ROOT / "model/data/BGL_2k.log").read_text().splitlines()[:200]]
     (tmp_path / "lines.json").write_text(json.dumps(lines))
     code = """
     import contextlib, io, json, sys
