@@ -354,27 +354,36 @@ def run_distill(spec: Any, out_dir: str | Path, *, progress: Any = None,
             "teacher": {"accuracy": round(teacher_scores["accuracy"], 4), "macroF1": round(t_f1, 4)},
             "student": {"accuracy": round(student_scores["accuracy"], 4), "macroF1": round(s_f1, 4)},
         }
-        manifest = rewrite_report(staging, report, {"summary": short})
+        rewrite_report(staging, report, {"summary": short})
         publish(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    manifest = verify_artifact(out_dir)
-    summary = {
+    summary = make_summary(verify_artifact(out_dir), teacher_scores, student_scores, parameters=student_params,
+                           size_bytes=student_size, retention=retention, gate_passed=gate_passed)
+    progress.update(stage="done", devMacroF1=result.best_dev_macro_f1, force=True)
+    return summary, report
+
+
+def make_summary(manifest: Any, teacher_scores: dict[str, Any], student_scores: dict[str, Any], *,
+                 parameters: int, size_bytes: int, retention: float, gate_passed: bool) -> dict[str, Any]:
+    """The compact run summary the operator reads from the termination message (see :func:`summary_json`).
+    A teacher without a measured latency (an LLM endpoint) leaves ``latencyMsP50`` out."""
+    teacher = {"accuracy": round(teacher_scores["accuracy"], 4), "macroF1": round(teacher_scores["macro_f1"], 4)}
+    if teacher_scores.get("latency_ms_p50") is not None:
+        teacher["latencyMsP50"] = round(teacher_scores["latency_ms_p50"], 3)
+    return {
         "version": manifest.version,
         "sha256": manifest.sha256,
-        "artifact": str(out_dir),
-        "teacher": {"accuracy": round(teacher_scores["accuracy"], 4), "macroF1": round(t_f1, 4),
-                    "latencyMsP50": round(teacher_scores["latency_ms_p50"], 3)},
-        "student": {"accuracy": round(student_scores["accuracy"], 4), "macroF1": round(s_f1, 4),
+        "artifact": str(manifest.path),
+        "teacher": teacher,
+        "student": {"accuracy": round(student_scores["accuracy"], 4), "macroF1": round(student_scores["macro_f1"], 4),
                     "latencyMsP50": round(student_scores["latency_ms_p50"], 3),
                     "latencyMsP99": round(student_scores["latency_ms_p99"], 3),
-                    "parameters": student_params, "sizeBytes": student_size},
+                    "parameters": parameters, "sizeBytes": size_bytes},
         "retention": round(retention, 4),
         "gatePassed": gate_passed,
     }
-    progress.update(stage="done", devMacroF1=result.best_dev_macro_f1, force=True)
-    return summary, report
 
 
 def summary_json(body: dict[str, Any]) -> str:

@@ -79,7 +79,7 @@ def _run(spec: Any, out_dir: str | Path, *, progress: Any, augment_per_template:
 
     from logdistill.model.artifact import verify_artifact
     from logdistill.model.data import load_records
-    from logdistill.model.distill import DistillError
+    from logdistill.model.distill import DistillError, make_summary
     from logdistill.model.evaluate import evaluate_scorer, measure_latency
     from logdistill.model.export import directory_size, parameter_count, publish, rewrite_report, save_artifact
     from logdistill.model.intermediate import IntermediateError, from_spec as intermediate_from_spec
@@ -203,16 +203,8 @@ def _run(spec: Any, out_dir: str | Path, *, progress: Any, augment_per_template:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    manifest = verify_artifact(out_dir)
-    summary = {
-        "version": manifest.version, "sha256": manifest.sha256, "artifact": str(out_dir),
-        "teacher": {"accuracy": round(teacher_scores["accuracy"], 4), "macroF1": round(t_f1, 4)},
-        "student": {"accuracy": round(student_scores["accuracy"], 4), "macroF1": round(s_f1, 4),
-                    "latencyMsP50": round(student_scores["latency_ms_p50"], 3),
-                    "latencyMsP99": round(student_scores["latency_ms_p99"], 3),
-                    "parameters": parameter_count(student), "sizeBytes": size},
-        "retention": round(retention, 4),
-        "gatePassed": gate_passed,
-    }
+    summary = make_summary(verify_artifact(out_dir), teacher_scores, student_scores,
+                           parameters=parameter_count(student), size_bytes=size, retention=retention,
+                           gate_passed=gate_passed)
     progress.update(stage="done", devMacroF1=result.best_dev_macro_f1, force=True)
     return summary, report
