@@ -8,11 +8,10 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 pytest.importorskip("torch")
 
-from helpers.tiny_models import build_tiny_teacher, tiny_log_lines  # noqa: E402
+from helpers.tiny_models import tiny_distill_config  # noqa: E402
 
 from logdistill.cli import main as cli  # noqa: E402
 from logdistill.model import distill  # noqa: E402
@@ -20,7 +19,7 @@ from logdistill.model.data import load_records  # noqa: E402
 from logdistill.model.label import (  # noqa: E402
     ShardError, load_soft_targets, shard_name, shard_of, transfer_set)
 from logdistill.model.splits import make_split  # noqa: E402
-from logdistill.spec import load_spec, parse_spec  # noqa: E402
+from logdistill.spec import load_spec  # noqa: E402
 
 pytestmark = pytest.mark.torch
 SHARDS = 3
@@ -31,15 +30,7 @@ TRAINING = {"epochs": 2, "learningRate": 0.003, "threads": 1, "batchSize": 32, "
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("shards")
-    data = root / "logs.log"
-    data.write_text("\n".join(tiny_log_lines()) + "\n")
-    spec = parse_spec({"teacher": {"checkpoint": "unused"}, "data": {"path": str(data)}})
-    train = make_split(load_records(spec.data).records, spec.data, spec.training.seed).train
-    teacher = build_tiny_teacher(root, [r.label for r in train], [r.text for r in train])
-    config = root / "spec.yaml"
-    config.write_text(yaml.safe_dump({
-        "teacher": {"checkpoint": str(teacher)}, "data": {"path": str(data)}, "student": STUDENT,
-        "training": TRAINING, "gate": {"minMacroF1": 0.01, "minRetention": 0.01}}))
+    config = tiny_distill_config(root, STUDENT, TRAINING)
     out = root / "soft-targets"
     for index in range(SHARDS):
         # The index as the operator passes it: a literal string after env expansion.

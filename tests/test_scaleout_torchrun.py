@@ -20,12 +20,9 @@ import yaml
 
 pytest.importorskip("torch")
 
-from helpers.tiny_models import build_tiny_teacher, tiny_log_lines  # noqa: E402
+from helpers.tiny_models import tiny_distill_config, tiny_log_lines  # noqa: E402
 
 from logdistill.cli import main as cli  # noqa: E402
-from logdistill.model.data import load_records  # noqa: E402
-from logdistill.model.splits import make_split  # noqa: E402
-from logdistill.spec import parse_spec  # noqa: E402
 
 pytestmark = pytest.mark.torch
 BIN = Path(sys.executable).parent
@@ -43,15 +40,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("torchrun")
-    data = root / "logs.log"
-    data.write_text("\n".join(tiny_log_lines()) + "\n")
-    spec = parse_spec({"teacher": {"checkpoint": "unused"}, "data": {"path": str(data)}})
-    train = make_split(load_records(spec.data).records, spec.data, spec.training.seed).train
-    teacher = build_tiny_teacher(root, [r.label for r in train], [r.text for r in train])
-    config = root / "spec.yaml"
-    config.write_text(yaml.safe_dump({
-        "teacher": {"checkpoint": str(teacher)}, "data": {"path": str(data)}, "student": STUDENT,
-        "training": TRAINING, "gate": {"minMacroF1": 0.01, "minRetention": 0.01}}))
+    config = tiny_distill_config(root, STUDENT, TRAINING)
     soft = root / "soft-targets"
     for index in range(2):
         assert cli(["label", "--config", str(config), "--shard-index", str(index), "--shards", "2",

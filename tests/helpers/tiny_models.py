@@ -110,3 +110,26 @@ def build_tiny_teacher(tmp_dir: str | Path, labels: Sequence[str], texts: Sequen
     save_artifact(model, tokenizer, names, normal, out, kind="teacher", spec={"test": "tiny"}, report={},
                   info={"maxLength": 32, "teacher": "tiny-test-teacher"})
     return out
+
+
+def tiny_distill_config(root: str | Path, student: dict, training: dict) -> Path:
+    """A ``logdistill distill`` config on :func:`tiny_log_lines`, with a tiny teacher trained on the
+    same train split the engine will make (so ``label`` shards and ``distill`` see the same lines).
+    Returns the config path; the log file and the teacher sit beside it in ``root``."""
+    import yaml
+
+    from logdistill.model.data import load_records
+    from logdistill.model.splits import make_split
+    from logdistill.spec import parse_spec
+
+    root = Path(root)
+    data = root / "logs.log"
+    data.write_text("\n".join(tiny_log_lines()) + "\n")
+    spec = parse_spec({"teacher": {"checkpoint": "unused"}, "data": {"path": str(data)}})
+    train = make_split(load_records(spec.data).records, spec.data, spec.training.seed).train
+    teacher = build_tiny_teacher(root, [r.label for r in train], [r.text for r in train])
+    config = root / "spec.yaml"
+    config.write_text(yaml.safe_dump({
+        "teacher": {"checkpoint": str(teacher)}, "data": {"path": str(data)}, "student": student,
+        "training": training, "gate": {"minMacroF1": 0.01, "minRetention": 0.01}}))
+    return config
