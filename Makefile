@@ -2,8 +2,10 @@
 # Both create the virtual environment first; everything they need installs from PyPI.
 VENV ?= $(HOME)/.cache/logdistill/venv
 PY := $(VENV)/bin/python
-# The editable install points at this checkout: a new pyproject or another checkout reinstalls.
-STAMP := $(VENV)/.logdistill-$(shell (cat pyproject.toml; echo $(CURDIR)) | sha256sum | cut -c1-16)
+# The editable install points at one checkout: the stamp holds which one (and which pyproject), so a
+# new pyproject, or another checkout having installed itself since, reinstalls.
+STAMP := $(VENV)/.logdistill-installed
+INSTALL_ID := $(shell (cat pyproject.toml; echo $(CURDIR)) | sha256sum | cut -c1-16)
 EXTRAS ?= train,demo,test,dashboards
 K8S_BIN ?= $(HOME)/.cache/logdistill/k8s-1.35.4/bin
 export K8S_BIN
@@ -13,13 +15,13 @@ export PYTHONSAFEPATH := 1
 
 .PHONY: venv demo test test-fast cluster-bin prometheus-bin bench clean-venv
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
-	touch $(STAMP)
-
-venv: $(STAMP)
+venv:
+	@if [ "$$(cat $(STAMP) 2>/dev/null)" != "$(INSTALL_ID)" ]; then \
+	  set -e; test -x $(PY) || python3 -m venv $(VENV); \
+	  $(PY) -m pip install --quiet --upgrade pip; \
+	  $(PY) -m pip install --quiet -e ".[$(EXTRAS)]"; \
+	  echo $(INSTALL_ID) > $(STAMP); \
+	fi
 
 demo: venv
 	$(VENV)/bin/logdistill demo
