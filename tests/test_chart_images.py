@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 from importlib import metadata
-from pathlib import Path
 
 from packaging.requirements import Requirement
 

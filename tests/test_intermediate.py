@@ -11,7 +11,7 @@ from hypothesis import strategies as st  # noqa: E402
 from helpers.tiny_models import tiny_bert  # noqa: E402
 
 from logdistill.model.intermediate import (  # noqa: E402
-    IntermediateDistiller, IntermediateError, attention_mse, from_spec, hidden_mse, layer_mapping, uniform_mapping,
+    IntermediateError, attention_mse, from_spec, hidden_mse, layer_mapping, uniform_mapping,
 )
 from logdistill.spec import IntermediateSpec, TeacherSpec, TrainingSpec  # noqa: E402
 
