@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("logdistill.edge.main", "run the edge classifier: tail logs, classify, export metrics"),
     "serve-teacher": ("logdistill.model.serve_teacher", "serve the teacher over HTTP for the edge's escalations"),
     "operator": ("logdistill.operator.main", "run the DistilledModel operator"),
-    "bench": ("logdistill.bench", "benchmarks (distill, classify, cascade, scaleout, ...)"),
+    "bench": ("logdistill.bench", "benchmarks (distill, classify, cascade, scaleout, techniques)"),
 }
 
 
