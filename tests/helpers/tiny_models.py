@@ -36,17 +36,30 @@ def tiny_log_lines(seed: int = 0, repeats: int = 2) -> list[str]:
 
 
 def build_tokenizer(texts: Sequence[str], vocab_size: int = 300):
-    """A BERT-style WordPiece tokenizer (lower-cased, [CLS] ... [SEP]) trained on ``mask(text)``."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    """A BERT-style WordPiece tokenizer (lower-cased, [CLS] ... [SEP]) over the words of ``mask(text)``.
+
+    The vocabulary is built here, sorted, not by the tokenizers trainer: its choice among equally
+    frequent merges changes from process to process, and so would every tiny model trained on it.
+    ``vocab_size`` caps the number of whole words kept (most frequent first, ties by spelling).
+    """
+    from collections import Counter
+
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     from logdistill.model.templates import mask
 
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
-    tokenizer.train_from_iterator([mask(t) for t in texts], trainer)
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    counts = Counter(word for t in texts
+                     for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(mask(t))))
+    words = sorted(counts, key=lambda w: (-counts[w], w))[:vocab_size]
+    chars = sorted({c for w in counts for c in w})  # every word stays spellable piece by piece
+    vocab_list = [*SPECIAL_TOKENS, *sorted(words), *chars, *(f"##{c}" for c in chars)]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(vocab_list))}
+    tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
