@@ -8,6 +8,9 @@ changes:
 * ``kd+aug``: + the engine's teacher-labelled augmented transfer lines (the default recipe);
 * ``kd+aug+hidden``: + intermediate-layer loss (``training.intermediate``, uniform mapping);
 * ``kd+aug+hidden+attn``: + attention maps (opt-in with ``--rows``: the teacher runs eager);
+* ``kd+aug+ensemble``: the teacher plus ``--second-teacher-dir`` (e.g. the all-mpnet-base-v2 teacher of
+  ``bench distill --teacher-base mpnet``, another tokenizer) as ``teacher.ensemble`` with equal weights;
+  each member and the mix are scored on the test split;
 * ``llm-fake``: ``teacher.endpoint`` against a local fake OpenAI-compatible server that answers
   each line's data label (an oracle, so its "teacher" F1 means nothing): measures the endpoint
   pipeline's wall time and request count only. The student starts from scratch (no local
@@ -32,7 +35,7 @@ from typing import Any
 __all__ = ["ROWS", "add_arguments", "main"]
 
 DEFAULT_OUT = "artifacts/bench-techniques"
-ROWS = ("kd", "kd+aug", "kd+aug+hidden", "kd+aug+hidden+attn", "llm-fake")
+ROWS = ("kd", "kd+aug", "kd+aug+hidden", "kd+aug+hidden+attn", "kd+aug+ensemble", "llm-fake")
 DEFAULT_ROWS = "kd,kd+aug,kd+aug+hidden,llm-fake"
 
 
@@ -41,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"work directory (default {DEFAULT_OUT})")
     parser.add_argument("--teacher-dir", default="artifacts/demo/teacher",
                         help="teacher artifact to reuse if it verifies and matches the data, else trained there")
+    parser.add_argument("--second-teacher-dir", default="artifacts/bench-mpnet/teacher-mpnet",
+                        help="second teacher of the kd+aug+ensemble row (any tokenizer, same labels)")
     parser.add_argument("--epochs", type=int, default=6, help="student epochs (every row)")
     parser.add_argument("--rows", default=DEFAULT_ROWS, help=f"comma-separated rows of {', '.join(ROWS)}")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = all cores")
@@ -84,7 +89,7 @@ class _OracleLlm:
 
 
 def _body(row: str, teacher_dir: Path, data: dict[str, Any], epochs: int, threads: int, fake_url: str | None,
-          cache: Path) -> tuple[dict[str, Any], int]:
+          cache: Path, second_teacher: str | None = None) -> tuple[dict[str, Any], int]:
     from logdistill.model.demo import demo_spec
     from logdistill.model.distill import AUGMENT_PER_TEMPLATE
 
@@ -93,6 +98,9 @@ def _body(row: str, teacher_dir: Path, data: dict[str, Any], epochs: int, thread
     augment = 0 if row == "kd" else AUGMENT_PER_TEMPLATE
     if row.startswith("kd+aug+hidden"):
         body["training"]["intermediate"] = {"enabled": True, "weight": 1.0, "attention": row.endswith("attn")}
+    if row == "kd+aug+ensemble":
+        body["teacher"] = {"ensemble": [{"checkpoint": str(teacher_dir), "weight": 1.0},
+                                        {"checkpoint": str(second_teacher), "weight": 1.0}]}
     if row == "llm-fake":
         body["teacher"] = {"endpoint": {"url": fake_url, "model": "oracle-fake", "requestsPerSecond": 500,
                                         "concurrency": 8, "cacheDir": str(cache)}}
@@ -130,18 +138,21 @@ def main(args: argparse.Namespace) -> int:
     try:
         for row in rows:
             body, augment = _body(row, teacher_dir, data, args.epochs, args.threads, fake.url if fake else None,
-                                  out / "llm-cache")
+                                  out / "llm-cache", args.second_teacher_dir)
             progress.say(f"bench techniques: row {row}")
             t0 = time.monotonic()
             requests_before = fake.requests if fake else 0
             summary, report = run_distill(parse_spec(body, source=f"bench techniques {row}"), out / row,
                                           progress=progress, augment_per_template=augment)
             wall = time.monotonic() - t0
-            if row != "llm-fake":
+            if row not in ("llm-fake", "kd+aug+ensemble"):
                 teacher_f1 = summary["teacher"]["macroF1"]
             results[row] = {
                 "studentMacroF1": summary["student"]["macroF1"],
+                "studentMacroF1Supported": round(report["student"]["macroF1Supported"], 4),
+                "studentAlertF1": round(report["student"]["onnxInt8"]["alert"]["f1"], 4),
                 "teacherMacroF1": summary["teacher"]["macroF1"],
+                "teacherMembers": report["teacher"].get("members"),
                 "distillWallSeconds": round(wall, 1),
                 "fitSeconds": report["training"]["seconds"],
                 "bestEpoch": report["training"]["bestEpoch"],
@@ -155,8 +166,8 @@ def main(args: argparse.Namespace) -> int:
     finally:
         if fake:
             fake.close()
-    for row, r in results.items():
-        reference = teacher_f1 if row != "llm-fake" else None
+    for row, r in results.items():  # each row against its own teacher (the ensemble row: the mix)
+        reference = r["teacherMacroF1"] if row != "llm-fake" else None
         r["ratioToTeacher"] = round(r["studentMacroF1"] / reference, 4) if reference else None
     result = {"machine": machine(), "data": str(args.data or "bundled BGL_20k.log"), "epochs": args.epochs,
               "teacher": {"dir": str(teacher_dir), "reused": reused, "macroF1": teacher_f1},
@@ -166,9 +177,14 @@ def main(args: argparse.Namespace) -> int:
     m = result["machine"]
     print(f"\nlogdistill bench techniques on {m['cpu']} ({m['cores']} cores), {args.epochs} epochs per row;"
           f" teacher macro-F1 {teacher_f1}")
-    print(f"{'row':22}{'student macro-F1':>18}{'ratio':>8}{'distill wall s':>16}")
+    print(f"{'row':22}{'teacher macro-F1':>18}{'student macro-F1':>18}{'alert F1':>10}{'ratio':>8}"
+          f"{'distill wall s':>16}")
     for row, r in results.items():
         ratio = f"{r['ratioToTeacher']:.3f}" if r["ratioToTeacher"] is not None else "n/a"
-        print(f"{row:22}{r['studentMacroF1']:>18.4f}{ratio:>8}{r['distillWallSeconds']:>16.1f}")
+        print(f"{row:22}{r['teacherMacroF1']:>18.4f}{r['studentMacroF1']:>18.4f}{r['studentAlertF1']:>10.4f}{ratio:>8}"
+              f"{r['distillWallSeconds']:>16.1f}")
+        for member in r["teacherMembers"] or []:
+            print(f"{'':4}member {member['source']} (weight {member['weight']}): macro-F1 {member['macro_f1']:.4f},"
+                  f" alert F1 {member['alert_f1']:.4f}")
     print(f"results: {out / 'bench-techniques.json'}", file=sys.stderr)
     return 0

@@ -130,8 +130,6 @@ def _load_teachers(teacher_spec: Any) -> list[tuple[Any, float]]:
             raise DistillError(
                 f"teacher.ensemble: {teacher.path} has labels {teacher.labels}, {first.path} has {first.labels}"
             )
-        if teacher.tokenizer.get_vocab() != first.tokenizer.get_vocab():
-            raise DistillError(f"teacher.ensemble: {teacher.path} does not share the first teacher's vocabulary")
     return loaded
 
 
@@ -172,6 +170,21 @@ def _teacher_scorer(teachers: list[tuple[Any, float]], scratch: Path) -> tuple[A
         size += directory_size(directory)
     scorer = members[0][0] if len(members) == 1 else EnsembleScorer(members)
     return scorer, parameters, size
+
+
+def _member_scores(teachers: list[tuple[Any, float]], scorer: Any, texts: Sequence[str],
+                   truth: Sequence[str]) -> list[dict[str, Any]] | None:
+    """Each ensemble member alone on the test split (None for a single teacher): is the mix better?"""
+    from logdistill.model.evaluate import quality
+
+    if len(teachers) < 2:
+        return None
+    rows = []
+    for (teacher, weight), (member, _) in zip(teachers, scorer.members):
+        scores = quality(member, texts, truth)
+        rows.append({"source": str(teacher.path), "weight": weight, "accuracy": scores["accuracy"],
+                     "macro_f1": scores["macro_f1"], "alert_f1": scores["alert"]["f1"]})
+    return rows
 
 
 def _torch_reference(model: Any, tokenizer: Any, labels: list[str], normal: str, max_length: int,
@@ -274,6 +287,11 @@ def run_distill(spec: Any, out_dir: str | Path, *, progress: Any = None,
 
     build = build_student(spec.student, first.model, labels=labels, seed=training.seed)
     student = build.model
+    tokenizer = build.tokenizer or first.tokenizer
+    if build.tokenizer is not None and training.intermediate.enabled \
+            and build.tokenizer.get_vocab() != first.tokenizer.get_vocab():
+        raise DistillError("training.intermediate: hidden states are matched token by token, so the student must"
+                           f" share the teacher's tokenizer; student.pretrained {spec.student.pretrained} has its own")
     progress.say(f"student: {parameter_count(student):,} parameters, init {build.init} ({build.detail})")
     from logdistill.model.intermediate import from_spec as intermediate_from_spec
 
@@ -284,7 +302,7 @@ def run_distill(spec: Any, out_dir: str | Path, *, progress: Any = None,
     dev = [r for r in split.dev if r.label is not None]
     options = FitOptions.from_spec(training, spec.student.max_length, balance_classes=balance_classes)
     result = fit(
-        student, first.tokenizer, templates=templates, targets=targets, teacher_probs=teacher_probs,
+        student, tokenizer, templates=templates, targets=targets, teacher_probs=teacher_probs,
         dev_templates=[mask(r.text) for r in dev], dev_truth=[r.label for r in dev], labels=labels,
         options=options, progress=progress, parallel=parallel, auxiliary=auxiliary,
     )
@@ -300,7 +318,7 @@ def run_distill(spec: Any, out_dir: str | Path, *, progress: Any = None,
     student_shape = {"layers": student.config.num_hidden_layers, "hidden": student.config.hidden_size,
                      "heads": student.config.num_attention_heads, "intermediate": student.config.intermediate_size}
     info = {"maxLength": spec.student.max_length, "teacher": teacher_name, "student": student_shape}
-    save_artifact(student, first.tokenizer, labels, normal, staging, kind="student", spec=spec_dict, report={},
+    save_artifact(student, tokenizer, labels, normal, staging, kind="student", spec=spec_dict, report={},
                   info=info)
     try:
         progress.update(stage="evaluating", force=True)
@@ -313,13 +331,14 @@ def run_distill(spec: Any, out_dir: str | Path, *, progress: Any = None,
         with tempfile.TemporaryDirectory(prefix="logdistill-teacher-") as scratch:
             teacher_scorer, teacher_params, teacher_size = _teacher_scorer(teachers, Path(scratch))
             teacher_scores = evaluate_scorer(teacher_scorer, texts, truth, latency_samples=0)
+            members = _member_scores(teachers, teacher_scorer, texts, truth)
             # Interleaved, so load from other processes skews both alike (the speed-up is a ratio).
             latency = paired_latency({"teacher": teacher_scorer, "student": student_scorer}, texts, samples=300)
         teacher_scores.update(latency["teacher"])
         student_scores.update(latency["student"])
         teacher_torch = _torch_reference(first.model, first.tokenizer, labels, normal, first.max_length, texts, truth) \
             if len(teachers) == 1 else None
-        student_torch = _torch_reference(student, first.tokenizer, labels, normal, spec.student.max_length, texts,
+        student_torch = _torch_reference(student, tokenizer, labels, normal, spec.student.max_length, texts,
                                          truth)
         student_params, student_size = parameter_count(student), directory_size(staging)
         t_f1, s_f1 = teacher_scores["macro_f1"], student_scores["macro_f1"]
@@ -332,6 +351,7 @@ def run_distill(spec: Any, out_dir: str | Path, *, progress: Any = None,
             "split": split.describe(),
             "malformed": len(read.malformed),
             "teacher": {"source": teacher_name, "onnxInt8": teacher_scores, "torchFp32": teacher_torch,
+                        "members": members,
                         "macroF1Supported": _supported_macro_f1(teacher_scores),
                         "parameters": teacher_params, "sizeBytes": teacher_size},
             "student": {"onnxInt8": student_scores, "torchFp32": student_torch,

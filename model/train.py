@@ -128,7 +128,7 @@ class FitOptions:
     @classmethod
     def from_spec(cls, training: Any, max_length: int, **overrides: Any) -> "FitOptions":
         values = {name: getattr(training, name) for name in cls.__dataclass_fields__
-                  if name not in ("max_length", "balance_classes", "head_learning_rate")}
+                  if name not in ("max_length", "balance_classes")}
         values.update(overrides)
         return cls(max_length=max_length, **values)
 

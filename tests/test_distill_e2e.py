@@ -185,3 +185,60 @@ def test_augmented_transfer_lines_are_new_deterministic_and_bounded():
     assert not set(first) & set(templates)
     assert augment_templates(templates, per_template=0, seed=1) == []
     assert len(augment_templates(templates, per_template=5, seed=1, limit=4)) == 4
+
+
+def _pretrained_with_its_own_tokenizer(root):
+    """A small encoder whose vocabulary is not the teacher's (as all-MiniLM-L6-v2 under an mpnet teacher)."""
+    from helpers.tiny_models import build_tokenizer, tiny_bert
+
+    directory = root / "pretrained-own-vocab"
+    if not directory.exists():
+        texts = [line.split(" ", 6)[6] for line in tiny_log_lines(seed=5)]
+        tokenizer = build_tokenizer(texts, vocab_size=200)
+        tiny_bert(len(tokenizer), ["x", "y"], hidden=16, layers=2, heads=2, intermediate=32, seed=4) \
+            .save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+    return directory
+
+
+def test_a_pretrained_student_keeps_its_own_tokenizer(workspace):
+    from tokenizers import Tokenizer
+
+    root, data, teacher = workspace
+    pretrained = _pretrained_with_its_own_tokenizer(root)
+    body = _spec(data, teacher, epochs=2)
+    body["student"] = {**STUDENT, "init": "pretrained", "pretrained": str(pretrained)}
+    assert cli(["distill", "--config", str(_config(root, "own-vocab", body)), "--out", str(root / "own")]) == 0
+    shipped = Tokenizer.from_file(str(root / "own" / "tokenizer.json")).get_vocab()
+    assert shipped == Tokenizer.from_file(str(pretrained / "tokenizer.json")).get_vocab()
+    assert shipped != Tokenizer.from_file(str(teacher / "tokenizer.json")).get_vocab()
+    report = json.loads((root / "own" / "report.json").read_text())
+    assert report["training"]["initDetail"].startswith(f"from {pretrained}: ")
+    assert report["student"]["onnxInt8"]["n"] == report["split"]["test"]["lines"]
+
+
+def test_intermediate_loss_with_a_student_of_another_tokenizer_is_refused_by_name(workspace, capsys):
+    root, data, teacher = workspace
+    body = _spec(data, teacher, epochs=1, intermediate={"enabled": True})
+    body["student"] = {**STUDENT, "init": "pretrained", "pretrained": str(_pretrained_with_its_own_tokenizer(root))}
+    code = cli(["distill", "--config", str(_config(root, "own-vocab-inter", body)), "--out", str(root / "oi")])
+    assert code == 1
+    assert "training.intermediate" in capsys.readouterr().err and not (root / "oi").exists()
+
+
+def test_an_ensemble_of_teachers_with_different_tokenizers_reports_each_member(workspace):
+    root, data, teacher = workspace
+    spec = parse_spec({"teacher": {"checkpoint": "unused"}, "data": {"path": str(data)}})
+    train = make_split(load_records(spec.data).records, spec.data, spec.training.seed).train
+    other = build_tiny_teacher(root, [r.label for r in train], [r.text for r in train], seed=1, name="teacher-b",
+                               vocab_size=25)
+    assert verify_artifact(other).files["tokenizer.json"] != verify_artifact(teacher).files["tokenizer.json"]
+    body = _spec(data, teacher, epochs=2)
+    body["teacher"] = {"ensemble": [{"checkpoint": str(teacher), "weight": 2.0},
+                                    {"checkpoint": str(other), "weight": 1.0}]}
+    assert cli(["distill", "--config", str(_config(root, "ensemble", body)), "--out", str(root / "ens")]) == 0
+    report = json.loads((root / "ens" / "report.json").read_text())
+    members = report["teacher"]["members"]
+    assert [(m["source"], m["weight"]) for m in members] == [(str(teacher), 2.0), (str(other), 1.0)]
+    assert all(0.0 <= m["macro_f1"] <= 1.0 and 0.0 <= m["alert_f1"] <= 1.0 for m in members)
+    assert report["teacher"]["source"] == f"{teacher},{other}"

@@ -28,7 +28,7 @@ def test_load_spec_accepts_a_whole_cr_spec_by_default(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(example["spec"]))
     s = load_spec(path)
-    assert isinstance(s, DistilledModelSpec) and s.training.epochs == 6
+    assert isinstance(s, DistilledModelSpec) and s.training.epochs == 8 and s.student.hidden == 384
     # the engine-only model still refuses the Kubernetes sections when asked for explicitly
     with pytest.raises(SpecError, match="rollout"):
         load_spec(path, DistillSpec)

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from helpers.tiny_models import tiny_bert  # noqa: E402
 
-from logdistill.model.student import build_student, layer_subset  # noqa: E402
+from logdistill.model.student import build_student, ffn_neurons, layer_subset  # noqa: E402
 from logdistill.spec import StudentSpec  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -33,7 +33,7 @@ def test_teacher_init_with_same_width_copies_a_layer_subset_exactly():
     spec = StudentSpec(layers=2, hidden=32, heads=2, intermediate=64, max_length=32, init="teacher")
     built = build_student(spec, teacher, labels=LABELS, seed=0)
     student = built.model
-    assert "teacher layers [1, 3]" in built.detail
+    assert "layers [1, 3]" in built.detail and built.tokenizer is None
     for s_index, t_index in enumerate([1, 3]):
         s_state = student.bert.encoder.layer[s_index].state_dict()
         t_state = teacher.bert.encoder.layer[t_index].state_dict()
@@ -81,20 +81,64 @@ def test_build_is_seeded():
         assert torch.equal(x, y), name
 
 
-def test_pretrained_init_refuses_a_different_vocabulary(tmp_path):
-    other = tiny_bert(50, LABELS, seed=2)
-    other.save_pretrained(tmp_path / "small")
-    teacher = tiny_bert(100, LABELS, seed=1)
-    spec = StudentSpec(init="pretrained", pretrained=str(tmp_path / "small"), hidden=32, heads=2)
-    with pytest.raises(ValueError, match="vocabulary"):
-        build_student(spec, teacher, labels=LABELS, seed=0)
+def test_narrower_feed_forward_keeps_the_most_important_neurons_of_the_teacher_layer():
+    teacher = tiny_bert(100, LABELS, hidden=32, layers=2, heads=2, intermediate=64, seed=1)
+    t_layer = teacher.bert.encoder.layer[1]
+    with torch.no_grad():  # neurons 40..63 contribute nothing: pruning them must not change the layer
+        t_layer.intermediate.dense.weight[40:] = 0.0
+        t_layer.intermediate.dense.bias[40:] = 0.0
+        t_layer.output.dense.weight[:, 40:] = 0.0
+    assert ffn_neurons(t_layer, 40).tolist() == list(range(40))
+    spec = StudentSpec(layers=1, hidden=32, heads=2, intermediate=40, max_length=32, init="teacher")
+    built = build_student(spec, teacher, labels=LABELS, seed=0)
+    assert "top 40 of 64 feed-forward neurons" in built.detail
+    s_layer = built.model.bert.encoder.layer[0]
+    assert s_layer.intermediate.dense.weight.shape == (40, 32)
+    teacher.eval(), built.model.eval()
+    hidden = torch.randn(3, 7, 32)
+    assert torch.allclose(s_layer(hidden)[0], t_layer(hidden)[0], atol=1e-5)
 
 
-def test_pretrained_init_loads_the_encoder(tmp_path):
-    small = tiny_bert(100, ["x", "y"], hidden=16, layers=1, heads=2, intermediate=32, seed=2)
-    small.save_pretrained(tmp_path / "small")
-    teacher = tiny_bert(100, LABELS, seed=1)
-    spec = StudentSpec(init="pretrained", pretrained=str(tmp_path / "small"))
-    student = build_student(spec, teacher, labels=LABELS, seed=0).model
-    assert student.config.num_labels == 3 and student.config.hidden_size == 16
+def test_ffn_neurons_ranks_by_read_and_write_norms():
+    layer = tiny_bert(50, LABELS, hidden=16, layers=1, heads=2, intermediate=8, seed=3).bert.encoder.layer[0]
+    with torch.no_grad():
+        layer.intermediate.dense.weight.fill_(0.1)
+        layer.output.dense.weight.fill_(0.1)
+        layer.intermediate.dense.weight[5] *= 10.0  # neuron 5 reads most
+        layer.output.dense.weight[:, 2] *= 5.0  # neuron 2 writes most
+    assert ffn_neurons(layer, 2).tolist() == [2, 5]
+    with pytest.raises(ValueError, match="cannot keep 9 of 8"):
+        ffn_neurons(layer, 9)
+
+
+def _save_pretrained_encoder(directory, vocab_texts, **shape):
+    from helpers.tiny_models import build_tokenizer
+
+    tokenizer = build_tokenizer(vocab_texts)
+    model = tiny_bert(len(tokenizer), ["x", "y"], seed=2, **shape)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return model, tokenizer
+
+
+def test_pretrained_init_copies_the_encoder_and_keeps_its_own_tokenizer(tmp_path):
+    small, tokenizer = _save_pretrained_encoder(tmp_path / "small", ["disk failure detected", "job started ok"],
+                                                hidden=16, layers=2, heads=2, intermediate=32)
+    teacher = tiny_bert(100, LABELS, seed=1)  # another vocabulary: soft targets are computed on text
+    spec = StudentSpec(init="pretrained", pretrained=str(tmp_path / "small"), layers=1, hidden=16, heads=2,
+                       intermediate=32)
+    built = build_student(spec, teacher, labels=LABELS, seed=0)
+    student = built.model
+    assert student.config.num_labels == 3 and student.config.vocab_size == len(tokenizer)
+    assert built.tokenizer is not None and built.tokenizer.get_vocab() == tokenizer.get_vocab()
     assert torch.equal(student.bert.embeddings.word_embeddings.weight, small.bert.embeddings.word_embeddings.weight)
+    s_state, p_state = student.bert.encoder.layer[0].state_dict(), small.bert.encoder.layer[1].state_dict()
+    assert all(torch.equal(s_state[k], p_state[k]) for k in s_state)  # the top layer of two
+    assert not torch.equal(student.classifier.weight[:2], small.classifier.weight)  # the head is fresh
+
+
+def test_pretrained_init_names_the_field_when_the_checkpoint_cannot_load(tmp_path):
+    teacher = tiny_bert(100, LABELS, seed=1)
+    spec = StudentSpec(init="pretrained", pretrained=str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="student.pretrained"):
+        build_student(spec, teacher, labels=LABELS, seed=0)

@@ -219,6 +219,10 @@ class TrainingSpec(SpecModel):
     """Lines per optimisation step."""
     learning_rate: float = Field(default=1e-3, gt=0.0, le=1.0)
     """Peak learning rate (linear warm-up, then linear decay)."""
+    head_learning_rate: float | None = Field(default=None, gt=0.0, le=1.0)
+    """Peak learning rate of the classification head; unset = ``learningRate``. A head that starts
+    fresh (``student.init: pretrained`` or ``scratch``) on a pretrained body needs a much larger
+    rate than the body to leave "everything normal" within a few epochs."""
     warmup_ratio: float = Field(default=0.1, ge=0.0, lt=1.0)
     """Share of steps spent warming up."""
     weight_decay: float = Field(default=0.01, ge=0.0, le=1.0)

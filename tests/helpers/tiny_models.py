@@ -86,7 +86,7 @@ def tiny_bert(vocab_size: int, labels: Sequence[str], *, hidden: int = 32, layer
 
 
 def build_tiny_teacher(tmp_dir: str | Path, labels: Sequence[str], texts: Sequence[str], *, epochs: int = 20,
-                       seed: int = 0, name: str = "teacher") -> Path:
+                       seed: int = 0, name: str = "teacher", vocab_size: int = 300) -> Path:
     """Train a tiny teacher on ``texts`` with per-text ``labels`` and write it to ``tmp_dir/name``.
 
     ``labels[i]`` is the label of ``texts[i]``; the model's label list is the distinct labels,
@@ -104,7 +104,7 @@ def build_tiny_teacher(tmp_dir: str | Path, labels: Sequence[str], texts: Sequen
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
     names = model_labels(list(labels))
     normal = "-" if "-" in names else names[0]
-    tokenizer = build_tokenizer(texts)
+    tokenizer = build_tokenizer(texts, vocab_size=vocab_size)
     model = tiny_bert(len(tokenizer), names, seed=seed)
     index = {label: i for i, label in enumerate(names)}
     templates = [mask(t) for t in texts]

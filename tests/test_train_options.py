@@ -1,0 +1,35 @@
+"""``training.headLearningRate``: the classification head trains at its own rate."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from helpers.tiny_models import build_tokenizer, tiny_bert  # noqa: E402
+
+from logdistill.model.train import FitOptions, fit  # noqa: E402
+from logdistill.spec import DistillSpec, parse_spec  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+def test_head_learning_rate_comes_from_the_spec_and_defaults_to_none():
+    spec = parse_spec({"teacher": {"checkpoint": "/t"}, "training": {"headLearningRate": 0.003}}, DistillSpec)
+    assert FitOptions.from_spec(spec.training, 32).head_learning_rate == 0.003
+    plain = parse_spec({"teacher": {"checkpoint": "/t"}}, DistillSpec)
+    assert FitOptions.from_spec(plain.training, 32).head_learning_rate is None
+
+
+def test_only_the_head_moves_when_the_body_rate_is_negligible():
+    texts = ["disk failure detected", "job started ok", "link error raised", "fan ready ok"] * 4
+    labels = ["-", "A"]
+    tokenizer = build_tokenizer(texts)
+    model = tiny_bert(len(tokenizer), labels, seed=0)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    options = FitOptions(epochs=2, batch_size=4, learning_rate=1e-12, warmup_ratio=0.0, weight_decay=0.0,
+                         temperature=1.0, alpha=0.0, patience=1, seed=0, max_length=16, head_learning_rate=0.05)
+    fit(model, tokenizer, templates=texts, targets=[i % 2 for i in range(len(texts))], teacher_probs=None,
+        dev_templates=[], dev_truth=[], labels=labels, options=options)
+    moved = {name for name, p in model.named_parameters() if not torch.allclose(p, before[name], atol=1e-7)}
+    assert moved and all(name.startswith("classifier.") for name in moved), moved
