@@ -13,6 +13,10 @@ For each left-out alert category L (default KERNSTOR, the second largest in BGL_
    free port, one torch thread). Pass 1 is the student alone (the cascade's answers are not back
    yet); once the escalation queue is drained, pass 2 shows what the cascade serves.
 
+The teacher service answers its most likely alert category when its probability of "normal" is
+below ``--teacher-alert-below`` (default 0.5; 0 = its top label): a category it never saw spreads
+its probability over the known alerts.
+
 Reported: alert recall on L without and with the cascade (and the teacher's own), false alarms
 on normal lines, the share of lines escalated, edge throughput with escalation on and off
 (cold cache, one thread) and the teacher's load.
@@ -42,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="teacher fine-tuning epochs over the distinct templates (default %(default)s)")
     parser.add_argument("--epochs", type=int, default=3, help="student distillation epochs (default %(default)s)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = all cores")
+    parser.add_argument("--teacher-alert-below", type=float, default=0.5, metavar="P",
+                        help="serve-teacher --alert-below: the teacher answers its top alert category when P(normal)"
+                             " < P (default %(default)s; 0 = its top label)")
     parser.add_argument("--escalate-below", type=float, default=0.9)
     parser.add_argument("--sample-rate", type=float, default=0.01)
     parser.add_argument("--escalation-rps", type=float, default=20.0)
@@ -128,7 +135,7 @@ def _run_label(label: str, args: argparse.Namespace, out: Path, progress: Any) -
     progress.say(f"{label}: stream of {len(stream)} lines ({len(held)} of {label}, {sum(is_normal)} normal)")
 
     # The real teacher service in its own process (as the Deployment runs it), one torch thread.
-    teacher = _TeacherProcess(teacher_dir)
+    teacher = _TeacherProcess(teacher_dir, args.teacher_alert_below)
     try:
         base = teacher.url()
         teacher_normal = read_labels(teacher_dir)[1]
@@ -175,6 +182,7 @@ def _run_label(label: str, args: argparse.Namespace, out: Path, progress: Any) -
     requests = after["requests"] - before["requests"]
     result = {
         "label": label,
+        "teacherAlertBelow": args.teacher_alert_below or None,
         "streamLines": len(stream),
         "leftOutLines": len(held),
         "normalLines": sum(is_normal),
@@ -229,13 +237,14 @@ def _full_file_throughput(student: Any, base: str, args: argparse.Namespace) -> 
 class _TeacherProcess:
     """``logdistill serve-teacher`` on a free port; its URL once ``/readyz`` answers."""
 
-    def __init__(self, model: Path) -> None:
+    def __init__(self, model: Path, alert_below: float = 0.0) -> None:
         import subprocess
         import tempfile
 
         self._log = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen([sys.executable, "-P", "-m", "logdistill", "serve-teacher", "--model", str(model),
-                                      "--host", "127.0.0.1", "--port", "0", "--threads", "1", "--max-concurrency", "1"],
+                                      "--host", "127.0.0.1", "--port", "0", "--threads", "1", "--max-concurrency", "1",
+                                      *(["--alert-below", str(alert_below)] if alert_below > 0 else [])],
                                      stdout=subprocess.DEVNULL, stderr=self._log)
 
     def url(self, timeout: float = 300.0) -> str:

@@ -33,6 +33,8 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Sequence
 
+from logdistill.model.runtime import decide
+
 __all__ = ["TeacherService", "TeacherStore", "TeacherServer", "TeacherMetrics", "AGREEMENT_ANNOTATION",
            "add_arguments", "main"]
 
@@ -126,10 +128,11 @@ class TeacherService:
 
     def __init__(self, scorer: Any, *, version: str, max_batch: int = 32, max_concurrency: int = 2,
                  metrics: TeacherMetrics | None = None, store: TeacherStore | None = None,
-                 agreement: Any = None) -> None:
+                 agreement: Any = None, alert_below: float | None = None) -> None:
         from logdistill.edge.agreement import AgreementWindow
 
         self.scorer = scorer
+        self.alert_below = alert_below
         self.labels: list[str] = list(scorer.labels)
         self.normal_label: str = scorer.normal_label
         self.version = version
@@ -205,8 +208,8 @@ class TeacherService:
             if self.metrics is not None:
                 self.metrics.batch_size.observe(len(texts))
             by_template = {}
-            for text, row in zip(texts, probs):
-                best = int(row.argmax())
+            chosen = decide(probs, self.labels.index(self.normal_label), self.alert_below)
+            for text, row, best in zip(texts, probs, chosen.tolist()):
                 by_template[text] = (self.labels[best], float(row[best]),
                                      {label: float(p) for label, p in zip(self.labels, row)})
             for chunk, future in jobs:
@@ -320,6 +323,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-concurrency", type=int, default=2,
                         help="model batches run at once (default %(default)s)")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads; 0 = torch's default")
+    parser.add_argument("--alert-below", type=float, default=None, metavar="P",
+                        help="answer the most likely alert category when the normal label's probability is below P"
+                             " (flags categories the teacher never saw); default: the top label")
     parser.add_argument("--agreement-window", type=float, default=600,
                         help="seconds of samples in the agreement estimate (default %(default)s)")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -335,6 +341,9 @@ def main(args: argparse.Namespace) -> int:
 
     if args.agreement_window <= 0:
         print("logdistill serve-teacher: --agreement-window must be positive", file=sys.stderr)
+        return 2
+    if args.alert_below is not None and not 0.0 < args.alert_below <= 1.0:
+        print("logdistill serve-teacher: --alert-below must be in (0, 1]", file=sys.stderr)
         return 2
     metrics = TeacherMetrics(CollectorRegistry())
     try:
@@ -354,7 +363,7 @@ def main(args: argparse.Namespace) -> int:
     agreement = AgreementWindow(args.agreement_window)
     server.holder.current = TeacherService(scorer, version=version, max_batch=args.max_batch,
                                            max_concurrency=args.max_concurrency, metrics=metrics, store=store,
-                                           agreement=agreement)
+                                           agreement=agreement, alert_below=args.alert_below)
     log.info("serving teacher %s from %s%s", version, args.model, f", storing into {store.path}" if store else "")
 
     stop = threading.Event()

@@ -403,6 +403,7 @@ def build_teacher_deployment(owner: Owner, spec: DistilledModelSpec, images: Ima
             "--model", teacher_checkpoint(spec),
             "--port", str(esc.port),
             "--store", teacher_labels_dir(spec, owner.name),
+            *(["--alert-below", str(esc.teacher_alert_below)] if esc.teacher_alert_below is not None else []),
         ],
         "env": _env(spec),
         "ports": [{"name": "http", "containerPort": esc.port, "protocol": "TCP"}],

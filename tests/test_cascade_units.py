@@ -325,3 +325,31 @@ def test_agreement_gauge_is_absent_until_a_teacher_has_answered() -> None:
     metrics.set_agreement(window, 2)
     metrics.set_agreement(window, 0)  # a second publication must not register twice
     assert registry.get_sample_value("logdistill_classifier_teacher_agreement_ratio") == 0.5
+
+
+def test_decide_flags_a_low_normal_probability_as_the_top_alert():
+    from logdistill.model.runtime import decide
+
+    probs = np.array([[0.35, 0.30, 0.35],   # a tie at the top: argmax picks normal (index 0)
+                      [0.45, 0.40, 0.15],   # normal is the argmax but below the bar
+                      [0.90, 0.05, 0.05],   # confidently normal
+                      [0.10, 0.20, 0.70]])  # an alert either way
+    assert decide(probs, 0).tolist() == [0, 0, 0, 2]
+    assert decide(probs, 0, alert_below=0.5).tolist() == [2, 1, 0, 2]
+    assert decide(probs, 0, alert_below=0.3).tolist() == [0, 0, 0, 2]
+    assert decide(probs[:, [1, 0, 2]], 1, alert_below=0.5).tolist() == [2, 0, 1, 2]  # normal need not be first
+
+
+def test_teacher_service_alert_below_answers_the_top_alert_when_unsure():
+    class UnsureScorer(KeywordScorer):
+        def predict_proba(self, templates):
+            return np.array([[0.4, 0.35, 0.25] if "strange" in t else [0.9, 0.05, 0.05] for t in templates],
+                            dtype=np.float32)
+
+    plain = TeacherService(UnsureScorer(), version="v", max_batch=4, max_concurrency=1)
+    barred = TeacherService(UnsureScorer(), version="v", max_batch=4, max_concurrency=1, alert_below=0.5)
+    lines = ["strange parity event 7", "job 1 ok"]
+    assert [r["label"] for r in plain.classify(lines)] == ["-", "-"]
+    answers = barred.classify(lines)
+    assert [r["label"] for r in answers] == [LABELS[1], "-"]
+    assert answers[0]["score"] == pytest.approx(0.35)

@@ -139,3 +139,13 @@ def test_log_directories():
     assert b.log_directories(["/var/log/*.log"]) == ["/var/log"]
     assert b.log_directories(["/a/b/c.log", "/a/*/d.log", "/a/b/e.log"]) == ["/a"]
     assert b.log_directories(["/x.log"]) == ["/"]
+
+
+def test_teacher_deployment_passes_the_alert_bar_only_when_set():
+    plain = b.build_teacher_deployment(OWNER, spec(escalation={"enabled": True}), IMAGES)
+    command = plain["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[:2] == ["logdistill", "serve-teacher"] and "--alert-below" not in command
+    barred = b.build_teacher_deployment(OWNER, spec(escalation={"enabled": True, "teacherAlertBelow": 0.5}), IMAGES)
+    command = barred["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--alert-below") + 1] == "0.5"
+    _owned(barred)

@@ -388,6 +388,10 @@ class EscalationSpec(SpecModel):
     """Teacher image (needs torch); unset = the Job's image."""
     confidence_threshold: Fraction = 0.6
     """A line whose student score is below this is escalated (new templates always are)."""
+    teacher_alert_below: Fraction | None = None
+    """The teacher answers its most likely alert category when its probability of the normal label is
+    below this (a category it never saw spreads its probability over the known alerts); unset = the
+    teacher's top label."""
     sample_rate: float = Field(default=0.01, ge=0.0, le=1.0)
     """Share of all lines also sent to the teacher to estimate the online agreement."""
     queue_size: int = Field(default=1024, ge=1, le=1_000_000)
