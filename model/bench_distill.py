@@ -73,15 +73,10 @@ def _row(report_part: dict[str, Any]) -> dict[str, Any]:
     return {**report_part["onnxInt8"], "parameters": report_part["parameters"], "sizeBytes": report_part["sizeBytes"]}
 
 
-def _supported(scores: dict[str, Any]) -> float:
-    values = [row["f1"] for row in scores["per_class"].values() if row["support"] > 0]
-    return sum(values) / len(values) if values else 0.0
-
-
 def main(args: argparse.Namespace) -> int:
     from logdistill.model.data import load_records
     from logdistill.model.demo import DEMO_TRAINING, demo_spec
-    from logdistill.model.distill import run_distill
+    from logdistill.model.distill import run_distill, supported_macro_f1
     from logdistill.model.evaluate import comparison_table, tfidf_scores
     from logdistill.model.splits import make_split
     from logdistill.model.bases import base_path, minilm_path
@@ -151,7 +146,7 @@ def main(args: argparse.Namespace) -> int:
         "models": {
             name: {
                 "macroF1": r["macro_f1"],
-                "macroF1Supported": _supported(r),
+                "macroF1Supported": supported_macro_f1(r),
                 "alertF1": r["alert"]["f1"],
                 "accuracy": r["accuracy"],
                 "ratioToTeacher": r["macro_f1"] / rows[0][1]["macro_f1"] if rows[0][1]["macro_f1"] else None,

@@ -110,6 +110,7 @@ def _body(row: str, teacher_dir: Path, data: dict[str, Any], epochs: int, thread
 
 def main(args: argparse.Namespace) -> int:
     from logdistill.model.bench_distill import machine
+    from logdistill.model.distill import supported_macro_f1
     from logdistill.model.data import load_records
     from logdistill.model.distill import run_distill
     from logdistill.model.teacher import TeacherOptions, default_base, ensure_teacher
@@ -149,7 +150,7 @@ def main(args: argparse.Namespace) -> int:
                 teacher_f1 = summary["teacher"]["macroF1"]
             results[row] = {
                 "studentMacroF1": summary["student"]["macroF1"],
-                "studentMacroF1Supported": round(report["student"]["macroF1Supported"], 4),
+                "studentMacroF1Supported": round(supported_macro_f1(report["student"]["onnxInt8"]), 4),
                 "studentAlertF1": round(report["student"]["onnxInt8"]["alert"]["f1"], 4),
                 "teacherMacroF1": summary["teacher"]["macroF1"],
                 "teacherMembers": report["teacher"].get("members"),

@@ -206,7 +206,7 @@ def _torch_reference(model: Any, tokenizer: Any, labels: list[str], normal: str,
             "latency_ms_p50": latency["latency_ms_p50"], "latency_ms_p99": latency["latency_ms_p99"]}
 
 
-def _supported_macro_f1(scores: dict[str, Any]) -> float:
+def supported_macro_f1(scores: dict[str, Any]) -> float:
     """Macro-F1 over classes with test support only (spurious predictions of absent classes not counted)."""
     values = [row["f1"] for row in scores["per_class"].values() if row["support"] > 0]
     return float(sum(values) / len(values)) if values else 0.0
@@ -352,10 +352,10 @@ def run_distill(spec: Any, out_dir: str | Path, *, progress: Any = None,
             "malformed": len(read.malformed),
             "teacher": {"source": teacher_name, "onnxInt8": teacher_scores, "torchFp32": teacher_torch,
                         "members": members,
-                        "macroF1Supported": _supported_macro_f1(teacher_scores),
+                        "macroF1Supported": supported_macro_f1(teacher_scores),
                         "parameters": teacher_params, "sizeBytes": teacher_size},
             "student": {"onnxInt8": student_scores, "torchFp32": student_torch,
-                        "macroF1Supported": _supported_macro_f1(student_scores),
+                        "macroF1Supported": supported_macro_f1(student_scores),
                         "parameters": student_params, "sizeBytes": student_size, **student_shape},
             "retention": retention,
             "speedupP50": speedup,
