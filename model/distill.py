@@ -5,7 +5,7 @@ Recipe (plain KD into a tiny random student collapsed on BGL, see ``../shared/RE
 1. The split is the one ``logdistill teacher train`` made from the same data spec and seed,
    so test templates are unseen by both models.
 2. **Transfer set**: the labelled train lines plus *augmented* variants of each distinct
-   train template (word dropout, windows, token replacement, splices of two templates; see
+   train template (word dropout, windows, token swaps, token replacement, splices of two templates; see
    :func:`augment_templates`). Augmented lines have no label: they carry the teacher's soft
    targets only, which is where the student learns how the teacher generalises beyond the
    ~150 distinct training templates. Dev and test lines are never used.
@@ -59,8 +59,8 @@ def augment_templates(templates: Sequence[str], per_template: int, seed: int, li
     """Unlabelled variants of ``templates`` for the teacher to label (deterministic for a seed).
 
     Operations, one per variant: drop ~20% of tokens; keep a window of at least half the
-    tokens; replace ~15% of tokens by a mask token or a word seen elsewhere in the
-    templates; splice the first part of one template onto the last part of another.
+    tokens; swap two tokens; replace ~15% of tokens by a mask token or a word seen elsewhere
+    in the templates; splice the first part of one template onto the last part of another.
     Originals and duplicates are left out.
     """
     distinct = list(dict.fromkeys(templates))
@@ -85,13 +85,18 @@ def augment_templates(templates: Sequence[str], per_template: int, seed: int, li
 
 
 def _variant(words: list[str], distinct: list[str], vocabulary: list[str], rng: random.Random) -> list[str]:
-    op = rng.randrange(4)
+    op = rng.randrange(5)
     if op == 0 and len(words) > 2:
         return [w for w in words if rng.random() > 0.2] or [rng.choice(words)]
     if op == 1 and len(words) > 3:
         size = rng.randint(max(2, len(words) // 2), len(words) - 1)
         start = rng.randint(0, len(words) - size)
         return words[start : start + size]
+    if op == 4 and len(words) > 1:
+        first, second = rng.sample(range(len(words)), 2)
+        swapped = list(words)
+        swapped[first], swapped[second] = swapped[second], swapped[first]
+        return swapped
     if op == 2 or len(distinct) < 2:
         return [
             (rng.choice(_FILLERS) if rng.random() < 0.5 else rng.choice(vocabulary)) if rng.random() < 0.15 else w

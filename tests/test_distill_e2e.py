@@ -185,6 +185,9 @@ def test_augmented_transfer_lines_are_new_deterministic_and_bounded():
     assert not set(first) & set(templates)
     assert augment_templates(templates, per_template=0, seed=1) == []
     assert len(augment_templates(templates, per_template=5, seed=1, limit=4)) == 4
+    many = augment_templates(templates, per_template=30, seed=1)
+    swapped = [v for v in many for t in templates if sorted(v.split()) == sorted(t.split()) and v != t]
+    assert swapped, "no token-swap variant among 30 per template"
 
 
 def _pretrained_with_its_own_tokenizer(root):
