@@ -75,7 +75,7 @@ def _row(report_part: dict[str, Any]) -> dict[str, Any]:
 
 def main(args: argparse.Namespace) -> int:
     from logdistill.model.data import load_records
-    from logdistill.model.demo import DEMO_TRAINING, demo_spec
+    from logdistill.model.demo import DEMO_TRAINING, demo_spec, start_from_encoder
     from logdistill.model.distill import run_distill, supported_macro_f1
     from logdistill.model.evaluate import comparison_table, tfidf_scores
     from logdistill.model.splits import make_split
@@ -108,9 +108,7 @@ def main(args: argparse.Namespace) -> int:
         body = demo_spec(teacher_dir, data=data)
         body["training"]["threads"] = args.threads
         if student_source:  # the teacher's layers are wider than the student's: start from MiniLM
-            body["student"].update(init="pretrained", pretrained=student_source)
-            # MiniLM's head is not the teacher's: a fresh head needs the teacher recipe's head rate.
-            body["training"]["headLearningRate"] = TeacherOptions().head_learning_rate
+            start_from_encoder(body, student_source)
         if args.epochs:
             body["training"]["epochs"] = args.epochs
         if alpha is not None:

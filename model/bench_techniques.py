@@ -90,7 +90,7 @@ class _OracleLlm:
 
 def _body(row: str, teacher_dir: Path, data: dict[str, Any], epochs: int, threads: int, fake_url: str | None,
           cache: Path, second_teacher: str | None = None) -> tuple[dict[str, Any], int]:
-    from logdistill.model.demo import demo_spec
+    from logdistill.model.demo import demo_spec, start_from_encoder
     from logdistill.model.distill import AUGMENT_PER_TEMPLATE
 
     body = demo_spec(teacher_dir, data=data)
@@ -104,13 +104,10 @@ def _body(row: str, teacher_dir: Path, data: dict[str, Any], epochs: int, thread
     if row == "llm-fake":
         body["teacher"] = {"endpoint": {"url": fake_url, "model": "oracle-fake", "requestsPerSecond": 500,
                                         "concurrency": 8, "cacheDir": str(cache)}}
-        # No local teacher to copy: the student starts from the shipped MiniLM encoder (fresh layers of
-        # this size do not learn from ~150 templates; docs/benchmarks.md) and trains a fresh head.
+        # No local teacher to copy: fresh layers of this size do not learn from ~150 templates.
         from logdistill.model.bases import minilm_path
-        from logdistill.model.teacher import TeacherOptions
 
-        body["student"].update(init="pretrained", pretrained=minilm_path())
-        body["training"]["headLearningRate"] = TeacherOptions().head_learning_rate
+        start_from_encoder(body, minilm_path())
     return body, augment
 
 

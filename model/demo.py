@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEMO_STUDENT", "DEMO_TRAINING", "demo_spec", "add_arguments", "main"]
+__all__ = ["DEMO_STUDENT", "DEMO_TRAINING", "demo_spec", "start_from_encoder", "add_arguments", "main"]
 
 DEFAULT_OUT = "artifacts/demo"
 
@@ -43,6 +43,16 @@ def demo_spec(teacher_dir: str | Path, *, fast: bool = False, data: dict[str, An
         "training": training,
         "gate": {"minMacroF1": 0.5, "minRetention": 0.9},
     }
+
+
+def start_from_encoder(body: dict[str, Any], encoder: str) -> None:
+    """Make ``body``'s student start from a shipped encoder (``student.init: pretrained``) instead of
+    the teacher: for a teacher whose layers are wider than the student's, or none at all (an LLM
+    endpoint). The head is then fresh, so it trains at the teacher recipe's head rate."""
+    from logdistill.model.teacher import TeacherOptions
+
+    body["student"].update(init="pretrained", pretrained=encoder)
+    body["training"]["headLearningRate"] = TeacherOptions().head_learning_rate
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -135,6 +135,7 @@ class TeacherService:
         self.alert_below = alert_below
         self.labels: list[str] = list(scorer.labels)
         self.normal_label: str = scorer.normal_label
+        self._normal_index = self.labels.index(self.normal_label)
         self.version = version
         self.max_batch = max(1, max_batch)
         self.metrics = metrics
@@ -208,7 +209,7 @@ class TeacherService:
             if self.metrics is not None:
                 self.metrics.batch_size.observe(len(texts))
             by_template = {}
-            chosen = decide(probs, self.labels.index(self.normal_label), self.alert_below)
+            chosen = decide(probs, self._normal_index, self.alert_below)
             for text, row, best in zip(texts, probs, chosen.tolist()):
                 by_template[text] = (self.labels[best], float(row[best]),
                                      {label: float(p) for label, p in zip(self.labels, row)})

@@ -96,7 +96,7 @@ def build_student(spec_student: Any, teacher: Any, *, labels: list[str], seed: i
     model = BertForSequenceClassification(config)
     if spec_student.init == "scratch":
         return StudentBuild(model, "scratch", "random init")
-    detail = init_from_teacher(model, source, copy_head=spec_student.init == "teacher")
+    detail = init_from_encoder(model, source, copy_head=spec_student.init == "teacher")
     return StudentBuild(model, spec_student.init, f"from {origin}: {detail}", tokenizer)
 
 
@@ -145,7 +145,7 @@ def _copy_layer(target: Any, source: Any) -> None:
 
 
 @torch.no_grad()
-def init_from_teacher(student: Any, teacher: Any, *, copy_head: bool = True) -> str:
+def init_from_encoder(student: Any, teacher: Any, *, copy_head: bool = True) -> str:
     """Copy or project ``teacher``'s weights (any BERT-like encoder) into ``student`` in place;
     return what was done. ``copy_head``: also the classifier, when its shape matches."""
     s_cfg, t_cfg = student.config, teacher.config

@@ -33,3 +33,14 @@ def test_only_the_head_moves_when_the_body_rate_is_negligible():
         dev_templates=[], dev_truth=[], labels=labels, options=options)
     moved = {name for name, p in model.named_parameters() if not torch.allclose(p, before[name], atol=1e-7)}
     assert moved and all(name.startswith("classifier.") for name in moved), moved
+
+
+def test_a_student_started_from_a_shipped_encoder_trains_its_fresh_head_faster():
+    from logdistill.model.demo import demo_spec, start_from_encoder
+    from logdistill.model.teacher import TeacherOptions
+
+    body = demo_spec("/teachers/mpnet")
+    start_from_encoder(body, "/bases/minilm")
+    spec = parse_spec(body, DistillSpec)
+    assert spec.student.init == "pretrained" and spec.student.pretrained == "/bases/minilm"
+    assert spec.training.head_learning_rate == TeacherOptions().head_learning_rate > spec.training.learning_rate
