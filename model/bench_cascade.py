@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"work directory (default {DEFAULT_OUT})")
     parser.add_argument("--teacher-epochs", type=int, default=12,
                         help="teacher fine-tuning epochs over the distinct templates (default %(default)s)")
-    parser.add_argument("--epochs", type=int, default=3, help="student distillation epochs (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="student distillation epochs (default: the demo recipe's)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = all cores")
     parser.add_argument("--teacher-alert-below", type=float, default=0.5, metavar="P",
                         help="serve-teacher --alert-below: the teacher answers its top alert category when P(normal)"
@@ -94,7 +95,9 @@ def _prepare(label: str, args: argparse.Namespace, out: Path, progress: Any) -> 
     teacher_dir, reused = ensure_teacher(out / f"teacher-no-{label}", data_spec, default_base(), options, progress)
     student_dir = out / f"student-no-{label}"
     body = demo_spec(teacher_dir, data={"path": str(data_path)})
-    body["training"].update(epochs=args.epochs, patience=min(args.epochs, 3), threads=args.threads)
+    if args.epochs:
+        body["training"].update(epochs=args.epochs, patience=min(args.epochs, body["training"]["patience"]))
+    body["training"]["threads"] = args.threads
     spec = parse_spec(body, source="bench cascade spec")
     marker = out / f"student-no-{label}.bench-spec.json"  # beside the artifact: it must verify
     wanted = json.dumps({"spec": body, "teacher": verify_artifact(teacher_dir).version}, sort_keys=True)

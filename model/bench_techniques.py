@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="teacher artifact to reuse if it verifies and matches the data, else trained there")
     parser.add_argument("--second-teacher-dir", default="artifacts/bench-mpnet/teacher-mpnet",
                         help="second teacher of the kd+aug+ensemble row (any tokenizer, same labels)")
-    parser.add_argument("--epochs", type=int, default=6, help="student epochs (every row)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="student epochs, every row (default: the demo recipe's)")
     parser.add_argument("--rows", default=DEFAULT_ROWS, help=f"comma-separated rows of {', '.join(ROWS)}")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = all cores")
 
@@ -137,6 +138,10 @@ def main(args: argparse.Namespace) -> int:
     if "llm-fake" in rows:
         records = load_records(data_spec).records
         fake = _OracleLlm({mask(r.text): r.label for r in records if r.label is not None})
+    if not args.epochs:
+        from logdistill.model.demo import DEMO_TRAINING
+
+        args.epochs = DEMO_TRAINING["epochs"]
     results: dict[str, Any] = {}
     teacher_f1 = None
     try:

@@ -120,24 +120,33 @@ def measure_latency(scorer: Scorer, texts: Sequence[str], samples: int = 200, wa
 
 
 def paired_latency(scorers: dict[str, Scorer], texts: Sequence[str], samples: int = 300,
-                   warmup: int = 10) -> dict[str, dict[str, Any]]:
-    """Single-line latency of several scorers measured *interleaved* (same line, back to back,
-    order rotated), so CPU contention from other processes hits all of them alike and the
-    ratios stay meaningful on a shared machine."""
+                   block: int = 25, warm: int = 3) -> dict[str, dict[str, Any]]:
+    """Single-line latency of several scorers measured in *alternating blocks*.
+
+    Each scorer in turn scores the same ``block`` lines; the first ``warm`` of them are not timed.
+    The next block rotates the order, until every scorer has ``samples`` timed lines. Alternating
+    often makes load from other processes hit all of them alike (the speed-up is a ratio); whole
+    blocks keep each model's weights in the CPU caches as they are on a node that runs only that
+    model. Alternating line by line instead let a large teacher evict a small student's weights
+    before every line (measured: +0.3 ms per line for a 0.3 ms student; docs/benchmarks.md).
+    """
     pool = list(dict.fromkeys(texts)) or ["empty"]
     names = list(scorers)
-    for text in pool[:warmup]:
-        for name in names:
-            scorers[name].predict_proba([mask(text)])
+    warm = min(warm, block - 1)
+    timed = block - warm
     timings: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(samples):
-        text = pool[i % len(pool)]
+    for index in range(-(-samples // timed)):
+        lines = [pool[(index * block + i) % len(pool)] for i in range(block)]
         for k in range(len(names)):
-            name = names[(i + k) % len(names)]
-            start = time.perf_counter()
-            scorers[name].predict_proba([mask(text)])
-            timings[name].append(time.perf_counter() - start)
-    return {name: latency_summary(values) for name, values in timings.items()}
+            name = names[(index + k) % len(names)]
+            scorer = scorers[name]
+            for line in lines[:warm]:
+                scorer.predict_proba([mask(line)])
+            for line in lines[warm:]:
+                start = time.perf_counter()
+                scorer.predict_proba([mask(line)])
+                timings[name].append(time.perf_counter() - start)
+    return {name: latency_summary(values[:samples]) for name, values in timings.items()}
 
 
 def measure_throughput(scorer: Scorer, texts: Sequence[str], batch: int = THROUGHPUT_BATCH,

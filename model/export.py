@@ -144,9 +144,24 @@ def _staging_dir(out_dir: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def publish(staging: Path, out_dir: Path) -> None:
-    """Move a finished artifact into place; an existing ``out_dir`` is replaced only after it is complete."""
+    """Move a finished artifact into place; an existing ``out_dir`` is replaced only after it is complete.
+
+    The staging directory (``mkdtemp``: 0700) and files that libraries write privately (the
+    safetensors weights: 0600) get the modes of a plain ``mkdir``/``open`` under the umask, so a
+    classifier running as another user of the group can read what the Job wrote.
+    """
     out_dir = Path(out_dir)
+    mask = _umask()
+    for path in staging.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+    staging.chmod(0o777 & ~mask)
     old = None
     if out_dir.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))

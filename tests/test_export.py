@@ -52,6 +52,18 @@ def test_artifact_has_every_file_and_a_verified_manifest(artifact):
     assert not list(artifact.parent.glob(".student.tmp-*")), "staging directory left behind"
 
 
+def test_published_files_get_the_umasks_modes_not_private_temp_modes(artifact):
+    """mkdtemp makes 0700 and safetensors writes 0600: a classifier running as another user of the
+    group could not read the weights the Job wrote."""
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert artifact.stat().st_mode & 0o777 == 0o777 & ~mask
+    for path in artifact.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path.name
+
+
 def test_fp32_onnx_matches_torch_logits(tmp_path, model_and_tokenizer, texts):
     import onnxruntime as ort
 

@@ -151,3 +151,33 @@ def test_baseline_edge_cases() -> None:
     assert single.predict(["anything", "else"]) == ["-", "-"]
     with pytest.raises(ValueError, match="2 texts but 1 labels"):
         TfidfBaseline().fit(["a", "b"], ["-"])
+
+
+class _RecordingScorer:
+    """Records which lines it scored, in a call log shared with the other scorers."""
+
+    labels = ["-", "A"]
+
+    def __init__(self, name: str, calls: list[tuple[str, str]]) -> None:
+        self.name, self.calls = name, calls
+
+    def predict_proba(self, templates):
+        self.calls.extend((self.name, t) for t in templates)
+        return np.full((len(templates), 2), 0.5)
+
+
+def test_paired_latency_alternates_whole_blocks_with_untimed_warm_up() -> None:
+    from logdistill.model.evaluate import paired_latency
+
+    calls: list[tuple[str, str]] = []
+    scorers = {name: _RecordingScorer(name, calls) for name in ("teacher", "student")}
+    texts = [f"line {i}" for i in range(100)]
+    result = paired_latency(scorers, texts, samples=20, block=5, warm=2)
+    assert {name: r["samples"] for name, r in result.items()} == {"teacher": 20, "student": 20}
+    # 20 timed lines at 3 per block: 7 blocks of 5 lines each, for each scorer.
+    assert len(calls) == 2 * 7 * 5
+    runs = [calls[i : i + 5] for i in range(0, len(calls), 5)]
+    assert all(len({name for name, _ in run}) == 1 for run in runs)  # one scorer per stretch of a block
+    first = [run[0][0] for run in runs[::2]]
+    assert first[:3] == ["teacher", "student", "teacher"]  # the order rotates per block
+    assert [text for _, text in runs[0]] == [text for _, text in runs[1]]  # both see the same lines

@@ -28,7 +28,7 @@ def test_load_spec_accepts_a_whole_cr_spec_by_default(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(example["spec"]))
     s = load_spec(path)
-    assert isinstance(s, DistilledModelSpec) and s.training.epochs == 8 and s.student.hidden == 384
+    assert isinstance(s, DistilledModelSpec) and s.training.epochs == 12 and s.student.hidden == 192
     # the engine-only model still refuses the Kubernetes sections when asked for explicitly
     with pytest.raises(SpecError, match="rollout"):
         load_spec(path, DistillSpec)
@@ -76,3 +76,15 @@ def test_rbac_subcommand_prints_the_rules():
     resources = {r for rule in rules["operator"] for r in rule["resources"]}
     assert {"distilledmodels", "distilledmodels/status", "jobs", "daemonsets", "events"} <= resources
     assert rules["job"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]}]
+
+
+@pytest.mark.parametrize("name", ["distilledmodel.yaml", "distilledmodel-closed-loop.yaml"])
+def test_examples_follow_the_measured_demo_recipe(name):
+    """The examples document the student and training that docs/benchmarks.md measured."""
+    from logdistill.model.demo import DEMO_STUDENT, DEMO_TRAINING
+
+    spec = yaml.safe_load((ROOT / "examples" / name).read_text())["spec"]
+    assert {k: spec["student"][k] for k in ("layers", "hidden", "heads", "intermediate")} == {
+        k: DEMO_STUDENT[k] for k in ("layers", "hidden", "heads", "intermediate")}
+    assert (spec["training"]["epochs"], spec["training"]["learningRate"]) == (
+        DEMO_TRAINING["epochs"], DEMO_TRAINING["learningRate"])

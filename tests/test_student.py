@@ -8,7 +8,9 @@ torch = pytest.importorskip("torch")
 
 from helpers.tiny_models import tiny_bert  # noqa: E402
 
-from logdistill.model.student import build_student, ffn_neurons, layer_subset  # noqa: E402
+from logdistill.model.student import (  # noqa: E402
+    attention_heads, build_student, ffn_neurons, hidden_channels, layer_subset,
+)
 from logdistill.spec import StudentSpec  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -109,6 +111,57 @@ def test_ffn_neurons_ranks_by_read_and_write_norms():
     assert ffn_neurons(layer, 2).tolist() == [2, 5]
     with pytest.raises(ValueError, match="cannot keep 9 of 8"):
         ffn_neurons(layer, 9)
+
+
+def test_narrower_student_starts_from_the_teachers_most_important_channels_heads_and_neurons():
+    teacher = tiny_bert(100, LABELS, hidden=32, layers=2, heads=4, intermediate=64, seed=1)  # head size 8
+    t_bert = teacher.bert
+    with torch.no_grad():  # make channels 3 and 17 stand out in what the layer reads
+        t_bert.embeddings.word_embeddings.weight[:, [3, 17]] *= 20.0
+    spec = StudentSpec(layers=1, hidden=24, heads=3, intermediate=32, max_length=32, init="teacher")
+    built = build_student(spec, teacher, labels=LABELS, seed=0)
+    assert "top 24 of 32 hidden channels, top 3 of 4 heads, top 32 of 64 feed-forward neurons" in built.detail
+    channels = hidden_channels(t_bert, 24)
+    assert {3, 17} <= set(channels.tolist()) and channels.tolist() == sorted(channels.tolist())
+    t_layer, s_layer = t_bert.encoder.layer[1], built.model.bert.encoder.layer[0]
+    heads = attention_heads(t_layer, 3, head_size=8)
+    dims = (heads[:, None] * 8 + torch.arange(8)).reshape(-1)
+    neurons = ffn_neurons(t_layer, 32)
+    expected = {
+        "attention.self.query.weight": t_layer.attention.self.query.weight[dims][:, channels],
+        "attention.self.value.bias": t_layer.attention.self.value.bias[dims],
+        "attention.output.dense.weight": t_layer.attention.output.dense.weight[channels][:, dims],
+        "attention.output.LayerNorm.weight": t_layer.attention.output.LayerNorm.weight[channels],
+        "intermediate.dense.weight": t_layer.intermediate.dense.weight[neurons][:, channels],
+        "output.dense.weight": t_layer.output.dense.weight[channels][:, neurons],
+        "output.LayerNorm.bias": t_layer.output.LayerNorm.bias[channels],
+    }
+    state = s_layer.state_dict()
+    for key, value in expected.items():
+        assert torch.equal(state[key], value), key
+    assert torch.equal(built.model.bert.embeddings.word_embeddings.weight, t_bert.embeddings.word_embeddings.weight[:, channels])
+    assert torch.equal(built.model.bert.pooler.dense.weight, t_bert.pooler.dense.weight[channels][:, channels])
+    assert torch.equal(built.model.classifier.weight, teacher.classifier.weight[:, channels])
+    logits = built.model(input_ids=torch.tensor([[1, 5, 9]])).logits
+    assert logits.shape == (1, 3) and torch.isfinite(logits).all()
+
+
+def test_attention_heads_ranks_by_value_and_output_norms():
+    layer = tiny_bert(50, LABELS, hidden=16, layers=1, heads=4, intermediate=8, seed=3).bert.encoder.layer[0]
+    with torch.no_grad():  # head size 4
+        layer.attention.self.value.weight.fill_(0.1)
+        layer.attention.output.dense.weight.fill_(0.1)
+        layer.attention.self.value.weight[12:16] *= 10.0  # head 3 reads most
+        layer.attention.output.dense.weight[:, 4:8] *= 5.0  # head 1 writes most
+    assert attention_heads(layer, 2, head_size=4).tolist() == [1, 3]
+    with pytest.raises(ValueError, match="cannot keep 5 of 4 attention heads"):
+        attention_heads(layer, 5, head_size=4)
+
+
+def test_a_different_head_size_falls_back_to_projected_embeddings():
+    teacher = tiny_bert(100, LABELS, hidden=32, layers=2, heads=4, seed=1)  # head size 8
+    spec = StudentSpec(layers=1, hidden=16, heads=4, intermediate=32, max_length=32, init="teacher")  # head size 4
+    assert "PCA" in build_student(spec, teacher, labels=LABELS, seed=0).detail
 
 
 def _save_pretrained_encoder(directory, vocab_texts, **shape):
