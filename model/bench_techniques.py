@@ -114,9 +114,8 @@ def _body(row: str, teacher_dir: Path, data: dict[str, Any], epochs: int, thread
 
 def main(args: argparse.Namespace) -> int:
     from logdistill.model.bench_distill import machine
-    from logdistill.model.distill import supported_macro_f1
     from logdistill.model.data import load_records
-    from logdistill.model.distill import run_distill
+    from logdistill.model.distill import run_distill, supported_macro_f1
     from logdistill.model.teacher import TeacherOptions, default_base, ensure_teacher
     from logdistill.model.templates import mask
     from logdistill.model.train import Progress

@@ -337,7 +337,7 @@ def run_distill(spec: Any, out_dir: str | Path, *, progress: Any = None,
             teacher_scorer, teacher_params, teacher_size = _teacher_scorer(teachers, Path(scratch))
             teacher_scores = evaluate_scorer(teacher_scorer, texts, truth, latency_samples=0)
             members = _member_scores(teachers, teacher_scorer, texts, truth)
-            # Interleaved, so load from other processes skews both alike (the speed-up is a ratio).
+            # Alternating blocks: load from other processes skews both alike (the speed-up is a ratio).
             latency = paired_latency({"teacher": teacher_scorer, "student": student_scorer}, texts, samples=300)
         teacher_scores.update(latency["teacher"])
         student_scores.update(latency["student"])
