@@ -13,7 +13,7 @@ export K8S_BIN
 # `python -m ...` run from here (cwd goes first on sys.path). Safe-path mode turns that off.
 export PYTHONSAFEPATH := 1
 
-.PHONY: venv demo test test-fast cluster-bin prometheus-bin bench clean-venv
+.PHONY: venv demo test test-fast e2e e2e-prepare cluster-bin prometheus-bin bench clean-venv
 
 venv:
 	@if [ "$$(cat $(STAMP) 2>/dev/null)" != "$(INSTALL_ID)" ]; then \
@@ -35,11 +35,19 @@ prometheus-bin:
 
 # The whole suite, cluster tests included (they build the control plane binaries once, cached).
 test: venv cluster-bin prometheus-bin
-	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not slow and not realnode" $(PYTEST_ARGS)
+
+# The user's journey on a real node (root): packages, kubelet/kube-proxy/CoreDNS, the images from the
+# Dockerfile (layer cache kept), then the README's cluster commands against real containers.
+e2e-prepare: cluster-bin prometheus-bin
+	bash hack/e2e-prepare.sh
+
+e2e: venv e2e-prepare
+	$(VENV)/bin/pytest -m realnode -s tests/test_realnode_e2e.py $(PYTEST_ARGS)
 
 # No cluster, no torch-heavy tests: the inner loop.
 test-fast: venv
-	$(VENV)/bin/pytest -m "not slow and not cluster" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not slow and not cluster and not realnode" $(PYTEST_ARGS)
 
 bench: venv
 	$(VENV)/bin/logdistill bench distill

@@ -80,6 +80,18 @@ def wait_for(
         time.sleep(interval)
 
 
+def default_route_ip() -> str:
+    """The IPv4 address of the interface that holds the default route (what a node's pods can reach)."""
+    routes = subprocess.run(["ip", "-4", "-o", "route", "show", "default"], capture_output=True, text=True,
+                            check=True).stdout.split()
+    if "dev" not in routes:
+        raise ControlPlaneError("no IPv4 default route: pass advertise=<IP> explicitly")
+    dev = routes[routes.index("dev") + 1]
+    addr = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", dev], capture_output=True, text=True,
+                          check=True).stdout.split()
+    return addr[addr.index("inet") + 1].split("/")[0]
+
+
 def free_ports(count: int) -> list[int]:
     """``count`` distinct free TCP ports on 127.0.0.1 (all held open while choosing, so no repeats)."""
     sockets = []
@@ -119,9 +131,15 @@ class ControlPlane:
     """Starts a fresh control plane in a temp dir; a context manager that always tears it down."""
 
     def __init__(self, bin_path: Path | None = None, keep_dir: bool = False,
-                 extra_args: dict[str, list[str]] | None = None) -> None:
-        """``extra_args``: more flags per component, e.g. ``{"kube-apiserver": ["--feature-gates=..."]}``."""
+                 extra_args: dict[str, list[str]] | None = None, advertise: str | None = None) -> None:
+        """``extra_args``: more flags per component, e.g. ``{"kube-apiserver": ["--feature-gates=..."]}``.
+
+        ``advertise``: None keeps the apiserver on loopback (enough for kwok nodes). A real node's pods reach
+        the API through the ``kubernetes`` Service, whose endpoint is the advertised address: "auto" (the IPv4
+        address of the default-route interface) or an IP makes the apiserver listen on 0.0.0.0 and advertise it.
+        """
         self.bin = Path(bin_path) if bin_path else bin_dir()
+        self.advertise = default_route_ip() if advertise == "auto" else advertise
         self.keep_dir = keep_dir
         self.extra_args = {name: list(args) for name, args in (extra_args or {}).items()}
         unknown = set(self.extra_args) - set(COMPONENTS)
@@ -197,8 +215,8 @@ class ControlPlane:
         self._spawn(
             "kube-apiserver",
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={'0.0.0.0' if self.advertise else '127.0.0.1'}",
+            f"--advertise-address={self.advertise or '127.0.0.1'}",
             f"--secure-port={api_port}",
             f"--cert-dir={certs}",
             f"--token-auth-file={d / 'tokens.csv'}",
