@@ -19,7 +19,6 @@ Recipe (plain KD into a tiny random student collapsed on BGL, see ``../shared/RE
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -29,12 +28,13 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from logdistill.contracts import ErrorSummary, Summary, WorkerSummary, decide_gate
+
 __all__ = [
     "DistillError",
     "AUGMENT_PER_TEMPLATE",
     "augment_templates",
     "run_distill",
-    "summary_json",
     "add_arguments",
     "main",
 ]
@@ -46,8 +46,6 @@ AUGMENT_LIMIT = 20000
 BALANCE_CLASSES = 0.5
 """Class weights ``(max/count)^0.5`` on the hard-label term: BGL has ~130 normal templates and 1-3
 per alert category; without them a student trained on hard labels alone predicts "normal"."""
-SUMMARY_LIMIT = 4096
-"""The summary file is a Kubernetes termination message: it must stay below 4 KiB."""
 _FILLERS = ("<NUM>", "<ID>", "<HEX>", "<PATH>", "<IP>")
 
 
@@ -312,7 +310,7 @@ def run_distill(spec: Any, out_dir: str | Path, *, progress: Any = None,
         options=options, progress=progress, parallel=parallel, auxiliary=auxiliary,
     )
     if parallel is not None and not parallel.is_main:
-        return {"rank": parallel.rank}, {}
+        return WorkerSummary(rank=parallel.rank).to_dict(), {}
 
     progress.update(stage="exporting", force=True)
     out_dir = Path(out_dir)
@@ -347,9 +345,9 @@ def run_distill(spec: Any, out_dir: str | Path, *, progress: Any = None,
                                          truth)
         student_params, student_size = parameter_count(student), directory_size(staging)
         t_f1, s_f1 = teacher_scores["macro_f1"], student_scores["macro_f1"]
-        retention = s_f1 / t_f1 if t_f1 > 0 else 0.0
+        gate = decide_gate(s_f1, t_f1, spec.gate.min_macro_f1, spec.gate.min_retention)
+        retention, gate_passed = gate.retention, gate.passed
         speedup = teacher_scores["latency_ms_p50"] / max(student_scores["latency_ms_p50"], 1e-9)
-        gate_passed = s_f1 >= spec.gate.min_macro_f1 and retention >= spec.gate.min_retention
         report = {
             "kind": "student",
             "labels": labels,
@@ -364,8 +362,7 @@ def run_distill(spec: Any, out_dir: str | Path, *, progress: Any = None,
                         "parameters": student_params, "sizeBytes": student_size, **student_shape},
             "retention": retention,
             "speedupP50": speedup,
-            "gate": {"minMacroF1": spec.gate.min_macro_f1, "minRetention": spec.gate.min_retention,
-                     "passed": gate_passed},
+            "gate": gate.report(),
             "training": {"init": build.init, "initDetail": build.detail, "distilled": distil,
                          "transferSet": {"trainTemplates": len(train_templates), "augmentedLines": len(augmented),
                                          "unknownLabels": unknown},
@@ -387,52 +384,42 @@ def run_distill(spec: Any, out_dir: str | Path, *, progress: Any = None,
     summary = make_summary(verify_artifact(out_dir), teacher_scores, student_scores, parameters=student_params,
                            size_bytes=student_size, retention=retention, gate_passed=gate_passed)
     progress.update(stage="done", devMacroF1=result.best_dev_macro_f1, force=True)
-    return summary, report
+    return summary.to_dict(), report
 
 
 def make_summary(manifest: Any, teacher_scores: dict[str, Any], student_scores: dict[str, Any], *,
-                 parameters: int, size_bytes: int, retention: float, gate_passed: bool) -> dict[str, Any]:
-    """The compact run summary the operator reads from the termination message (see :func:`summary_json`).
+                 parameters: int, size_bytes: int, retention: float, gate_passed: bool) -> Summary:
+    """The compact run summary the operator reads from the termination message.
     A teacher without a measured latency (an LLM endpoint) leaves ``latencyMsP50`` out."""
-    teacher = {"accuracy": round(teacher_scores["accuracy"], 4), "macroF1": round(teacher_scores["macro_f1"], 4)}
-    if teacher_scores.get("latency_ms_p50") is not None:
-        teacher["latencyMsP50"] = round(teacher_scores["latency_ms_p50"], 3)
-    return {
+    p50 = teacher_scores.get("latency_ms_p50")
+    return Summary.model_validate({
         "version": manifest.version,
         "sha256": manifest.sha256,
         "artifact": str(manifest.path),
-        "teacher": teacher,
+        "teacher": {"accuracy": round(teacher_scores["accuracy"], 4), "macroF1": round(teacher_scores["macro_f1"], 4),
+                    "latencyMsP50": None if p50 is None else round(p50, 3)},
         "student": {"accuracy": round(student_scores["accuracy"], 4), "macroF1": round(student_scores["macro_f1"], 4),
                     "latencyMsP50": round(student_scores["latency_ms_p50"], 3),
                     "latencyMsP99": round(student_scores["latency_ms_p99"], 3),
                     "parameters": parameters, "sizeBytes": size_bytes},
         "retention": round(retention, 4),
         "gatePassed": gate_passed,
-    }
+    })
 
 
-def summary_json(body: dict[str, Any]) -> str:
-    """Compact JSON below :data:`SUMMARY_LIMIT` bytes (an over-long error message is cut)."""
-    text = json.dumps(body, separators=(",", ":"), sort_keys=True)
-    if len(text.encode()) < SUMMARY_LIMIT:
-        return text
-    if "error" in body:
-        message = str(body["error"])
-        while len(text.encode()) >= SUMMARY_LIMIT and message:
-            message = message[: max(0, len(message) - max(64, len(text.encode()) - SUMMARY_LIMIT + 16))]
-            text = json.dumps({**body, "error": message + "…"}, separators=(",", ":"), sort_keys=True)
-        return text
-    raise ValueError(f"summary is {len(text.encode())} bytes, over the {SUMMARY_LIMIT}-byte limit")
-
-
-def _write_summary(path: str | None, body: dict[str, Any]) -> None:
+def write_summary(path: str | None, body: Summary | ErrorSummary | WorkerSummary) -> None:
+    """The summary file, replaced atomically (``jobrun`` copies it into the termination log)."""
     if not path:
         return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(summary_json(body), encoding="utf-8")
+    tmp.write_text(body.serialize(), encoding="utf-8")
     os.replace(tmp, target)
+
+
+def _summary_message(summary: dict[str, Any]) -> Summary | WorkerSummary:
+    return WorkerSummary.model_validate(summary) if "rank" in summary else Summary.model_validate(summary)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -469,7 +456,7 @@ def main(args: argparse.Namespace) -> int:
         spec = load_spec(args.config)
     except SpecError as err:
         print(f"logdistill distill: {err}", file=sys.stderr)
-        _write_summary(args.summary_file, {"error": str(err)})
+        write_summary(args.summary_file, ErrorSummary(error=str(err)))
         return 2
     from logdistill.model.distributed import WorkerLost, from_env
     from logdistill.model.label import ShardError
@@ -481,19 +468,19 @@ def main(args: argparse.Namespace) -> int:
                                  extra_data=args.extra_data, soft_targets=args.soft_targets, parallel=parallel)
     except (DistillError, DataError, ArtifactError, ShardError, WorkerLost, ValueError, OSError) as err:
         print(f"logdistill distill: {err}", file=sys.stderr)
-        _write_summary(args.summary_file, {"error": str(err)})
+        write_summary(args.summary_file, ErrorSummary(error=str(err)))
         return 1
     except RuntimeError as err:  # DDP's gradient all-reduce fails this way when a peer is lost
         if parallel is None:
             raise
         message = f"distributed training failed on {parallel.describe()} (a worker was lost?): {err}"
         print(f"logdistill distill: {message}", file=sys.stderr)
-        _write_summary(args.summary_file, {"error": message})
+        write_summary(args.summary_file, ErrorSummary(error=message))
         return 1
     finally:
         if parallel is not None:
             parallel.close()
-    _write_summary(args.summary_file, summary)
+    write_summary(args.summary_file, _summary_message(summary))
     if "teacher" in summary:  # rank != 0 of a distributed run has nothing to print
         print_summary(summary)
     return 0

@@ -27,6 +27,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from logdistill.contracts import decide_gate
+
 __all__ = ["EndpointScorer", "paraphrase_lines", "run_endpoint_distill"]
 
 
@@ -176,8 +178,8 @@ def _run(spec: Any, out_dir: str | Path, *, progress: Any, augment_per_template:
         teacher_scores = evaluate_scorer(EndpointScorer(llm, normal), texts, truth, latency_samples=0,
                                          throughput=False)
         t_f1, s_f1 = teacher_scores["macro_f1"], student_scores["macro_f1"]
-        retention = s_f1 / t_f1 if t_f1 > 0 else 0.0
-        gate_passed = s_f1 >= spec.gate.min_macro_f1 and retention >= spec.gate.min_retention
+        gate = decide_gate(s_f1, t_f1, spec.gate.min_macro_f1, spec.gate.min_retention)
+        retention, gate_passed = gate.retention, gate.passed
         size = directory_size(staging)
         report = {
             "kind": "student", "labels": labels, "split": split.describe(), "malformed": len(read.malformed),
@@ -185,8 +187,7 @@ def _run(spec: Any, out_dir: str | Path, *, progress: Any, augment_per_template:
             "student": {"onnxInt8": student_scores, "parameters": parameter_count(student), "sizeBytes": size,
                         **shape},
             "retention": retention,
-            "gate": {"minMacroF1": spec.gate.min_macro_f1, "minRetention": spec.gate.min_retention,
-                     "passed": gate_passed},
+            "gate": gate.report(),
             "training": {"init": build.init, "initDetail": build.detail, "distilled": distil,
                          "transferSet": {"trainTemplates": len(transfer.train_templates),
                                          "augmentedLines": len(transfer.augmented),
@@ -207,4 +208,4 @@ def _run(spec: Any, out_dir: str | Path, *, progress: Any, augment_per_template:
                            parameters=parameter_count(student), size_bytes=size, retention=retention,
                            gate_passed=gate_passed)
     progress.update(stage="done", devMacroF1=result.best_dev_macro_f1, force=True)
-    return summary, report
+    return summary.to_dict(), report
