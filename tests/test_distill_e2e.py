@@ -174,7 +174,7 @@ def test_summary_json_cuts_long_errors():
 
 
 def test_augmented_transfer_lines_are_new_deterministic_and_bounded():
-    from logdistill.model.distill import augment_templates
+    from logdistill.model.augment import augment_templates
 
     templates = ["RAS KERNEL FATAL data storage interrupt", "RAS APP FATAL ciod: Error reading message <NUM>",
                  "RAS KERNEL INFO cache parity error corrected"]
