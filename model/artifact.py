@@ -18,11 +18,14 @@ import hashlib
 import json
 import os
 import platform
+import shutil
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 __all__ = [
     "FORMAT_VERSION",
@@ -37,6 +40,8 @@ __all__ = [
     "read_labels",
     "write_labels",
     "sha256_file",
+    "publish",
+    "staged",
 ]
 
 FORMAT_VERSION = 1
@@ -204,3 +209,54 @@ def read_labels(directory: str | Path) -> tuple[list[str], str]:
     if not labels or normal not in labels or not all(isinstance(x, str) for x in labels):
         raise ArtifactError(f"{path}: label map must list string labels including the normal label {normal!r}")
     return labels, normal
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def publish(staging: Path, out_dir: Path) -> None:
+    """Move a finished artifact into place; an existing ``out_dir`` is replaced only after it is complete.
+
+    The staging directory (``mkdtemp``: 0700) and files that libraries write privately (the
+    safetensors weights: 0600) get the modes of a plain ``mkdir``/``open`` under the umask, so a
+    classifier running as another user of the group can read what the Job wrote.
+    """
+    out_dir = Path(out_dir)
+    mask = _umask()
+    for path in staging.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+    staging.chmod(0o777 & ~mask)
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.rmdir(old)
+        os.replace(out_dir, old)
+    os.replace(staging, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def staged(out_dir: str | Path, *, unique: bool = False) -> Iterator[Path]:
+    """Build an artifact in a staging folder beside ``out_dir``; publish it when the block ends,
+    delete it when the block raises (``out_dir`` is never half-written).
+
+    The staging folder is ``.<name>.staging`` (not created: the block writes it, e.g. with
+    ``save_artifact``), or with ``unique`` a fresh private ``mkdtemp`` folder.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    if unique:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    else:
+        staging = out_dir.parent / f".{out_dir.name}.staging"
+        shutil.rmtree(staging, ignore_errors=True)
+    try:
+        yield staging
+        publish(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

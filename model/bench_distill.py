@@ -186,8 +186,9 @@ class _SeedRun:
     def run(self, seed: int, *, default: bool) -> dict[str, Any]:
         from logdistill.model.data import load_records
         from logdistill.model.demo import demo_spec, start_from_encoder
-        from logdistill.model.distill import run_distill, supported_macro_f1
+        from logdistill.model.distill import run_distill
         from logdistill.model.evaluate import comparison_table, tfidf_scores
+        from logdistill.model.pipeline import supported_macro_f1
         from logdistill.model.splits import make_split
         from logdistill.model.teacher import TeacherOptions, ensure_teacher
         from logdistill.spec import parse_spec

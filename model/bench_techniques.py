@@ -92,7 +92,7 @@ class _OracleLlm:
 def _body(row: str, teacher_dir: Path, data: dict[str, Any], epochs: int, threads: int, fake_url: str | None,
           cache: Path, second_teacher: str | None = None) -> tuple[dict[str, Any], int]:
     from logdistill.model.demo import demo_spec, start_from_encoder
-    from logdistill.model.distill import AUGMENT_PER_TEMPLATE
+    from logdistill.model.augment import AUGMENT_PER_TEMPLATE
 
     body = demo_spec(teacher_dir, data=data)
     body["training"].update(epochs=epochs, patience=epochs, threads=threads)
@@ -115,7 +115,8 @@ def _body(row: str, teacher_dir: Path, data: dict[str, Any], epochs: int, thread
 def main(args: argparse.Namespace) -> int:
     from logdistill.model.bench_distill import machine
     from logdistill.model.data import load_records
-    from logdistill.model.distill import run_distill, supported_macro_f1
+    from logdistill.model.distill import run_distill
+    from logdistill.model.pipeline import supported_macro_f1
     from logdistill.model.teacher import TeacherOptions, default_base, ensure_teacher
     from logdistill.model.templates import mask
     from logdistill.model.train import Progress

@@ -69,10 +69,11 @@ def main(args: argparse.Namespace) -> int:
 
     from logdistill.model.artifact import ArtifactError
     from logdistill.model.data import DataError, load_records
-    from logdistill.model.distill import DistillError, run_distill
+    from logdistill.model.distill import run_distill
     from logdistill.model.evaluate import comparison_table, tfidf_scores
     from logdistill.model.splits import make_split
     from logdistill.model.teacher import TeacherOptions, default_base, ensure_teacher
+    from logdistill.model.teachers import DistillError
     from logdistill.model.train import Progress
     from logdistill.spec import DataSpec, SpecError, parse_spec
 

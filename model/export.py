@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -32,6 +30,8 @@ from logdistill.model.artifact import (
     verify_artifact,
     write_labels,
     write_manifest,
+    publish,
+    staged,
 )
 from logdistill.model.data import NORMAL_LABEL
 
@@ -139,39 +139,6 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path) -> Path:
     return Path(int8_path)
 
 
-def _staging_dir(out_dir: Path) -> Path:
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def publish(staging: Path, out_dir: Path) -> None:
-    """Move a finished artifact into place; an existing ``out_dir`` is replaced only after it is complete.
-
-    The staging directory (``mkdtemp``: 0700) and files that libraries write privately (the
-    safetensors weights: 0600) get the modes of a plain ``mkdir``/``open`` under the umask, so a
-    classifier running as another user of the group can read what the Job wrote.
-    """
-    out_dir = Path(out_dir)
-    mask = _umask()
-    for path in staging.rglob("*"):
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
-    staging.chmod(0o777 & ~mask)
-    old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.rmdir(old)
-        os.replace(out_dir, old)
-    os.replace(staging, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def save_artifact(
     model: Any,
     tokenizer: Any,
@@ -202,8 +169,7 @@ def save_artifact(
         raise ValueError(f"model has {model.config.num_labels} outputs but {len(labels)} labels were given")
 
     out_dir = Path(out_dir)
-    staging = _staging_dir(out_dir)
-    try:
+    with staged(out_dir, unique=True) as staging:
         model.config.id2label = dict(enumerate(labels))
         model.config.label2id = {label: i for i, label in enumerate(labels)}
         model.save_pretrained(staging)
@@ -216,10 +182,6 @@ def save_artifact(
             quantize_int8(fp32, staging / ONNX_MODEL)
         (staging / REPORT).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         write_manifest(staging, kind=kind, spec=spec, info=info)
-        publish(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return verify_artifact(out_dir, required=(LABELS, ONNX_MODEL, REPORT, "tokenizer.json"))
 
 

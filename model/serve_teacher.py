@@ -33,6 +33,8 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Sequence
 
+from logdistill.contracts import AGREEMENT_ANNOTATION
+from logdistill.contracts import Agreement as AgreementReport
 from logdistill.model.runtime import decide
 
 __all__ = ["TeacherService", "TeacherStore", "TeacherServer", "TeacherMetrics", "AGREEMENT_ANNOTATION",
@@ -40,7 +42,6 @@ __all__ = ["TeacherService", "TeacherStore", "TeacherServer", "TeacherMetrics", 
 
 log = logging.getLogger("logdistill.teacher")
 
-AGREEMENT_ANNOTATION = "logdistill.io/agreement"
 PUBLISH_INTERVAL_S = 10.0
 DEFAULT_STORE_MAX_BYTES = 256 * 1024 * 1024
 # A teacher batch takes ~10 ms (tiny) to seconds (MiniLM, 32 lines, 2 cores).
@@ -381,7 +382,7 @@ def main(args: argparse.Namespace) -> int:
             if ratio is not None:
                 metrics.agreement.set(ratio)  # the window slides even without new samples
             if publisher is not None:
-                publisher.publish(agreement.snapshot())
+                publisher.publish(AgreementReport.model_validate(agreement.snapshot()).to_dict())
     finally:
         log.info("stopping")
         server.stop()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -72,7 +71,8 @@ def train_teacher(data_spec: Any, base: str, out_dir: str | Path, options: Teach
 
     from logdistill.model.data import load_records
     from logdistill.model.evaluate import evaluate_scorer
-    from logdistill.model.export import publish, rewrite_report, save_artifact
+    from logdistill.model.artifact import staged, verify_artifact
+    from logdistill.model.export import rewrite_report, save_artifact
     from logdistill.model.runtime import OnnxClassifier
     from logdistill.model.splits import make_split
     from logdistill.model.templates import mask
@@ -126,13 +126,10 @@ def train_teacher(data_spec: Any, base: str, out_dir: str | Path, options: Teach
     )
 
     progress.update(stage="exporting", force=True)
-    out_dir = Path(out_dir)
-    staging = out_dir.parent / f".{out_dir.name}.staging"
-    shutil.rmtree(staging, ignore_errors=True)
     spec = {"base": str(base), "data": data_spec.model_dump(by_alias=True, mode="json"), "training": options.as_dict()}
     info = {"maxLength": options.max_length, "teacher": str(base)}
-    save_artifact(model, tokenizer, labels, normal, staging, kind="teacher", spec=spec, report={}, info=info)
-    try:
+    with staged(out_dir) as staging:
+        save_artifact(model, tokenizer, labels, normal, staging, kind="teacher", spec=spec, report={}, info=info)
         progress.update(stage="evaluating", force=True)
         test = [r for r in split.test if r.label is not None]
         onnx = OnnxClassifier(staging, threads=1)
@@ -148,14 +145,8 @@ def train_teacher(data_spec: Any, base: str, out_dir: str | Path, options: Teach
         }
         summary = {"teacher": {"accuracy": round(scores["accuracy"], 4), "macroF1": round(scores["macro_f1"], 4)}}
         rewrite_report(staging, report, {"summary": summary})
-        publish(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     progress.update(stage="done", force=True)
-    from logdistill.model.artifact import verify_artifact
-
-    return verify_artifact(out_dir), report
+    return verify_artifact(Path(out_dir)), report
 
 
 def cached_teacher(directory: str | Path, data_spec: Any, base: str, options: TeacherOptions) -> bool:

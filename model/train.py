@@ -13,7 +13,6 @@ once per distinct template (:func:`predict_logits`).
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import sys
@@ -24,12 +23,12 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from logdistill.contracts import STAGES
+from logdistill.contracts import Progress as ProgressMessage
 from logdistill.model.losses import UNLABELLED, balanced_class_weights, distillation_loss
 from logdistill.model.metrics import classification_report
 
 __all__ = ["Progress", "FitOptions", "FitResult", "encode", "predict_logits", "fit", "set_threads"]
-
-STAGES = ("loading", "labelling", "training", "evaluating", "exporting", "done")
 
 
 def set_threads(threads: int) -> int:
@@ -42,7 +41,8 @@ def set_threads(threads: int) -> int:
 class Progress:
     """Progress for people (periodic lines on stderr) and machines (a JSON file, replaced atomically).
 
-    File body: ``{"stage", "epoch", "epochs", "step", "steps", "percent", "devMacroF1", "updated"}``.
+    File body: :class:`logdistill.contracts.Progress` (``{"stage", "epoch", "epochs", "step", "steps",
+    "percent", "devMacroF1", "updated"}``).
     """
 
     def __init__(self, path: str | Path | None = None, *, stream: Any = sys.stderr, every_s: float = 5.0) -> None:
@@ -100,7 +100,7 @@ class Progress:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.state, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.write_text(ProgressMessage.model_validate(self.state).serialize() + "\n", encoding="utf-8")
         os.replace(tmp, self.path)
 
 

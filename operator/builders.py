@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from logdistill.contracts import AGREEMENT_ANNOTATION, PROGRESS_ANNOTATION  # noqa: F401 - re-exported
 from logdistill.operator.crd import GROUP, KIND, VERSION
 from logdistill.spec import DistilledModelSpec, Resources, Toleration
 
@@ -34,10 +35,7 @@ VERSION_ANNOTATION = f"{GROUP}/version"
 ARTIFACT_ANNOTATION = f"{GROUP}/artifact"
 SHA256_ANNOTATION = f"{GROUP}/sha256"
 APPLIED_HASH_ANNOTATION = f"{GROUP}/applied-hash"
-PROGRESS_ANNOTATION = f"{GROUP}/progress"
 RUN_LABEL = f"{GROUP}/run"
-# Published by each teacher pod (logdistill serve-teacher): the online student/teacher agreement.
-AGREEMENT_ANNOTATION = f"{GROUP}/agreement"
 # Set on the CR by a user: each new value starts one re-distillation.
 RETRAIN_REQUEST_ANNOTATION = f"{GROUP}/retrain-request"
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"

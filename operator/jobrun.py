@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import logging
 import signal
 import subprocess
@@ -24,7 +23,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from logdistill.operator.builders import PROGRESS_ANNOTATION
+from logdistill.contracts import PROGRESS_ANNOTATION, ContractError, ErrorSummary, Progress
 from logdistill.podannotation import PodAnnotationPublisher
 
 log = logging.getLogger("logdistill.operator.jobrun")
@@ -72,9 +71,11 @@ def main(args: argparse.Namespace) -> int:
 
     def read_progress() -> None:
         try:
-            publisher.publish(json.loads(progress.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
+            publisher.publish(Progress.parse(progress.read_text(encoding="utf-8")).to_dict())
+        except OSError:
             pass  # not written yet; the engine replaces it atomically, so never half-written
+        except ContractError as err:
+            log.warning("not publishing progress: %s", err)
 
     while True:
         try:
@@ -88,7 +89,7 @@ def main(args: argparse.Namespace) -> int:
         text = engine_summary.read_text(encoding="utf-8")
     elif code != 0:
         last = next((line for line in reversed(tail) if line.strip()), "no output")
-        text = json.dumps({"error": f"logdistill distill exited with code {code}: {last}"[:1000]})
+        text = ErrorSummary(error=f"logdistill distill exited with code {code}: {last}"[:1000]).serialize()
     else:
         text = ""  # success without a summary: the operator reports it, never rolls it out
         log.error("logdistill distill succeeded but wrote no summary")

@@ -5,12 +5,12 @@ is unit-tested; the handlers observe, call these, and act.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from logdistill.operator.builders import AGREEMENT_ANNOTATION
+from logdistill.contracts import AGREEMENT_ANNOTATION, ContractError
+from logdistill.contracts import Agreement as AgreementReport
 from logdistill.operator.status import AGREEMENT_LOW, Agreement, LastRetrain
 from logdistill.spec import DistilledModelSpec
 
@@ -37,21 +37,10 @@ def read_report(pod: dict) -> dict | None:
     if not raw:
         return None
     try:
-        data = json.loads(raw)
-        ratio = data.get("ratio")
-        report = {
-            "ratio": None if ratio is None else float(ratio),
-            "samples": int(data.get("samples", 0)),
-            "windowSeconds": int(data["windowSeconds"]) if data.get("windowSeconds") is not None else None,
-            "updated": data.get("updated"),
-        }
-    except (ValueError, TypeError, AttributeError):
-        log.warning("ignoring unreadable agreement annotation on pod %s", pod.get("metadata", {}).get("name"))
+        return AgreementReport.parse(raw).to_dict()
+    except ContractError as err:
+        log.warning("ignoring agreement annotation on pod %s: %s", pod.get("metadata", {}).get("name"), err)
         return None
-    if report["ratio"] is not None and not 0.0 <= report["ratio"] <= 1.0 or report["samples"] < 0:
-        log.warning("ignoring out-of-range agreement annotation on pod %s", pod.get("metadata", {}).get("name"))
-        return None
-    return report
 
 
 def agreement_from(pods: list[dict], spec: DistilledModelSpec, old: Agreement | None,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from logdistill.model.augment_guard import without_evaluation_templates
+from logdistill.model.augment import augment_templates, without_evaluation_templates
 from logdistill.model.data import LogRecord
-from logdistill.model.distill import augment_templates
-from logdistill.model.label import transfer_set
+from logdistill.model.transfer import transfer_set
 from logdistill.model.losses import UNLABELLED
 from logdistill.model.splits import Split
 

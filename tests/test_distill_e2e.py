@@ -167,14 +167,14 @@ def test_missing_teacher_checkpoint_is_an_error_naming_the_field(workspace, caps
 
 
 def test_summary_json_cuts_long_errors():
-    from logdistill.model.distill import summary_json
+    from logdistill.contracts import ErrorSummary
 
-    text = summary_json({"error": "x" * 10000})
-    assert len(text.encode()) < 4096 and json.loads(text)["error"].startswith("xxx")
+    text = ErrorSummary(error="x" * 10000).serialize()
+    assert len(text.encode()) <= 4096 and json.loads(text)["error"].startswith("xxx")
 
 
 def test_augmented_transfer_lines_are_new_deterministic_and_bounded():
-    from logdistill.model.distill import augment_templates
+    from logdistill.model.augment import augment_templates
 
     templates = ["RAS KERNEL FATAL data storage interrupt", "RAS APP FATAL ciod: Error reading message <NUM>",
                  "RAS KERNEL INFO cache parity error corrected"]

@@ -316,7 +316,7 @@ def test_distill_with_an_unreachable_endpoint_fails_with_the_field_named(tmp_pat
 
 
 def test_paraphrases_equal_to_an_evaluation_template_are_dropped(server, tmp_path):
-    from logdistill.model.distill_endpoint import paraphrase_lines
+    from logdistill.model.augment import paraphrase_lines
 
     server.extra_paraphrases = ["RAS APP FATAL bus error raised in loader <NUM>", "disk <NUM> failed (again)"]
     llm = teacher(server.url, tmp_path)

@@ -14,11 +14,12 @@ pytest.importorskip("torch")
 from helpers.tiny_models import tiny_distill_config  # noqa: E402
 
 from logdistill.cli import main as cli  # noqa: E402
-from logdistill.model import distill  # noqa: E402
+from logdistill.model.augment import AUGMENT_PER_TEMPLATE  # noqa: E402
 from logdistill.model.data import load_records  # noqa: E402
-from logdistill.model.label import (  # noqa: E402
-    ShardError, load_soft_targets, shard_name, shard_of, transfer_set)
+from logdistill.model.shards import ShardError, load_soft_targets, shard_name, shard_of  # noqa: E402
 from logdistill.model.splits import make_split  # noqa: E402
+from logdistill.model.teachers import CheckpointTeacher  # noqa: E402
+from logdistill.model.transfer import transfer_set  # noqa: E402
 from logdistill.spec import load_spec  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -41,10 +42,10 @@ def workspace(tmp_path_factory):
 
 def _transfer(config):
     spec = load_spec(config)
-    teachers = distill._load_teachers(spec.teacher)
-    labels = list(teachers[0][0].labels)
+    teachers = CheckpointTeacher(spec.teacher)
+    labels = teachers.label_set().labels
     split = make_split(load_records(spec.data).records, spec.data, spec.training.seed)
-    transfer = transfer_set(split, labels, distil=True, augment_per_template=distill.AUGMENT_PER_TEMPLATE,
+    transfer = transfer_set(split, labels, distil=True, augment_per_template=AUGMENT_PER_TEMPLATE,
                             seed=spec.training.seed)
     return spec, teachers, labels, transfer
 
@@ -53,7 +54,7 @@ def test_shard_assignment_is_stable_across_processes():
     templates = [f"RAS KERNEL INFO job <NUM> step {i}" for i in range(200)]
     here = [shard_of(t, 7) for t in templates]
     # A fresh interpreter with a different hash seed: Python's hash() would differ, sha256 does not.
-    code = ("import json,sys; from logdistill.model.label import shard_of;"
+    code = ("import json,sys; from logdistill.model.shards import shard_of;"
             "print(json.dumps([shard_of(t, 7) for t in json.load(sys.stdin)]))")
     there = subprocess.run([sys.executable, "-P", "-c", code], input=json.dumps(templates), capture_output=True,
                            text=True, check=True, env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin:/bin"}).stdout
@@ -77,7 +78,7 @@ def test_shards_hold_every_transfer_template_exactly_once_with_the_teachers_targ
     assert transfer.augmented and set(transfer.augmented) <= set(keys)  # the augmented lines are sharded too
     probs, missing = load_soft_targets(out, transfer.templates, labels, spec.training.temperature)
     assert missing == []
-    direct = distill._teacher_probs(teachers, transfer.templates, labels, spec.training.temperature)
+    direct = teachers.probs(transfer.templates, labels, spec.training.temperature)
     assert torch.allclose(probs, direct, atol=1e-5)
 
 
@@ -143,7 +144,7 @@ def test_distill_with_soft_targets_never_runs_the_teacher(workspace, tmp_path, m
     def no_teacher(*_args, **_kwargs):
         raise AssertionError("the teacher ran although soft targets were given")
 
-    monkeypatch.setattr(distill, "_teacher_probs", no_teacher)
+    monkeypatch.setattr(CheckpointTeacher, "probs", no_teacher)
     summary = tmp_path / "summary.json"
     code = cli(["distill", "--config", str(config), "--out", str(tmp_path / "student"), "--soft-targets", str(out),
                 "--summary-file", str(summary)])

@@ -14,11 +14,11 @@ import logging
 import os
 from typing import Any
 
+from logdistill.contracts import MAX_ANNOTATION_BYTES
+
 __all__ = ["PodAnnotationPublisher", "MAX_ANNOTATION_BYTES"]
 
 log = logging.getLogger(__name__)
-
-MAX_ANNOTATION_BYTES = 2048
 
 
 class PodAnnotationPublisher:
