@@ -87,6 +87,8 @@ class TemplateClassifier:
         self._to_sample = 0  # lines to skip before the next agreement sample
         self._rng = random.Random()
         self._taught: dict[str, str] = {}  # template -> the student's own label, where the teacher relabelled it
+        # Set by load_classifier once the model passed its self-test; /readyz needs it.
+        self.self_test = None
 
     @property
     def version(self) -> str:
