@@ -25,13 +25,19 @@ COPY operator/ /src/operator/
 RUN python -m venv /opt/installer
 
 FROM source AS build-edge
-# The base install only: ONNX Runtime, tokenizers, numpy, prometheus-client, pydantic, pyyaml. No extras,
-# so no torch and no Kubernetes client; the checks fail the build if that ever changes.
+# The base install only: ONNX Runtime, tokenizers, numpy, prometheus-client. No extras, so no torch, no
+# Kubernetes client, no pydantic; the checks fail the build if that ever changes.
+# tokenizers declares huggingface-hub for Tokenizer.from_pretrained (downloads from the Hub); the edge reads
+# tokenizer.json from the artifact, offline. The Hub client and its HTTP stack (~35 MB of a venv that must
+# stay under 200 MB) are removed again; tests/test_chart_images.py classifies with them blocked.
+ARG EDGE_UNUSED="huggingface-hub hf-xet fsspec httpx2 httpcore2 anyio h11 idna click tqdm filelock pyyaml"
 RUN python -m venv --without-pip /opt/logdistill \
  && /opt/installer/bin/pip --python /opt/logdistill/bin/python install --no-cache-dir /src \
+ && /opt/installer/bin/pip --python /opt/logdistill/bin/python uninstall --yes ${EDGE_UNUSED} \
  && ! /opt/logdistill/bin/python -c "import torch" 2>/dev/null \
  && ! /opt/logdistill/bin/python -c "import kubernetes" 2>/dev/null \
  && ! /opt/logdistill/bin/python -c "import pip" 2>/dev/null \
+ && /opt/logdistill/bin/python -c "import tokenizers, onnxruntime, numpy, prometheus_client" \
  && /opt/logdistill/bin/logdistill classify --help >/dev/null
 
 FROM source AS build-full

@@ -42,12 +42,19 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "onnxscript": "train",
     "sklearn": "train",
     "tqdm": "train",
+    # The typed spec's: in both extras; which one to name depends on the command (see missing_extra).
+    "pydantic": "train",
+    "yaml": "train",
 }
 
 
-def missing_extra(err: ModuleNotFoundError) -> str | None:
-    """The extra whose absence caused ``err``, if it is one of ours."""
-    return EXTRA_OF_MODULE.get((err.name or "").partition(".")[0])
+def missing_extra(err: ModuleNotFoundError, command: str | None = None) -> str | None:
+    """The extra whose absence caused ``err`` when running ``command``, if it is one of ours."""
+    top = (err.name or "").partition(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if command == "operator" and top in ("pydantic", "yaml"):
+        return "operator"
+    return extra
 
 
 def build_parser(load: Iterable[str] = ()) -> argparse.ArgumentParser:
@@ -75,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser(load=[chosen] if chosen in COMMANDS else []).parse_args(argv)
         return int(args._main(args) or 0)
     except ModuleNotFoundError as err:
-        extra = missing_extra(err)
+        extra = missing_extra(err, chosen)
         if extra is None:
             raise
         print(f"logdistill {chosen}: this install lacks the '{extra}' extra ({err}); pip install"
