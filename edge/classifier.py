@@ -26,6 +26,7 @@ from typing import NamedTuple, Sequence
 
 from logdistill.edge.lines import DEFAULT_MAX_LINE_BYTES
 from logdistill.edge.metrics import ClassifierMetrics
+from logdistill.edge.selftest import SelfTest
 from logdistill.model.runtime import OnnxClassifier
 from logdistill.model.templates import mask
 
@@ -87,6 +88,8 @@ class TemplateClassifier:
         self._to_sample = 0  # lines to skip before the next agreement sample
         self._rng = random.Random()
         self._taught: dict[str, str] = {}  # template -> the student's own label, where the teacher relabelled it
+        # Set by load_classifier once the model passed its self-test; /readyz needs it.
+        self.self_test: SelfTest | None = None
 
     @property
     def version(self) -> str:

@@ -23,6 +23,7 @@ from collections import deque
 from typing import Any, Callable, NamedTuple, Sequence, TextIO
 
 from logdistill.edge.agreement import AgreementWindow
+from logdistill.edge.metrics import ESCALATION_RESULTS
 
 __all__ = ["Escalation", "TeacherAnswer", "RateLimiter", "EscalationClient", "TeacherAnswers", "TeacherError"]
 
@@ -128,7 +129,7 @@ class EscalationClient:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.counts = {"sent": 0, "answered": 0, "dropped_queue_full": 0, "dropped_error": 0}
+        self.counts = dict.fromkeys(ESCALATION_RESULTS, 0)  # the metric's closed set of results
 
     def __len__(self) -> int:
         return len(self._queue)

@@ -38,7 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start-at", choices=("beginning", "end"), default="beginning",
                         help="where to start in files found at the very first start, without saved offsets")
     parser.add_argument("--state-dir", type=Path, default=None,
-                        help="directory for read offsets (without it, a restart re-reads files from --start-at)")
+                        help="directory for read offsets (without it, a restart re-reads files from --start-at);"
+                             " created if missing, must be writable by this process")
+    parser.add_argument("--exclude-pod-uid", action="append", default=[], metavar="UID",
+                        help="never read files under /var/log/pods/<ns>_<pod>_<UID>/ (repeatable); the DaemonSet"
+                             " passes its own pod UID so the classifier does not classify its own alert output")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default %(default)s)")
     parser.add_argument("--cache-size", type=int, default=20_000,
                         help="entries in each of the two cache levels (line key, template); 0 disables the cache "
@@ -73,18 +77,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_classifier(directory: Path, *, threads: int, cache_size: int, batch_size: int,
                     max_line_chars: int, metrics=None):
-    """Verify and load an artifact, and run it once so a broken graph is refused before it serves."""
+    """Verify and load an artifact, and self-test it (:mod:`logdistill.edge.selftest`) so a broken graph is
+    refused before it serves."""
     from logdistill.edge.classifier import TemplateClassifier
-    from logdistill.model.artifact import ArtifactError
+    from logdistill.edge.selftest import run_self_test
     from logdistill.model.runtime import OnnxClassifier
 
     model = OnnxClassifier(directory, threads=threads)
-    try:
-        model.predict(["warm up <NUM>"])
-    except Exception as err:
-        raise ArtifactError(f"{directory}: the model fails on a probe line: {err}") from None
-    return TemplateClassifier(model, cache_size=cache_size, batch_size=batch_size, metrics=metrics,
-                              max_line_chars=max_line_chars)
+    passed = run_self_test(model)  # raises ArtifactError: the candidate is refused, the old model keeps serving
+    log.info("%s: self-test passed (%s %.3f)", directory, passed.label, passed.score)
+    classifier = TemplateClassifier(model, cache_size=cache_size, batch_size=batch_size, metrics=metrics,
+                                    max_line_chars=max_line_chars)
+    classifier.self_test = passed
+    return classifier
 
 
 def main(args: argparse.Namespace) -> int:
@@ -102,8 +107,10 @@ def main(args: argparse.Namespace) -> int:
     metrics = ClassifierMetrics(CollectorRegistry())
     holder = ModelHolder()
     try:
+        # Not ready until the tailer has scanned (it replaces this check below); API-only has no source check.
         server = ClassifierServer(holder, metrics, host=args.host, port=args.port,
-                                  max_lines=args.max_request_lines, max_body_bytes=args.max_body_bytes)
+                                  max_lines=args.max_request_lines, max_body_bytes=args.max_body_bytes,
+                                  sources=None if args.no_tail else (lambda: "no log source scanned yet"))
     except OSError as err:
         print(f"logdistill classify: cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr)
         return 1
@@ -161,10 +168,15 @@ def main(args: argparse.Namespace) -> int:
         if args.state_dir is None:
             log.warning("no --state-dir: read offsets are not persisted across restarts")
         tailer = Tailer(args.paths, state_dir=args.state_dir, fmt=args.format, start_at=args.start_at,
-                        max_line_bytes=args.max_line_bytes,
-                        on_malformed=lambda reason: metrics.malformed.labels(reason=reason).inc())
+                        max_line_bytes=args.max_line_bytes, exclude_pod_uids=args.exclude_pod_uid,
+                        on_malformed=lambda reason: metrics.malformed.labels(reason=reason).inc(),
+                        on_source_error=lambda reason: metrics.source_errors.labels(reason=reason).inc())
         pipeline = TailPipeline(tailer, holder, metrics, sys.stdout, node=os.environ.get("NODE_NAME"))
-        log.info("tailing %s", " ".join(args.paths))
+        metrics.set_sources(args.paths)
+        metrics.open_files.set_function(lambda: tailer.open_count)
+        server.sources = tailer.not_ready  # /readyz: 503 until some source is readable
+        log.info("tailing %s%s", " ".join(args.paths),
+                 f" (not pods {', '.join(args.exclude_pod_uid)})" if args.exclude_pod_uid else "")
     try:
         while not stop.is_set():
             try:

@@ -2,7 +2,10 @@
 
 Names follow ``logdistill_classifier_<name>_<unit>``; every label has a bounded set of
 values (model labels, the closed set of malformed reasons, source kinds/globs, reload
-results), never a file path or a message.
+results), never a file path or a message. Every counter label value known in advance is
+exported at 0 from the start (the closed sets here, the --paths globs at
+:meth:`ClassifierMetrics.set_sources`, the model's labels at :meth:`ClassifierMetrics.set_model`),
+so ``rate()`` and ``increase()`` see the first event instead of a series appearing at 1.
 """
 
 from __future__ import annotations
@@ -12,11 +15,15 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
-from logdistill.model.artifact import REPORT, Manifest
+from logdistill.edge.lines import MALFORMED_REASONS
+from logdistill.edge.sources import SOURCE_ERROR_REASONS
+from logdistill.model.artifact import REPORT, ArtifactError, Manifest, read_labels
 
-__all__ = ["ClassifierMetrics", "RELOAD_RESULTS"]
+__all__ = ["ClassifierMetrics", "RELOAD_RESULTS", "ESCALATION_RESULTS", "HTTP_SOURCE"]
 
 RELOAD_RESULTS = ("success", "failed", "unchanged")
+ESCALATION_RESULTS = ("sent", "answered", "dropped_queue_full", "dropped_error")
+HTTP_SOURCE = "http"  # the lines_read source of POST /v1/classify
 
 # Model time per line ranges from ~20 µs (a tiny student, batched) to ~50 ms (a teacher);
 # a batch or an HTTP call up to a few seconds.
@@ -70,6 +77,14 @@ class ClassifierMetrics:
             ["source"],
             registry=registry,
         )
+        self.source_errors = Counter(
+            f"{p}_source_errors",
+            "Log sources (a --paths glob's directory, or a matched file) that could not be read, by reason;"
+            " counted once per path until it is readable again.",
+            ["reason"],
+            registry=registry,
+        )
+        self.open_files = Gauge(f"{p}_open_files", "Log files being tailed now.", registry=registry)
         self.model_info = Info(f"{p}_model", "The model being served.", registry=registry)
         self.model_parameters = Gauge(
             f"{p}_model_parameters", "Parameter count of the model being served.", registry=registry
@@ -129,6 +144,21 @@ class ClassifierMetrics:
             registry=registry,
         )
 
+        for reason in MALFORMED_REASONS:
+            self.malformed.labels(reason=reason)
+        for reason in SOURCE_ERROR_REASONS:
+            self.source_errors.labels(reason=reason)
+        for result in RELOAD_RESULTS:
+            self.reloads.labels(result=result)
+        for result in ESCALATION_RESULTS:
+            self.escalations.labels(result=result)
+        self.lines_read.labels(source=HTTP_SOURCE)
+
+    def set_sources(self, patterns) -> None:
+        """Export ``lines_read`` at 0 for each --paths glob before its first line."""
+        for pattern in patterns:
+            self.lines_read.labels(source=pattern)
+
     def set_agreement(self, window, added: int) -> None:
         """Publish an :class:`~logdistill.edge.agreement.AgreementWindow` after ``added`` new samples."""
         self.agreement_samples.inc(added)
@@ -159,6 +189,14 @@ class ClassifierMetrics:
         parameters = info.get("parameters")
         if isinstance(parameters, (int, float)):
             self.model_parameters.set(parameters)
+        try:
+            labels, normal = read_labels(manifest.path)
+        except ArtifactError:  # a loaded model has a label map; this only pre-creates series
+            labels, normal = [], None
+        for label in labels:
+            self.lines_classified.labels(label=label)
+            if label != normal:  # corrections turn normal into an alert label
+                self.corrections.labels(label=label)
         for model, scores in model_scores(manifest).items():
             if "accuracy" in scores:
                 self.model_accuracy.labels(model=model).set(scores["accuracy"])

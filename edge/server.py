@@ -3,8 +3,14 @@
 ``POST /v1/classify``  ``{"lines": ["...", ...]}``
                        -> ``{"results": [{"label", "score", "template"}, ...], "model": version}``
 ``GET /v1/model``      the serving version and its manifest info
-``GET /healthz``       200 while the process runs
-``GET /readyz``        200 once a model is loaded, 503 before
+``GET /healthz``       liveness: 200 while the process runs (a slow model load is no reason to restart)
+``GET /readyz``        readiness, meaning "classifying": 200 (``ready: model <version>``) only when
+                       (1) a model is loaded, (2) its self-test (a fixed line classified right after
+                       the load or reload, see :func:`logdistill.edge.main.load_classifier`) passed,
+                       and (3) at least one log source is readable: a file is open, or a ``--paths``
+                       glob's directory can be listed and no match failed to open. Without ``--paths``
+                       (``--no-tail``, API only) (3) does not apply. Otherwise 503 with a short
+                       plain-text reason, e.g. ``no readable log source: /var/log/pods: permission denied``.
 ``GET /metrics``       Prometheus text format
 
 Limits: a body over ``max_body_bytes`` or more than ``max_lines`` lines gets 413; a body
@@ -19,11 +25,11 @@ import logging
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from logdistill.edge.metrics import ClassifierMetrics
+from logdistill.edge.metrics import HTTP_SOURCE, ClassifierMetrics
 from logdistill.edge.reload import ModelHolder
 
 __all__ = ["ClassifierServer", "DEFAULT_MAX_LINES", "DEFAULT_MAX_BODY_BYTES"]
@@ -32,6 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LINES = 10_000
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+_TEXT = "text/plain; charset=utf-8"
 
 
 class _RequestError(Exception):
@@ -41,7 +48,11 @@ class _RequestError(Exception):
 
 
 class ClassifierServer:
-    """Serves ``holder`` on ``host:port`` (port 0 = an ephemeral port, see :attr:`port`)."""
+    """Serves ``holder`` on ``host:port`` (port 0 = an ephemeral port, see :attr:`port`).
+
+    ``sources``: returns why no log source is readable, or ``None`` (the tailer's ``not_ready``);
+    unset when nothing is tailed. May be set after construction, once the tailer exists.
+    """
 
     def __init__(
         self,
@@ -52,8 +63,10 @@ class ClassifierServer:
         port: int = 8080,
         max_lines: int = DEFAULT_MAX_LINES,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        sources: Callable[[], str | None] | None = None,
     ) -> None:
         self.holder = holder
+        self.sources = sources
         self.metrics = metrics
         self.max_lines = max_lines
         self.max_body_bytes = max_body_bytes
@@ -82,12 +95,23 @@ class ClassifierServer:
 
     # -- routes -----------------------------------------------------------------------------
 
+    def not_ready(self) -> str | None:
+        """Why this classifier is not classifying, or ``None`` when it is (see the module docstring)."""
+        model = self.holder.current
+        if model is None:
+            return "no model loaded yet"
+        if getattr(model, "self_test", None) is None:
+            return f"model {model.version} is loaded but has not passed its self-test"
+        if self.sources is not None:
+            return self.sources()
+        return None
+
     def classify(self, body: bytes) -> dict[str, Any]:
         lines = _parse_lines(body, self.max_lines)
         model = self.holder.current
         if model is None:
             raise _RequestError(HTTPStatus.SERVICE_UNAVAILABLE, "no model loaded yet")
-        self.metrics.lines_read.labels(source="http").inc(len(lines))
+        self.metrics.lines_read.labels(source=HTTP_SOURCE).inc(len(lines))
         results = model.classify(lines)
         return {
             "results": [{"label": r.label, "score": r.score, "template": r.template} for r in results],
@@ -135,13 +159,16 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         try:
             if path == "/healthz":
-                self._send(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
+                self._send(HTTPStatus.OK, b"ok\n", _TEXT)
             elif path == "/readyz":
+                # The teacher server (logdistill serve-teacher) reuses this handler: it is ready once loaded.
+                check = getattr(self.app, "not_ready", None)
                 model = self.app.holder.current
-                if model is None:
-                    self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"ready": False, "error": "no model loaded yet"})
+                problem = check() if check is not None else (None if model is not None else "no model loaded yet")
+                if problem is None:
+                    self._send(HTTPStatus.OK, f"ready: model {model.version}\n".encode(), _TEXT)
                 else:
-                    self._json(HTTPStatus.OK, {"ready": True, "version": model.version})
+                    self._send(HTTPStatus.SERVICE_UNAVAILABLE, f"{problem}\n".encode(), _TEXT)
             elif path == "/metrics":
                 self._send(HTTPStatus.OK, generate_latest(self.app.metrics.registry), CONTENT_TYPE_LATEST)
             elif path == "/v1/model":

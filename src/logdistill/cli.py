@@ -29,6 +29,34 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Top-level modules of the optional extras -> the extra that installs them, for a clear error when a
+# command runs in an install without it (the slim edge image has the base dependencies only).
+EXTRA_OF_MODULE: dict[str, str] = {
+    "kopf": "operator",
+    "kubernetes": "operator",
+    "aiohttp": "operator",
+    "torch": "train",
+    "transformers": "train",
+    "safetensors": "train",
+    "onnx": "train",
+    "onnxscript": "train",
+    "sklearn": "train",
+    "tqdm": "train",
+    # The typed spec's: in both extras; which one to name depends on the command (see missing_extra).
+    "pydantic": "train",
+    "yaml": "train",
+}
+
+
+def missing_extra(err: ModuleNotFoundError, command: str | None = None) -> str | None:
+    """The extra whose absence caused ``err`` when running ``command``, if it is one of ours."""
+    top = (err.name or "").partition(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if command == "operator" and top in ("pydantic", "yaml"):
+        return "operator"
+    return extra
+
+
 def build_parser(load: Iterable[str] = ()) -> argparse.ArgumentParser:
     """The whole command tree; only the subcommands named in ``load`` import their modules."""
     parser = argparse.ArgumentParser(
@@ -50,8 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # Import only the chosen subcommand's module: keeps start-up light and torch-free.
     chosen = next((a for a in argv if not a.startswith("-")), None)
-    args = build_parser(load=[chosen] if chosen in COMMANDS else []).parse_args(argv)
-    return int(args._main(args) or 0)
+    try:
+        args = build_parser(load=[chosen] if chosen in COMMANDS else []).parse_args(argv)
+        return int(args._main(args) or 0)
+    except ModuleNotFoundError as err:
+        extra = missing_extra(err, chosen)
+        if extra is None:
+            raise
+        print(f"logdistill {chosen}: this install lacks the '{extra}' extra ({err}); pip install"
+              f" 'logdistill[{extra}]', or run the full image", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -35,7 +35,11 @@ class PodAnnotationPublisher:
             return
         try:
             from kubernetes import client, config
-
+        except ImportError as err:  # an install without the `operator` extra (the slim edge image)
+            log.warning("the Kubernetes client is not installed (the 'operator' extra: %s): %s is not published",
+                        err, key)
+            return
+        try:
             try:
                 config.load_incluster_config()
             except config.ConfigException:
