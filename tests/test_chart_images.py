@@ -60,11 +60,16 @@ def test_edge_installs_the_base_only_and_full_the_train_operator_and_demo_extras
     s = stages()
     edge_install = " ".join(s["build-edge"])
     full_install = " ".join(s["build-full"])
-    assert re.search(re.escape(INSTALL) + r" /src(\s|$)", edge_install), edge_install
+    # Dependencies first (from pyproject.toml alone, a cached layer), then the source without them.
+    for install in (edge_install, full_install):
+        assert re.search(re.escape(INSTALL) + r" -r /tmp/requirements.txt", install), install
+        assert re.search(re.escape(INSTALL) + r" --no-deps /src(\s|$)", install), install
+        assert install.index("-r /tmp/requirements.txt") < install.index("COPY src/")
+    assert 'ARG EXTRAS=""' in s["build-edge"]
     # The operator runs from the full image (one image per node for it and its Jobs); the Jobs publish
     # progress with the Kubernetes client and train the teacher from the demo extra's MiniLM.
-    match = re.search(re.escape(INSTALL) + r' "/src\[([a-z,-]+)\]"', full_install)
-    assert match and set(match.group(1).split(",")) == {"train", "operator", "demo"}, full_install
+    (extras_arg,) = [line for line in s["build-full"] if line.startswith("ARG EXTRAS=")]
+    assert set(extras_arg.split("=", 1)[1].strip('"').split(",")) == {"train", "operator", "demo"}
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert {"train", "operator", "demo"} <= set(extras)
     assert any(req.startswith("kopf") for req in extras["operator"])
@@ -76,7 +81,7 @@ def test_edge_installs_the_base_only_and_full_the_train_operator_and_demo_extras
 def test_build_steps_never_run_in_the_source_directory_and_final_venvs_have_no_pip():
     s = stages()
     for stage in ("source", "build-edge", "build-full"):
-        body = s[stage]
+        body = s[stage]  # (a stage inherits the WORKDIR of the stage it starts from)
         # /src/operator would shadow the standard library's `operator` for any python run from /src.
         assert all(line.split()[1] == "/" for line in body if line.startswith("WORKDIR ")), body
         assert not any("cd /src" in line for line in body)
@@ -87,8 +92,9 @@ def test_build_steps_never_run_in_the_source_directory_and_final_venvs_have_no_p
         assert "--upgrade pip" not in run and "/opt/logdistill/bin/pip" not in run, stage
     assert '! /opt/logdistill/bin/python -c "import pip"' in " ".join(s["build-edge"])
     # Every package folder the install needs is copied into the build context.
-    copied = {line.split()[1].rstrip("/") for line in s["source"] if line.startswith("COPY ")}
-    assert {"src", "model", "edge", "operator"} <= copied
+    for stage in ("build-edge", "build-full"):
+        copied = {line.split()[1].rstrip("/") for line in s[stage] if line.startswith("COPY ")}
+        assert {"src", "model", "edge", "operator", "README.md"} <= copied, stage
     ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.startswith("#")]
     assert not {"src", "model", "edge", "operator", "pyproject.toml", "README.md"} & set(ignored)
