@@ -112,6 +112,11 @@ def _load_teachers(teacher_spec: Any) -> list[tuple[Any, float]]:
     from logdistill.model.artifact import ArtifactError
     from logdistill.model.export import load_torch_model
 
+    if getattr(teacher_spec, "train", None) is not None:
+        raise DistillError(
+            "teacher.train: the operator trains that teacher into a checkpoint first (logdistill teacher ensure);"
+            " outside the operator, train one (logdistill teacher train --out DIR) and set teacher.checkpoint"
+        )
     if teacher_spec.endpoint is not None:
         raise DistillError(
             "teacher.endpoint: an LLM endpoint teacher has no local model to load here; run_distill trains from it"
