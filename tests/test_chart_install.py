@@ -208,3 +208,30 @@ def test_the_operator_works_with_exactly_the_chart_rbac(control_plane, restricte
     finally:
         cp.helm("uninstall", release, "--namespace", ns, "--wait", check=False)
         cp.kubectl("delete", "pv", f"logdistill-{workload}-logdistill-artifacts", "--wait=false", check=False)
+
+
+def test_artifacts_host_path_auto_follows_the_clusters_default_storage_class(control_plane):
+    """artifacts.hostPath=auto looks the StorageClasses up at install time (helm's lookup, here through
+    `helm template --dry-run=server`): hostPath volumes only while no class is annotated as the default."""
+    cp = control_plane
+
+    def operator_args() -> list[str]:
+        out = cp.helm("template", "probe", CHART, "--namespace", "logdistill-system", "--dry-run=server",
+                      "--show-only", "templates/deployment.yaml").stdout
+        import yaml
+
+        (deployment,) = [d for d in yaml.safe_load_all(out) if d]
+        return deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    assert "--artifacts-host-path=/var/lib/logdistill/artifacts" in operator_args()
+    name = f"default-{uuid.uuid4().hex[:6]}"
+    cp.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": name, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "example.com/none"}))
+    try:
+        args = operator_args()
+        assert not any(a.startswith("--artifacts-host-path") for a in args), args
+        assert "--create-claims" in args
+    finally:
+        cp.kubectl("delete", "storageclass", name, "--wait=false")
