@@ -37,8 +37,10 @@ metadata:
 OUTPUTS = {
     "logdistill.yaml": (
         "The CRD, the operator (namespace {ns}, all namespaces watched), its RBAC and the Grafana dashboard ConfigMap.\n"
+        "# Artifacts claims are created from the cluster's default StorageClass (no hostPath volumes: helm's\n"
+        "# lookup of StorageClasses cannot run here; with Helm, artifacts.hostPath=auto decides at install).\n"
         "#   kubectl apply --server-side -f deploy/logdistill.yaml",
-        ["--include-crds"],
+        ["--include-crds", "--set", "artifacts.hostPath="],
     ),
     "monitoring.yaml": (
         "Prometheus Operator objects: the classifier PodMonitor and the alerts (PrometheusRule).\n"

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TeacherOptions", "default_base", "distinct_pairs", "cached_teacher", "ensure_teacher", "train_teacher", "model_labels", "add_arguments", "main"]
+__all__ = ["TeacherOptions", "default_base", "distinct_pairs", "cached_teacher", "ensure_teacher",
+           "ensure_teacher_shared", "recipe_inputs", "train_teacher", "model_labels", "add_arguments", "main"]
 
 DEFAULT_OUT = "artifacts/teacher"
 
@@ -179,8 +180,68 @@ def ensure_teacher(directory: str | Path, data_spec: Any, base: str, options: Te
     return Path(directory), False
 
 
+def recipe_inputs(recipe: dict[str, Any], threads: int = 0) -> tuple[Any, str, TeacherOptions]:
+    """``(data spec, base folder, options)`` of a resolved ``teacher.train`` recipe (the operator's
+    ``--spec-json``: base, data, epochs, learningRate, seed)."""
+    from logdistill.model.bases import BASES, base_path
+    from logdistill.spec import DataSpec, TeacherTrainSpec, parse_spec
+
+    unknown = set(recipe) - {"base", "data", "epochs", "learningRate", "seed"}
+    if unknown:
+        raise ValueError(f"--spec-json: unknown field(s) {', '.join(sorted(unknown))}")
+    checked = parse_spec({k: v for k, v in recipe.items()}, TeacherTrainSpec, source="--spec-json")
+    if checked.base not in BASES:
+        raise ValueError(f"--spec-json: base {checked.base!r} is not one of {', '.join(BASES)}")
+    data_spec = checked.data or DataSpec()
+    defaults = TeacherOptions()
+    options = TeacherOptions(epochs=checked.epochs, learning_rate=checked.learning_rate,
+                             seed=checked.seed if checked.seed is not None else defaults.seed, threads=threads)
+    return data_spec, base_path(checked.base), options
+
+
+def ensure_teacher_shared(directory: str | Path, data_spec: Any, base: str, options: TeacherOptions,
+                          progress: Any = None) -> tuple[Path, bool]:
+    """:func:`ensure_teacher` for a folder several pods may fill at once (a shared volume): reuse a
+    verified artifact of the same recipe, else train into a private folder beside it and rename it into
+    place. A trainer that loses the race (the folder appeared meanwhile) keeps the winner's artifact
+    if it verifies as the same recipe. ``(path, reused)``."""
+    import tempfile
+
+    directory = Path(directory)
+    if cached_teacher(directory, data_spec, base, options):
+        if progress is not None:
+            progress.say(f"reusing the teacher at {directory} (manifest verified, same recipe)")
+        return directory, True
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{directory.name}.train-", dir=directory.parent))
+    try:
+        train_teacher(data_spec, base, scratch / "teacher", options, progress)
+        try:
+            os.rename(scratch / "teacher", directory)  # atomic; fails if another trainer got there first
+        except OSError:
+            if not cached_teacher(directory, data_spec, base, options):
+                if directory.exists() and not any(directory.iterdir()):
+                    os.rmdir(directory)  # an empty leftover: take its place
+                    os.rename(scratch / "teacher", directory)
+                    return directory, False
+                raise ValueError(f"{directory} exists and is not a verified teacher of this recipe; remove it")
+            if progress is not None:
+                progress.say(f"another trainer published {directory} first: using it")
+            return directory, True
+        return directory, False
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="teacher_command", metavar="ACTION", required=True)
+    ensure = sub.add_parser("ensure", help="train a teacher recipe into --out unless a verified one is there"
+                                           " (atomic: safe for several pods on one volume)")
+    ensure.add_argument("--out", required=True, help="the teacher's folder")
+    ensure.add_argument("--spec-json", required=True,
+                        help='the recipe: {"base", "data", "epochs", "learningRate", "seed"} (teacher.train resolved)')
+    ensure.add_argument("--threads", type=int, default=0, help="torch threads; 0 = all cores")
+    ensure.add_argument("--progress-file", default=None, help="JSON progress file, replaced atomically")
     train = sub.add_parser("train", help="fine-tune a teacher from a pretrained encoder")
     train.add_argument("--data", default=None, help="labelled logs (default: the bundled BGL sample)")
     train.add_argument("--format", default="loghub", choices=("loghub", "csv", "jsonl"))
@@ -218,12 +279,37 @@ def data_spec_from_args(args: argparse.Namespace) -> Any:
     )
 
 
+def ensure_main(args: argparse.Namespace) -> int:
+    import json
+
+    from logdistill.model.artifact import ArtifactError
+    from logdistill.model.data import DataError
+    from logdistill.model.train import Progress
+    from logdistill.spec import SpecError
+
+    progress = Progress(args.progress_file)
+    try:
+        recipe = json.loads(args.spec_json)
+        if not isinstance(recipe, dict):
+            raise ValueError("--spec-json must be a JSON object")
+        data_spec, base, options = recipe_inputs(recipe, threads=args.threads)
+        path, reused = ensure_teacher_shared(args.out, data_spec, base, options, progress)
+    except (SpecError, DataError, ArtifactError, ValueError) as err:
+        print(f"logdistill teacher ensure: {err}", file=sys.stderr)
+        return 2
+    progress.update(stage="done", force=True)
+    print(f"teacher {'reused' if reused else 'trained'}: {path}")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     from logdistill.model.artifact import ArtifactError
     from logdistill.model.data import DataError
     from logdistill.model.train import Progress
     from logdistill.spec import SpecError
 
+    if getattr(args, "teacher_command", "train") == "ensure":
+        return ensure_main(args)
     try:
         data_spec = data_spec_from_args(args)
         base = args.base or default_base()

@@ -332,6 +332,11 @@ class EndpointTeacher:
 def teacher_source(teacher_spec: TeacherSpec, *, soft_targets: str | Path | None = None,
                    environ: Mapping[str, str] | None = None) -> TeacherSource:
     """The source the spec's ``teacher`` section names (``soft_targets``: a folder of label shards)."""
+    if teacher_spec.train is not None:
+        raise DistillError(
+            "teacher.train: the operator trains that teacher into a checkpoint first (logdistill teacher ensure);"
+            " outside the operator, train one (logdistill teacher train --out DIR) and set teacher.checkpoint"
+        )
     if teacher_spec.endpoint is not None:
         if soft_targets is not None:
             raise DistillError("teacher.endpoint: --soft-targets needs a local teacher")

@@ -7,6 +7,7 @@ Every child carries an owner reference to its DistilledModel, so deleting the CR
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import posixpath
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from logdistill import __version__
 from logdistill.contracts import AGREEMENT_ANNOTATION, PROGRESS_ANNOTATION  # noqa: F401 - re-exported
 from logdistill.operator.crd import GROUP, KIND, VERSION
 from logdistill.spec import DistilledModelSpec, Resources, Toleration
@@ -41,8 +43,21 @@ RETRAIN_REQUEST_ANNOTATION = f"{GROUP}/retrain-request"
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 RDZV_PORT = 29500
 GPU_RESOURCE = "nvidia.com/gpu"
-# Pod and container identity of the workloads (non-root; fsGroup makes the PVC writable).
-RUN_AS = 65532
+# Pod and container identity of the workloads: the images' user (Dockerfile: uid/gid 10001);
+# fsGroup makes a provisioned PVC writable (not a hostPath one: see prepare_storage_container).
+RUN_AS = 10001
+# The classifier's read offsets survive pod restarts in a host folder per DistilledModel.
+STATE_ROOT = "/var/lib/logdistill/state"
+STATE_MOUNT = "/var/lib/logdistill/state"
+# Pod log files are root:root 0640 in root-owned 0750/0755 folders: group 0 reads them.
+LOG_READER_GROUPS = [0]
+DEFAULT_CLAIM = "logdistill-artifacts"
+HOST_PATH_ANNOTATION = f"{GROUP}/host-path"
+PREPARE_STORAGE = "prepare-storage"
+PREPARE_STATE = "prepare-state"
+TEACHER_INIT = "teacher"
+WAIT_TEACHER = "wait-teacher"
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 
 @dataclass(frozen=True)
@@ -62,10 +77,53 @@ class Owner:
 
 @dataclass(frozen=True)
 class Images:
-    """Images the operator falls back to when the spec names none."""
+    """Images the operator falls back to when the spec names none, and the pull policy of every
+    child pod whose spec sets none (``--image-pull-policy``; ``Never`` for images imported by hand)."""
 
     job: str
     edge: str
+    pull_policy: str = "IfNotPresent"
+
+    def __post_init__(self) -> None:
+        if self.pull_policy not in PULL_POLICIES:
+            raise ValueError(f"image pull policy {self.pull_policy!r} is not one of {', '.join(PULL_POLICIES)}")
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """How the operator provides the artifacts claim a DistilledModel names (operator flags).
+
+    ``create``: create a missing claim in the CR's namespace (no owner reference: it holds
+    content-addressed teachers shared by CRs and generations). ``host_path``: for clusters without a
+    dynamic provisioner, back each claim it creates with a hostPath PersistentVolume
+    ``logdistill-<namespace>-<claim>`` at ``<host_path>/<namespace>/<claim>`` (single-node clusters:
+    every pod must run on the node that holds the folder)."""
+
+    default_claim: str = DEFAULT_CLAIM
+    create: bool = True
+    size: str = "10Gi"
+    storage_class: str = ""  # "" = the cluster's default StorageClass (field omitted)
+    access_modes: tuple[str, ...] = ("ReadWriteOnce",)
+    host_path: str = ""  # "" = off
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.access_modes if m not in ACCESS_MODES]
+        if bad or not self.access_modes:
+            raise ValueError(f"access modes {list(self.access_modes)}: each must be one of {', '.join(ACCESS_MODES)}")
+        if self.host_path and not self.host_path.startswith("/"):
+            raise ValueError(f"artifacts host path {self.host_path!r} must be absolute")
+
+
+ACCESS_MODES = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
+
+
+@dataclass(frozen=True)
+class ArtifactVolume:
+    """The claim a CR's pods mount, and whether it is an operator-made hostPath volume (root-owned
+    folders, no fsGroup: the pods that write get the ``prepare-storage`` init container)."""
+
+    claim: str
+    prepare: bool = False
 
 
 # --- names ----------------------------------------------------------------------------------
@@ -122,6 +180,59 @@ def training_hash(spec: DistilledModelSpec) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def claim_name(spec: DistilledModelSpec, settings: StorageSettings | None = None) -> str:
+    """The artifacts claim of a CR: ``storage.persistentVolumeClaim.claimName``, else the operator's default."""
+    return spec.storage.persistent_volume_claim.claim_name or (settings or StorageSettings()).default_claim
+
+
+def persistent_volume_name(namespace: str, claim: str) -> str:
+    """The hostPath PersistentVolume the operator makes for a claim (cluster-scoped, so the namespace is in it)."""
+    name = f"logdistill-{namespace}-{claim}"
+    if len(name) <= 253:
+        return name
+    digest = hashlib.sha256(f"{namespace}/{claim}".encode()).hexdigest()[:10]
+    return f"{name[:242]}-{digest}"
+
+
+def host_path_of(settings: StorageSettings, namespace: str, claim: str) -> str:
+    return posixpath.join(settings.host_path, namespace, claim)
+
+
+def teacher_train_spec(spec: DistilledModelSpec) -> dict | None:
+    """The resolved ``teacher.train`` recipe (every default filled in from the distillation's data and
+    seed) as canonical JSON data, or None for other teacher sources. It names the teacher's folder and
+    is what ``logdistill teacher ensure --spec-json`` trains."""
+    train = spec.teacher.train
+    if train is None:
+        return None
+    data = (train.data or spec.data).model_dump(by_alias=True, mode="json")
+    if train.max_per_template is not None:
+        data["maxPerTemplate"] = train.max_per_template
+    return {
+        "base": train.base,
+        "data": data,
+        "epochs": train.epochs,
+        "learningRate": train.learning_rate,
+        "seed": train.seed if train.seed is not None else spec.training.seed,
+    }
+
+
+def teacher_digest(spec: DistilledModelSpec) -> str:
+    """16 hex digits of sha256 over the resolved train recipe and the logdistill version."""
+    recipe = teacher_train_spec(spec)
+    if recipe is None:
+        raise ValueError("teacher.train is not set")
+    canonical = json.dumps({"train": recipe, "version": __version__}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def trained_teacher_dir(spec: DistilledModelSpec) -> str:
+    """Absolute path (as the pods see it) of the content-addressed teacher of ``teacher.train``:
+    ``/artifacts/<subPath>/teachers/<digest>``, shared by every run and CR with the same recipe."""
+    return posixpath.join(ARTIFACT_MOUNT, spec.storage.persistent_volume_claim.sub_path, "teachers",
+                          teacher_digest(spec))
+
+
 # --- shared pieces --------------------------------------------------------------------------
 
 def owner_reference(owner: Owner) -> dict:
@@ -170,6 +281,20 @@ def _container_security() -> dict:
     }
 
 
+def _root_security(capabilities: list[str]) -> dict:
+    """A short-lived root init container that only fixes ownership: root with just ``capabilities``
+    (Pod Security baseline, not restricted), no privilege escalation, read-only root filesystem."""
+    return {
+        "runAsUser": 0,
+        "runAsGroup": 0,
+        "runAsNonRoot": False,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"], "add": list(capabilities)},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def _pod_security(supplemental_groups: list[int] | None = None) -> dict:
     ctx = {
         "runAsNonRoot": True,
@@ -183,15 +308,106 @@ def _pod_security(supplemental_groups: list[int] | None = None) -> dict:
     return ctx
 
 
+def _chown_command(folder: str, create: bool) -> list[str]:
+    """python (in both images) rather than a shell: create ``folder`` if asked, then hand it to RUN_AS."""
+    code = ("import os, sys; d = sys.argv[1]; " + ("os.makedirs(d, exist_ok=True); " if create else "")
+            + f"os.chown(d, {RUN_AS}, {RUN_AS})")
+    return ["python", "-c", code, folder]
+
+
+def prepare_storage_container(spec: DistilledModelSpec, image: str, pull_policy: str) -> dict:
+    """First init container of the pods that write to an operator-made hostPath volume: the kubelet
+    creates hostPath folders root:root 0755 and fsGroup does not apply to hostPath, so this creates
+    ``<subPath>`` and chowns it to the images' user (CHOWN only; DAC_OVERRIDE/FOWNER are not needed:
+    root owns the folders it creates in)."""
+    folder = posixpath.join(ARTIFACT_MOUNT, spec.storage.persistent_volume_claim.sub_path)
+    return {
+        "name": PREPARE_STORAGE,
+        "image": image,
+        "imagePullPolicy": pull_policy,
+        "command": _chown_command(folder, create=True),
+        "securityContext": _root_security(["CHOWN"]),
+        "volumeMounts": [{"name": "artifacts", "mountPath": ARTIFACT_MOUNT}],
+    }
+
+
 def manifest_hash(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# --- storage (not owned by a CR: shared by CRs and generations) -------------------------------
+
+def storage_labels() -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "logdistill",
+        COMPONENT_LABEL: "artifacts",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+
+
+def build_claim(namespace: str, claim: str, settings: StorageSettings) -> dict:
+    """The artifacts PersistentVolumeClaim the operator creates when a CR names a missing one. No owner
+    reference: it holds the content-addressed teachers every CR and generation in the namespace reuses.
+    With ``settings.host_path``: bound to its own hostPath PersistentVolume (storageClassName "")."""
+    meta: dict = {"name": claim, "namespace": namespace, "labels": storage_labels()}
+    spec: dict = {
+        "accessModes": list(settings.access_modes),
+        "resources": {"requests": {"storage": settings.size}},
+    }
+    if settings.host_path:
+        meta["annotations"] = {HOST_PATH_ANNOTATION: host_path_of(settings, namespace, claim)}
+        spec["storageClassName"] = ""
+        spec["volumeName"] = persistent_volume_name(namespace, claim)
+    elif settings.storage_class:
+        spec["storageClassName"] = settings.storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec}
+
+
+def build_host_path_volume(namespace: str, claim: str, settings: StorageSettings) -> dict:
+    """The cluster-scoped hostPath PersistentVolume behind an operator-made claim (``settings.host_path``
+    set): ``<host_path>/<namespace>/<claim>``, created by the kubelet (DirectoryOrCreate), reserved for
+    that claim (claimRef), kept when the claim goes (Retain)."""
+    if not settings.host_path:
+        raise ValueError("no artifacts host path configured")
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": persistent_volume_name(namespace, claim),
+                     "labels": storage_labels(),
+                     "annotations": {HOST_PATH_ANNOTATION: host_path_of(settings, namespace, claim)}},
+        "spec": {
+            "capacity": {"storage": settings.size},
+            "accessModes": list(settings.access_modes),
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "volumeMode": "Filesystem",
+            "hostPath": {"path": host_path_of(settings, namespace, claim), "type": "DirectoryOrCreate"},
+            "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": namespace, "name": claim},
+        },
+    }
+
+
+def artifact_volume(spec: DistilledModelSpec, claim: dict | None = None,
+                    settings: StorageSettings | None = None) -> ArtifactVolume:
+    """What the pods mount, from the claim as read from the API (None: not read)."""
+    name = claim_name(spec, settings)
+    annotations = ((claim or {}).get("metadata") or {}).get("annotations") or {}
+    return ArtifactVolume(claim=name, prepare=HOST_PATH_ANNOTATION in annotations)
+
+
 # --- the distillation Job -------------------------------------------------------------------
 
+def engine_spec(spec: DistilledModelSpec) -> dict:
+    """The whole CR spec as the engine's config (it reads only its own sections), with ``teacher.train``
+    resolved to the checkpoint the ``teacher`` init container leaves on the volume."""
+    data = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    if spec.teacher.train is not None:
+        data["teacher"] = {"checkpoint": trained_teacher_dir(spec)}
+    return data
+
+
 def spec_yaml(spec: DistilledModelSpec) -> str:
-    """The whole CR spec as the engine's config file (it reads only its own sections)."""
-    return yaml.safe_dump(spec.model_dump(by_alias=True, exclude_none=True, mode="json"), sort_keys=False)
+    return yaml.safe_dump(engine_spec(spec), sort_keys=False)
 
 
 def build_configmap(owner: Owner, spec: DistilledModelSpec) -> dict:
@@ -265,39 +481,68 @@ def _env(spec: DistilledModelSpec) -> list[dict]:
     return env
 
 
+def job_pull_policy(spec: DistilledModelSpec, images: Images) -> str:
+    return spec.job.image_pull_policy or images.pull_policy
+
+
+def teacher_command(spec: DistilledModelSpec) -> list[str]:
+    """The ``teacher`` init container: train the ``teacher.train`` recipe into its content-addressed
+    folder unless a verified artifact of that recipe is there (progress published on the pod as
+    stages ``teacher-<stage>``, an error in its termination message)."""
+    recipe = json.dumps(teacher_train_spec(spec), sort_keys=True, separators=(",", ":"))
+    return [
+        "logdistill", "operator", "job-run", "--engine", "teacher",
+        "--out", trained_teacher_dir(spec),
+        "--summary-file", TERMINATION_LOG,
+        "--", "--spec-json", recipe,
+    ]
+
+
 def _job_manifest(owner: Owner, spec: DistilledModelSpec, images: Images, *, name: str, component: str,
-                  command: list[str], run: str, workers: int = 1, subdomain: str | None = None) -> dict:
+                  command: list[str], run: str, workers: int = 1, subdomain: str | None = None,
+                  volume: ArtifactVolume | None = None) -> dict:
     job = spec.job
+    volume = volume or artifact_volume(spec)
+    image, pull_policy = job.image or images.job, job_pull_policy(spec, images)
     run_labels = {GENERATION_LABEL: str(owner.generation), RUN_LABEL: run}
     meta = _metadata(owner, name, component, run_labels)
+    mounts = [
+        {"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
+        {"name": "artifacts", "mountPath": ARTIFACT_MOUNT},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
     container = {
         "name": "distill",
-        "image": job.image or images.job,
-        "imagePullPolicy": job.image_pull_policy,
+        "image": image,
+        "imagePullPolicy": pull_policy,
         "command": command,
         "env": _env(spec),
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "File",
         "securityContext": _container_security(),
-        "volumeMounts": [
-            {"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
-            {"name": "artifacts", "mountPath": ARTIFACT_MOUNT},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
+        "volumeMounts": mounts,
     }
     resources = _worker_resources(spec)
     if resources:
         container["resources"] = resources
     if subdomain:
         container["ports"] = [{"name": "rdzv", "containerPort": RDZV_PORT, "protocol": "TCP"}]
+    init: list[dict] = []
+    if volume.prepare:
+        init.append(prepare_storage_container(spec, image, pull_policy))
+    if spec.teacher.train is not None:
+        teacher = {**copy.deepcopy(container), "name": TEACHER_INIT, "command": teacher_command(spec),
+                   "volumeMounts": [dict(m) for m in mounts if m["name"] != "spec"]}
+        teacher.pop("ports", None)
+        init.append(teacher)
     pod_spec: dict = {
         "restartPolicy": "Never",
         "securityContext": _pod_security(),
+        **({"initContainers": init} if init else {}),
         "containers": [container],
         "volumes": [
             {"name": "spec", "configMap": {"name": configmap_name(owner.name, owner.generation)}},
-            {"name": "artifacts",
-             "persistentVolumeClaim": {"claimName": spec.storage.persistent_volume_claim.claim_name}},
+            {"name": "artifacts", "persistentVolumeClaim": {"claimName": volume.claim}},
             {"name": "tmp", "emptyDir": {}},
         ],
     }
@@ -319,16 +564,18 @@ def _job_manifest(owner: Owner, spec: DistilledModelSpec, images: Images, *, nam
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
 
 
-def build_job(owner: Owner, spec: DistilledModelSpec, images: Images, retrain: int = 0) -> dict:
-    """The distillation Job of a run: one pod, or (workers > 1) an Indexed Job of torchrun workers."""
+def build_job(owner: Owner, spec: DistilledModelSpec, images: Images, retrain: int = 0,
+              volume: ArtifactVolume | None = None) -> dict:
+    """The distillation Job of a run: one pod, or (workers > 1) an Indexed Job of torchrun workers.
+    With ``teacher.train`` its pods first run the ``teacher`` init container (a no-op once trained)."""
     name = job_name(owner.name, owner.generation, retrain)
     run = run_suffix(owner.generation, retrain)
     workers = spec.job.workers
     if workers == 1:
-        return _job_manifest(owner, spec, images, name=name, component="distill", run=run,
+        return _job_manifest(owner, spec, images, name=name, component="distill", run=run, volume=volume,
                              command=job_command(spec, owner, retrain, engine_extra_args(spec, owner, retrain)))
     manifest = _job_manifest(owner, spec, images, name=name, component="distill", run=run, workers=workers,
-                             subdomain=name, command=distributed_command(spec, owner, retrain))
+                             subdomain=name, command=distributed_command(spec, owner, retrain), volume=volume)
     # A lost worker breaks the collective: fail the whole Job at once, with the pod named in its reason.
     manifest["spec"]["backoffLimit"] = 0
     manifest["spec"]["podFailurePolicy"] = {"rules": [
@@ -338,12 +585,13 @@ def build_job(owner: Owner, spec: DistilledModelSpec, images: Images, retrain: i
     return manifest
 
 
-def build_label_job(owner: Owner, spec: DistilledModelSpec, images: Images) -> dict:
+def build_label_job(owner: Owner, spec: DistilledModelSpec, images: Images,
+                    volume: ArtifactVolume | None = None) -> dict:
     """The Indexed Job that labels one shard of the training lines per completion index; a failed
     index is retried on its own (backoffLimitPerIndex) and rewrites only its shard."""
     manifest = _job_manifest(owner, spec, images, name=label_job_name(owner.name, owner.generation),
                              component="label", run=run_suffix(owner.generation), workers=spec.job.workers,
-                             command=label_command(spec, owner))
+                             command=label_command(spec, owner), volume=volume)
     job_spec = manifest["spec"]
     job_spec.pop("backoffLimit")
     job_spec["backoffLimitPerIndex"] = spec.job.backoff_limit
@@ -373,9 +621,12 @@ def teacher_url(owner: Owner, spec: DistilledModelSpec) -> str:
 
 
 def teacher_checkpoint(spec: DistilledModelSpec) -> str:
-    """The checkpoint the teacher service loads: the teacher, or the first (heaviest) ensemble member."""
+    """The checkpoint the teacher service loads: the teacher (a trained one's content-addressed folder),
+    or the first (heaviest) ensemble member."""
     if spec.teacher.checkpoint:
         return spec.teacher.checkpoint
+    if spec.teacher.train is not None:
+        return trained_teacher_dir(spec)
     members = sorted(spec.teacher.ensemble or [], key=lambda m: -m.weight)
     if not members:
         raise ValueError("escalation needs teacher.checkpoint or teacher.ensemble")
@@ -387,15 +638,33 @@ def teacher_selector(owner_name: str) -> dict[str, str]:
             COMPONENT_LABEL: "teacher"}
 
 
-def build_teacher_deployment(owner: Owner, spec: DistilledModelSpec, images: Images) -> dict:
+def wait_for_teacher_container(spec: DistilledModelSpec, image: str, pull_policy: str) -> dict:
+    """``wait-teacher``: the teacher service of a ``teacher.train`` CR starts once the run's Job has
+    published the trained teacher (its manifest), instead of crash-looping until then."""
+    manifest = posixpath.join(trained_teacher_dir(spec), "manifest.json")
+    code = "import os, sys, time\nwhile not os.path.isfile(sys.argv[1]):\n    time.sleep(5)"
+    return {
+        "name": WAIT_TEACHER,
+        "image": image,
+        "imagePullPolicy": pull_policy,
+        "command": ["python", "-c", code, manifest],
+        "securityContext": _container_security(),
+        "volumeMounts": [{"name": "artifacts", "mountPath": ARTIFACT_MOUNT, "readOnly": True}],
+    }
+
+
+def build_teacher_deployment(owner: Owner, spec: DistilledModelSpec, images: Images,
+                             volume: ArtifactVolume | None = None) -> dict:
     esc = spec.escalation
+    volume = volume or artifact_volume(spec)
+    image, pull_policy = esc.image or spec.job.image or images.job, job_pull_policy(spec, images)
     probe = lambda path, period: {  # noqa: E731
         "httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "timeoutSeconds": 2, "failureThreshold": 3,
     }
     container = {
         "name": "teacher",
-        "image": esc.image or spec.job.image or images.job,
-        "imagePullPolicy": spec.job.image_pull_policy,
+        "image": image,
+        "imagePullPolicy": pull_policy,
         "command": [
             "logdistill", "serve-teacher",
             "--model", teacher_checkpoint(spec),
@@ -415,12 +684,17 @@ def build_teacher_deployment(owner: Owner, spec: DistilledModelSpec, images: Ima
     }
     if esc.resources is not None:
         container["resources"] = _resources(esc.resources)
+    init: list[dict] = []
+    if volume.prepare:  # it writes what it labels (--store) to the volume
+        init.append(prepare_storage_container(spec, image, pull_policy))
+    if spec.teacher.train is not None:
+        init.append(wait_for_teacher_container(spec, image, pull_policy))
     pod_spec: dict = {
         "securityContext": _pod_security(),
+        **({"initContainers": init} if init else {}),
         "containers": [container],
         "volumes": [
-            {"name": "artifacts",
-             "persistentVolumeClaim": {"claimName": spec.storage.persistent_volume_claim.claim_name}},
+            {"name": "artifacts", "persistentVolumeClaim": {"claimName": volume.claim}},
             {"name": "tmp", "emptyDir": {}},
         ],
     }
@@ -508,15 +782,29 @@ def escalation_args(owner: Owner, spec: DistilledModelSpec) -> list[str]:
     ]
 
 
-def build_daemonset(owner: Owner, spec: DistilledModelSpec, release: Release, images: Images) -> dict:
+def state_host_path(owner: Owner) -> str:
+    """The host folder of a classifier's read offsets: one per DistilledModel on each node."""
+    return posixpath.join(STATE_ROOT, f"{owner.namespace}_{owner.name}")
+
+
+def build_daemonset(owner: Owner, spec: DistilledModelSpec, release: Release, images: Images,
+                    volume: ArtifactVolume | None = None) -> dict:
+    """The classifier on every selected node. It reads host folders (hostPath: its namespace must allow
+    Pod Security ``privileged``), as uid 10001 with supplementary group 0 (pod logs are root:root 0640),
+    and keeps its read offsets in ``/var/lib/logdistill/state/<namespace>_<name>`` on the node, handed
+    to uid 10001 by the ``prepare-state`` init container (root with CHOWN only)."""
     rollout = spec.rollout
+    volume = volume or artifact_volume(spec)
+    image = rollout.image or images.edge
     log_dirs = log_directories(rollout.log_paths)
     mounts = [{"name": "artifacts", "mountPath": ARTIFACT_MOUNT, "readOnly": True}]
-    volumes: list[dict] = [{"name": "artifacts", "persistentVolumeClaim": {
-        "claimName": spec.storage.persistent_volume_claim.claim_name, "readOnly": True}}]
+    volumes: list[dict] = [{"name": "artifacts", "persistentVolumeClaim": {"claimName": volume.claim,
+                                                                           "readOnly": True}}]
     for i, folder in enumerate(log_dirs):
         mounts.append({"name": f"logs-{i}", "mountPath": folder, "readOnly": True})
         volumes.append({"name": f"logs-{i}", "hostPath": {"path": folder, "type": "Directory"}})
+    volumes.append({"name": "state", "hostPath": {"path": state_host_path(owner), "type": "DirectoryOrCreate"}})
+    mounts.append({"name": "state", "mountPath": STATE_MOUNT})
     volumes.append({"name": "tmp", "emptyDir": {}})
     mounts.append({"name": "tmp", "mountPath": "/tmp"})
     probe = lambda path, period: {  # noqa: E731 - two probes differing only in path and period
@@ -525,17 +813,21 @@ def build_daemonset(owner: Owner, spec: DistilledModelSpec, release: Release, im
     }
     container = {
         "name": "classify",
-        "image": rollout.image or images.edge,
-        "imagePullPolicy": "IfNotPresent",
+        "image": image,
+        "imagePullPolicy": images.pull_policy,
         "command": [
             "logdistill", "classify",
             "--model", posixpath.join(ARTIFACT_MOUNT, release.artifact),
             "--port", str(rollout.port),
+            "--state-dir", STATE_MOUNT,
+            # its own log files are under /var/log/pods too: never classify them
+            "--exclude-pod-uid", "$(POD_UID)",
             "--paths", *rollout.log_paths,
             *escalation_args(owner, spec),
         ],
         "env": [
             {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            {"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
             {"name": "HOME", "value": "/tmp"},
         ],
         "ports": [{"name": "metrics", "containerPort": rollout.port, "protocol": "TCP"}],
@@ -546,10 +838,19 @@ def build_daemonset(owner: Owner, spec: DistilledModelSpec, release: Release, im
     }
     if rollout.resources is not None:
         container["resources"] = _resources(rollout.resources)
+    prepare_state = {
+        "name": PREPARE_STATE,
+        "image": image,
+        "imagePullPolicy": images.pull_policy,
+        "command": _chown_command(STATE_MOUNT, create=False),
+        "securityContext": _root_security(["CHOWN"]),
+        "volumeMounts": [{"name": "state", "mountPath": STATE_MOUNT}],
+    }
     pod_spec: dict = {
-        # adm (4) reads /var/log on Debian-family hosts without running as root.
-        "securityContext": _pod_security(supplemental_groups=[4]),
+        # group 0 reads the kubelet's pod logs (root:root 0640 files) without running as root.
+        "securityContext": _pod_security(supplemental_groups=LOG_READER_GROUPS),
         "nodeSelector": dict(rollout.node_selector),
+        "initContainers": [prepare_state],
         "containers": [container],
         "volumes": volumes,
         "automountServiceAccountToken": False,

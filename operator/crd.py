@@ -39,8 +39,9 @@ CRD_PATH = Path("charts/logdistill/crds") / f"{CRD_NAME}.yaml"
 CEL_RULES: dict[str, list[dict[str, str]]] = {
     TeacherSpec.__name__: [
         {
-            "rule": "(has(self.checkpoint) ? 1 : 0) + (has(self.ensemble) ? 1 : 0) + (has(self.endpoint) ? 1 : 0) == 1",
-            "message": "exactly one of teacher.checkpoint, teacher.ensemble, teacher.endpoint must be set",
+            "rule": "(has(self.checkpoint) ? 1 : 0) + (has(self.ensemble) ? 1 : 0) + (has(self.endpoint) ? 1 : 0)"
+                    " + (has(self.train) ? 1 : 0) == 1",
+            "message": "exactly one of teacher.checkpoint, teacher.ensemble, teacher.endpoint, teacher.train must be set",
         }
     ],
     StudentSpec.__name__: [
@@ -72,7 +73,7 @@ CEL_RULES: dict[str, list[dict[str, str]]] = {
     DistilledModelSpec.__name__: [
         {
             "rule": "!self.escalation.enabled || !has(self.teacher.endpoint)",
-            "message": "escalation.enabled needs teacher.checkpoint or teacher.ensemble",
+            "message": "escalation.enabled needs teacher.checkpoint, teacher.ensemble or teacher.train",
             "fieldPath": ".escalation.enabled",
         }
     ],

@@ -73,6 +73,8 @@ class Context:
     peering: str | None = None  # kopf peering name; None = standalone
     priority: int = 0
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    # How artifact claims are provided (--create-claims, --artifacts-*).
+    storage: b.StorageSettings = field(default_factory=b.StorageSettings)
     # Shrinks retrain.windowSeconds/minIntervalSeconds (tests only: the spec's minimums are 60 s/300 s).
     retrain_time_scale: float = 1.0
     timers: dict = field(default_factory=dict)
@@ -313,10 +315,11 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus 
         run_gen, retrain = generation, 0
     run_owner = dataclasses.replace(owner, generation=run_gen)
 
-    teacher_pods = _apply_escalation(ctx, owner, spec, body, old)
+    volume = _ensure_storage(ctx, namespace, spec, body)
+    teacher_pods = _apply_escalation(ctx, owner, spec, body, old, volume)
     agreement = loop.agreement_from(teacher_pods, spec, old.agreement, now) if spec.escalation.enabled else None
 
-    job_name, job, pods = _ensure_run(ctx, run_owner, spec, retrain, body, old.job)
+    job_name, job, pods = _ensure_run(ctx, run_owner, spec, retrain, body, old.job, volume)
     outcome, summary, summary_error, progress = observe_job(job, pods, run_gen, old)
 
     last_retrain = old.last_retrain
@@ -326,7 +329,7 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus 
     if decision.due:
         retrain += 1
         last_job = old.job
-        job_name, job, pods = _ensure_run(ctx, run_owner, spec, retrain, body, last_job)
+        job_name, job, pods = _ensure_run(ctx, run_owner, spec, retrain, body, last_job, volume)
         last_retrain = LastRetrain(reason=decision.reason, at=loop.rfc3339(now),
                                    ratio=agreement.ratio if agreement is not None else None, job=job_name,
                                    token=decision.token)
@@ -348,7 +351,7 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus 
             release = b.Release(version=summary.version, generation=run_gen,
                                 artifact=b.artifact_relpath(spec, name, run_gen, retrain), sha256=summary.sha256)
     if release is not None:
-        if _apply_daemonset(ctx, owner, spec, release, body, ds):
+        if _apply_daemonset(ctx, owner, spec, release, body, ds, volume):
             ds = _read(apps.read_namespaced_daemon_set, b.daemonset_name(name), namespace)
 
     drift = loop.agreement_condition(spec, agreement)
@@ -362,7 +365,8 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus 
 
 
 def _ensure_run(ctx: Context, owner: b.Owner, spec: DistilledModelSpec, retrain: int, body: dict,
-                previous_job: str | None) -> tuple[str, dict | None, list[dict]]:
+                previous_job: str | None, volume: b.ArtifactVolume | None = None
+                ) -> tuple[str, dict | None, list[dict]]:
     """Create the run's children if this is its first sight; return (current Job name, Job, pods).
 
     ``workers == 1``: one Job. ``workers > 1``: the labelling Indexed Job first; once it is
@@ -377,7 +381,7 @@ def _ensure_run(ctx: Context, owner: b.Owner, spec: DistilledModelSpec, retrain:
         keep.add(label_name)
         if previous_job not in keep:
             _create(core.create_namespaced_config_map, namespace, b.build_configmap(owner, spec))
-            if _create(batch.create_namespaced_job, namespace, b.build_label_job(owner, spec, ctx.images)):
+            if _create(batch.create_namespaced_job, namespace, b.build_label_job(owner, spec, ctx.images, volume)):
                 kopf.info(body, reason="LabellingStarted",
                           message=f"Job {label_name} labels {spec.job.workers} shards of generation {gen}")
             _supersede(batch, namespace, name, keep, body)
@@ -387,13 +391,13 @@ def _ensure_run(ctx: Context, owner: b.Owner, spec: DistilledModelSpec, retrain:
             return label_name, label, pods
         if previous_job != job_name:
             _create(core.create_namespaced_service, namespace, b.build_rendezvous_service(owner, spec, retrain))
-            if _create(batch.create_namespaced_job, namespace, b.build_job(owner, spec, ctx.images, retrain)):
+            if _create(batch.create_namespaced_job, namespace, b.build_job(owner, spec, ctx.images, retrain, volume)):
                 kopf.info(body, reason="JobCreated",
                           message=f"Job {job_name} distils generation {gen} on {spec.job.workers} workers")
             _supersede(batch, namespace, name, keep, body)
     elif previous_job != job_name:
         _create(core.create_namespaced_config_map, namespace, b.build_configmap(owner, spec))
-        if _create(batch.create_namespaced_job, namespace, b.build_job(owner, spec, ctx.images, retrain)):
+        if _create(batch.create_namespaced_job, namespace, b.build_job(owner, spec, ctx.images, retrain, volume)):
             kopf.info(body, reason="JobCreated", message=f"Job {job_name} distils generation {gen}")
         _supersede(batch, namespace, name, keep, body)
     job = _read(batch.read_namespaced_job, job_name, namespace)
@@ -568,10 +572,10 @@ def _supersede(batch: client.BatchV1Api, namespace: str, name: str, keep: set[st
 
 
 def _apply_daemonset(ctx: Context, owner: b.Owner, spec: DistilledModelSpec, release: b.Release, body: dict,
-                     current: dict | None) -> bool:
+                     current: dict | None, volume: b.ArtifactVolume | None = None) -> bool:
     """Create or update the classifier DaemonSet; True when it changed."""
     apps, core = client.AppsV1Api(ctx.api), client.CoreV1Api(ctx.api)
-    manifest = b.build_daemonset(owner, spec, release, ctx.images)
+    manifest = b.build_daemonset(owner, spec, release, ctx.images, volume)
     name, namespace = manifest["metadata"]["name"], owner.namespace
     # Every pass, not only when the DaemonSet changes: a Service lost to one failed call is healed.
     _create(core.create_namespaced_service, namespace, b.build_service(owner, spec))
@@ -589,7 +593,7 @@ def _apply_daemonset(ctx: Context, owner: b.Owner, spec: DistilledModelSpec, rel
 
 
 def _apply_escalation(ctx: Context, owner: b.Owner, spec: DistilledModelSpec, body: dict,
-                      old: DistilledModelStatus) -> list[dict]:
+                      old: DistilledModelStatus, volume: b.ArtifactVolume | None = None) -> list[dict]:
     """The teacher Deployment + Service when escalation is on (removed when it is turned off);
     returns the teacher pods (their agreement annotations)."""
     apps, core = client.AppsV1Api(ctx.api), client.CoreV1Api(ctx.api)
@@ -604,7 +608,7 @@ def _apply_escalation(ctx: Context, owner: b.Owner, spec: DistilledModelSpec, bo
                         raise
             kopf.info(body, reason="TeacherRemoved", message=f"escalation disabled: Deployment {name} deleted")
         return []
-    manifest = b.build_teacher_deployment(owner, spec, ctx.images)
+    manifest = b.build_teacher_deployment(owner, spec, ctx.images, volume)
     current = _read(apps.read_namespaced_deployment, name, namespace)
     _create(core.create_namespaced_service, namespace, b.build_teacher_service(owner, spec))  # every pass: heals
     if current is None:
@@ -618,6 +622,46 @@ def _apply_escalation(ctx: Context, owner: b.Owner, spec: DistilledModelSpec, bo
         kopf.info(body, reason="TeacherUpdated", message=f"Deployment {name} updated")
     selector = ",".join(f"{k}={v}" for k, v in b.teacher_selector(owner.name).items())
     return _plain(core.list_namespaced_pod(namespace, label_selector=selector))["items"]
+
+
+def _ensure_storage(ctx: Context, namespace: str, spec: DistilledModelSpec, body: dict) -> b.ArtifactVolume:
+    """The artifacts claim the CR's pods mount: created when missing and the operator may (with its
+    hostPath PersistentVolume under --artifacts-host-path). Never owned by the CR: it keeps the
+    content-addressed teachers other CRs and later generations reuse."""
+    core = client.CoreV1Api(ctx.api)
+    settings = ctx.storage
+    claim_name = b.claim_name(spec, settings)
+    try:
+        claim = _read(core.read_namespaced_persistent_volume_claim, claim_name, namespace)
+    except ApiException as err:
+        if err.status != 403:
+            raise
+        log.warning("cannot read PersistentVolumeClaim %s/%s (403): assuming it exists", namespace, claim_name)
+        return b.artifact_volume(spec, None, settings)
+    if claim is None and settings.create:
+        try:
+            if settings.host_path:
+                pv = b.build_host_path_volume(namespace, claim_name, settings)
+                try:
+                    core.create_persistent_volume(pv)
+                except ApiException as err:
+                    if err.status != 409:
+                        raise
+            claim = b.build_claim(namespace, claim_name, settings)
+            if _create(core.create_namespaced_persistent_volume_claim, namespace, claim):
+                where = f" on hostPath {claim['metadata']['annotations'][b.HOST_PATH_ANNOTATION]}" \
+                    if settings.host_path else ""
+                kopf.info(body, reason="StorageCreated",
+                          message=f"PersistentVolumeClaim {claim_name} ({settings.size}) created{where}")
+            else:
+                claim = _read(core.read_namespaced_persistent_volume_claim, claim_name, namespace)
+        except ApiException as err:
+            if err.status not in (403, 422):
+                raise
+            kopf.warn(body, reason="StorageUnavailable",
+                      message=f"cannot create PersistentVolumeClaim {claim_name}: {err.status} {err.reason}")
+            claim = None
+    return b.artifact_volume(spec, claim, settings)
 
 
 def _count_result(ctx: Context, old: DistilledModelStatus, new: DistilledModelStatus) -> None:

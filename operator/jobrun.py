@@ -9,6 +9,10 @@ stderr into the summary file (the termination message), so the operator can say 
 
 Progress publishing is best effort: without API credentials (or RBAC to patch pods) the
 distillation runs anyway and only ``status.progress`` stays empty.
+
+``--engine teacher`` (the ``teacher`` init container of a ``teacher.train`` run) runs
+``logdistill teacher ensure`` instead, and publishes its stages as ``teacher-<stage>``
+(``teacher-training``, ...), so ``status.progress`` shows the teacher being trained.
 """
 
 from __future__ import annotations
@@ -27,10 +31,14 @@ from logdistill.contracts import PROGRESS_ANNOTATION, ContractError, ErrorSummar
 from logdistill.podannotation import PodAnnotationPublisher
 
 log = logging.getLogger("logdistill.operator.jobrun")
+ENGINES = ("distill", "teacher")
+TEACHER_STAGE_PREFIX = "teacher-"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="spec file (the CR spec, mounted from a ConfigMap)")
+    parser.add_argument("--engine", choices=ENGINES, default="distill",
+                        help="what to run: logdistill distill (default), or logdistill teacher ensure")
+    parser.add_argument("--config", default=None, help="spec file (the CR spec, mounted from a ConfigMap)")
     parser.add_argument("--out", required=True, help="artifact folder to write")
     parser.add_argument("--summary-file", required=True, help="where the summary goes (the termination-message path)")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between progress publications")
@@ -59,8 +67,18 @@ def main(args: argparse.Namespace) -> int:
     # The engine replaces its summary file atomically (rename), which fails on the termination-log
     # bind mount (EBUSY): it writes into scratch and the runner copies the bytes in place.
     engine_summary = scratch / "summary.json"
-    command = [sys.executable, "-P", "-m", "logdistill", "distill", "--config", args.config, "--out", args.out,
-               "--progress-file", str(progress), "--summary-file", str(engine_summary), *args.extra]
+    engine = getattr(args, "engine", "distill")
+    if engine == "teacher":
+        command = [sys.executable, "-P", "-m", "logdistill", "teacher", "ensure", "--out", args.out,
+                   "--progress-file", str(progress), *args.extra]
+        what = "logdistill teacher ensure"
+    else:
+        if not args.config:
+            print("logdistill operator job-run: --config is required", file=sys.stderr)
+            return 2
+        command = [sys.executable, "-P", "-m", "logdistill", "distill", "--config", args.config, "--out", args.out,
+                   "--progress-file", str(progress), "--summary-file", str(engine_summary), *args.extra]
+        what = "logdistill distill"
     publisher = PodAnnotationPublisher(PROGRESS_ANNOTATION)
     log.info("running %s", " ".join(command))
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace")
@@ -71,7 +89,10 @@ def main(args: argparse.Namespace) -> int:
 
     def read_progress() -> None:
         try:
-            publisher.publish(Progress.parse(progress.read_text(encoding="utf-8")).to_dict())
+            state = Progress.parse(progress.read_text(encoding="utf-8")).to_dict()
+            if engine == "teacher" and state.get("stage"):
+                state["stage"] = TEACHER_STAGE_PREFIX + str(state["stage"])
+            publisher.publish(state)
         except OSError:
             pass  # not written yet; the engine replaces it atomically, so never half-written
         except ContractError as err:
@@ -89,7 +110,9 @@ def main(args: argparse.Namespace) -> int:
         text = engine_summary.read_text(encoding="utf-8")
     elif code != 0:
         last = next((line for line in reversed(tail) if line.strip()), "no output")
-        text = ErrorSummary(error=f"logdistill distill exited with code {code}: {last}"[:1000]).serialize()
+        text = ErrorSummary(error=f"{what} exited with code {code}: {last}"[:1000]).serialize()
+    elif engine == "teacher":
+        text = ""  # the teacher stage has no summary: the distill container writes the run's
     else:
         text = ""  # success without a summary: the operator reports it, never rolls it out
         log.error("logdistill distill succeeded but wrote no summary")

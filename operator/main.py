@@ -1,8 +1,10 @@
 """``logdistill operator``: run the DistilledModel operator (kopf), or one of its helpers.
 
     logdistill operator [--namespace NS ...] [--all-namespaces] [--liveness URL] [--job-image IMG]
-                        [--edge-image IMG] [--peering NAME | --standalone] [--priority N]
-                        [--metrics-port 9401]
+                        [--edge-image IMG] [--image-pull-policy P] [--peering NAME | --standalone]
+                        [--priority N] [--metrics-port 9401] [--default-claim NAME] [--[no-]create-claims]
+                        [--artifacts-size Q] [--artifacts-storage-class SC] [--artifacts-access-mode M ...]
+                        [--artifacts-host-path DIR]
     logdistill operator crd [--peering]      # print the CRD (and kopf's peering CRDs)
     logdistill operator rbac                 # print the least-privilege RBAC rules
     logdistill operator job-run ...          # the distillation Job's entrypoint
@@ -39,6 +41,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="image of distillation Jobs when spec.job.image is unset")
     parser.add_argument("--edge-image", default=DEFAULT_EDGE_IMAGE, metavar="IMG",
                         help="image of the classifier DaemonSet when spec.rollout.image is unset")
+    parser.add_argument("--image-pull-policy", default="IfNotPresent", choices=("Always", "IfNotPresent", "Never"),
+                        help="pull policy of every child pod whose spec sets none (default IfNotPresent)")
+    storage = parser.add_argument_group("artifacts storage", "the PersistentVolumeClaim each DistilledModel mounts")
+    storage.add_argument("--default-claim", default="logdistill-artifacts", metavar="NAME",
+                         help="claim used when spec.storage.persistentVolumeClaim.claimName is unset")
+    storage.add_argument("--create-claims", action=argparse.BooleanOptionalAction, default=True,
+                         help="create a missing claim in the CR's namespace (default: on); it is not owned by the CR")
+    storage.add_argument("--artifacts-size", default="10Gi", metavar="QUANTITY", help="size of created claims")
+    storage.add_argument("--artifacts-storage-class", default="", metavar="NAME",
+                         help="storageClassName of created claims (default: the cluster's default class)")
+    storage.add_argument("--artifacts-access-mode", action="append", default=[], metavar="MODE",
+                         help="access mode of created claims (repeatable; default ReadWriteOnce)")
+    storage.add_argument("--artifacts-host-path", default="", metavar="DIR",
+                         help="no dynamic provisioner: back each created claim with a hostPath PersistentVolume "
+                              "logdistill-<namespace>-<claim> at DIR/<namespace>/<claim> (single-node clusters)")
     peering = parser.add_mutually_exclusive_group()
     peering.add_argument("--peering", default=DEFAULT_PEERING, metavar="NAME",
                          help="kopf peering object: of several replicas only the highest priority acts")
@@ -72,6 +89,18 @@ def load_kube_config(kubeconfig: str | None = None) -> None:
         config.load_kube_config()
 
 
+def storage_settings(args: argparse.Namespace):
+    """The operator's artifacts-storage flags as :class:`~logdistill.operator.builders.StorageSettings`."""
+    from logdistill.operator.builders import StorageSettings
+
+    return StorageSettings(
+        default_claim=args.default_claim, create=args.create_claims, size=args.artifacts_size,
+        storage_class=args.artifacts_storage_class,
+        access_modes=tuple(args.artifacts_access_mode or ("ReadWriteOnce",)),
+        host_path=args.artifacts_host_path,
+    )
+
+
 def operator_kwargs(args: argparse.Namespace) -> dict:
     """kopf.operator() keyword arguments from the command line."""
     clusterwide = args.all_namespaces or not args.namespace
@@ -92,7 +121,7 @@ class OperatorThread:
 
     def __init__(self, namespaces: Sequence[str] = (), images=None, api_client=None, standalone: bool = True,
                  peering_name: str | None = None, priority: int = 0, retrain_time_scale: float = 1.0,
-                 resync_seconds: float = 30.0):
+                 resync_seconds: float = 30.0, storage=None):
         from kubernetes import client
 
         from logdistill.operator import builders, handlers
@@ -103,6 +132,7 @@ class OperatorThread:
             namespaces=tuple(namespaces),
             retrain_time_scale=retrain_time_scale,
             resync_seconds=resync_seconds,
+            storage=storage or builders.StorageSettings(),
         )
         self.kwargs = {
             "clusterwide": not namespaces,
@@ -198,7 +228,13 @@ def run(args: argparse.Namespace) -> int:
                     " do not run two replicas")
         kwargs.update(standalone=True, peering_name=None)
         args.standalone = True
-    ctx = handlers.Context(api=client.ApiClient(), images=builders.Images(job=args.job_image, edge=args.edge_image),
+    try:
+        storage = storage_settings(args)
+    except ValueError as err:
+        log.error("%s", err)
+        return 2
+    images = builders.Images(job=args.job_image, edge=args.edge_image, pull_policy=args.image_pull_policy)
+    ctx = handlers.Context(api=client.ApiClient(), images=images, storage=storage,
                            namespaces=tuple(kwargs["namespaces"]), peering=kwargs["peering_name"],
                            priority=kwargs["priority"])
     if args.metrics_port:

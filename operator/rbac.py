@@ -17,6 +17,8 @@ OPERATOR_RULES: list[dict] = [
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+    # the artifacts claim a CR names, created when missing (--create-claims)
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "create"]},
     # classifier metrics, teacher (escalation) and rendezvous (workers > 1) Services; the teacher's
     # is deleted when escalation is turned off
     {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "delete"]},
@@ -36,6 +38,10 @@ GLOB_RULES: list[dict] = [
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
 ]
+# Only with --artifacts-host-path (cluster-scoped): the hostPath PersistentVolume behind each claim it creates.
+HOST_PATH_RULES: list[dict] = [
+    {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["get", "create"]},
+]
 # The distillation Job's ServiceAccount (spec.job.serviceAccountName): publish progress on its own pod;
 # the teacher service runs under it too and publishes its agreement the same way.
 JOB_RULES: list[dict] = [
@@ -46,5 +52,5 @@ JOB_RULES: list[dict] = [
 def render_rbac() -> str:
     return yaml.safe_dump({
         "operator": OPERATOR_RULES, "operatorClusterWide": CLUSTERWIDE_RULES, "operatorNamespaceGlobs": GLOB_RULES,
-        "job": JOB_RULES,
+        "operatorHostPathStorage": HOST_PATH_RULES, "job": JOB_RULES,
     }, sort_keys=False)

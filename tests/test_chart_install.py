@@ -90,6 +90,9 @@ def test_helm_install_into_restricted_namespace_and_rbac(control_plane, restrict
             ("create", "services", other), ("create", "events", other), ("create", "events.events.k8s.io", other),
             ("create", "leases.coordination.k8s.io", ns), ("list", "customresourcedefinitions.apiextensions.k8s.io", None),
             ("patch", "clusterkopfpeerings.kopf.dev", None), ("list", "namespaces", None),
+            # the artifacts claim, and (no StorageClass here: artifacts.hostPath auto) its hostPath PV
+            ("get", "persistentvolumeclaims", other), ("create", "persistentvolumeclaims", other),
+            ("create", "persistentvolumes", None),
         ]
         must_not = [
             ("get", "secrets", other), ("list", "secrets", None), ("get", "secrets", ns), ("watch", "secrets", None),
@@ -97,7 +100,8 @@ def test_helm_install_into_restricted_namespace_and_rbac(control_plane, restrict
             ("create", "leases.coordination.k8s.io", other), ("create", "clusterroles.rbac.authorization.k8s.io", None),
             ("create", "rolebindings.rbac.authorization.k8s.io", other), ("create", "serviceaccounts", other),
             ("delete", "namespaces", None), ("update", "customresourcedefinitions.apiextensions.k8s.io", None),
-            ("impersonate", "users", None), ("create", "persistentvolumeclaims", other),
+            ("impersonate", "users", None), ("delete", "persistentvolumeclaims", other),
+            ("delete", "persistentvolumes", None), ("update", "persistentvolumes", None),
         ]
         wrong = [f"cannot {v} {r} in {n or 'all namespaces'}" for v, r, n in must if not _can(cp, sa, v, r, n)]
         wrong += [f"CAN {v} {r} in {n or 'all namespaces'}" for v, r, n in must_not if _can(cp, sa, v, r, n)]
@@ -190,9 +194,44 @@ def test_the_operator_works_with_exactly_the_chart_rbac(control_plane, restricte
                 raise AssertionError(f"{err}; operator logs:\n{operator.logs()[-4000:]}") from None
             jobs = json.loads(cp.kubectl("get", "jobs", "-n", workload, "-o", "json").stdout)["items"]
             assert jobs[0]["metadata"]["ownerReferences"][0]["uid"] == dm["metadata"]["uid"]
+            # no StorageClass on this control plane: the claim is created on an operator-made hostPath PV
+            claim = json.loads(cp.kubectl("get", "pvc", "logdistill-artifacts", "-n", workload, "-o", "json").stdout)
+            pv = claim["spec"]["volumeName"]
+            assert pv == f"logdistill-{workload}-logdistill-artifacts" and "ownerReferences" not in claim["metadata"]
+            cp.kubectl("get", "pv", pv)
+            pod = jobs[0]["spec"]["template"]["spec"]
+            assert [c["name"] for c in pod["initContainers"]] == ["prepare-storage", "teacher"]
             logs = operator.logs()
             for refusal in ("Forbidden", "forbidden", " 403"):
                 assert refusal not in logs, logs[-4000:]
             cp.kubectl("delete", "dm", name, "-n", workload, "--wait=false")
     finally:
         cp.helm("uninstall", release, "--namespace", ns, "--wait", check=False)
+        cp.kubectl("delete", "pv", f"logdistill-{workload}-logdistill-artifacts", "--wait=false", check=False)
+
+
+def test_artifacts_host_path_auto_follows_the_clusters_default_storage_class(control_plane):
+    """artifacts.hostPath=auto looks the StorageClasses up at install time (helm's lookup, here through
+    `helm template --dry-run=server`): hostPath volumes only while no class is annotated as the default."""
+    cp = control_plane
+
+    def operator_args() -> list[str]:
+        out = cp.helm("template", "probe", CHART, "--namespace", "logdistill-system", "--dry-run=server",
+                      "--show-only", "templates/deployment.yaml").stdout
+        import yaml
+
+        (deployment,) = [d for d in yaml.safe_load_all(out) if d]
+        return deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    assert "--artifacts-host-path=/var/lib/logdistill/artifacts" in operator_args()
+    name = f"default-{uuid.uuid4().hex[:6]}"
+    cp.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": name, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "example.com/none"}))
+    try:
+        args = operator_args()
+        assert not any(a.startswith("--artifacts-host-path") for a in args), args
+        assert "--create-claims" in args
+    finally:
+        cp.kubectl("delete", "storageclass", name, "--wait=false")

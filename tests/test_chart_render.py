@@ -21,6 +21,7 @@ OPERATOR_NEEDS = {
     ("apps", "daemonsets"): {"get", "list", "watch", "create", "patch"},
     ("", "services"): {"create", "patch"},
     ("", "events"): {"create"},
+    ("", "persistentvolumeclaims"): {"get", "create"},
 }
 
 
@@ -240,3 +241,74 @@ def test_dashboard_configmap_carries_the_committed_json_for_the_sidecar():
     assert json.loads(configmap["data"]["logdistill.json"]) == json.loads(DASHBOARD_JSON.read_text())
 
 
+
+
+# ---- artifacts storage and the children's pull policy ------------------------------------------------
+
+def _operator_args(docs) -> list[str]:
+    (deployment,) = find(docs, "Deployment")
+    return deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_default_storage_flags_and_host_path_when_no_default_class_is_found():
+    """`helm template` cannot look up StorageClasses: auto finds no default one and turns the hostPath on."""
+    docs = render()
+    args = _operator_args(docs)
+    for flag in ("--image-pull-policy=IfNotPresent", "--default-claim=logdistill-artifacts", "--create-claims",
+                 "--artifacts-size=10Gi", "--artifacts-access-mode=ReadWriteOnce",
+                 "--artifacts-host-path=/var/lib/logdistill/artifacts"):
+        assert flag in args, (flag, args)
+    assert not any(a.startswith("--artifacts-storage-class") for a in args)
+    (storage,) = find(docs, "ClusterRole", "-storage")
+    assert storage["rules"] == [{"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["get", "create"]}]
+    (binding,) = find(docs, "ClusterRoleBinding", "-storage")
+    assert binding["roleRef"]["name"] == storage["metadata"]["name"]
+
+
+def test_chart_rbac_matches_the_operator_rules_it_runs_under():
+    from logdistill.operator.rbac import HOST_PATH_RULES, OPERATOR_RULES
+
+    docs = render()
+    granted = _granted(docs, "ClusterRole")
+    # (the chart creates the kopf peering objects itself: the operator only patches them there)
+    for rule in [r for r in OPERATOR_RULES + HOST_PATH_RULES if r["apiGroups"] != ["kopf.dev"]]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                missing = set(rule["verbs"]) - granted.get((group, resource), set())
+                assert not missing, f"chart lacks {sorted(missing)} on {group}/{resource}"
+
+
+@pytest.mark.parametrize("values", [{"artifacts.hostPath": ""}, {"artifacts.storageClassName": "fast"},
+                                    {"artifacts.create": False}, {"artifacts.existingClaim": "team"}],
+                         ids=["off", "named-class", "no-create", "existing-claim"])
+def test_no_host_path_volumes_and_no_cluster_storage_rights_otherwise(values):
+    docs = render(set_values=values)
+    args = _operator_args(docs)
+    assert not any(a.startswith("--artifacts-host-path") for a in args), args
+    assert not find(docs, "ClusterRole", "-storage")
+    assert ("", "persistentvolumes") not in _granted(docs, "ClusterRole")
+    if "artifacts.storageClassName" in values:
+        assert "--artifacts-storage-class=fast" in args and "--create-claims" in args
+    if "artifacts.create" in values or "artifacts.existingClaim" in values:
+        assert "--no-create-claims" in args and "--create-claims" not in args
+        assert _granted(docs, "ClusterRole")[("", "persistentvolumeclaims")] == {"get"}
+    if "artifacts.existingClaim" in values:
+        assert "--default-claim=team" in args
+
+
+def test_forced_host_path_and_pull_policy_reach_the_operator():
+    args = _operator_args(render(set_values={"artifacts.hostPath": "/srv/logdistill", "image.pullPolicy": "Never",
+                                             "artifacts.accessModes": ["ReadWriteOnce", "ReadWriteOncePod"]}))
+    assert "--artifacts-host-path=/srv/logdistill" in args and "--image-pull-policy=Never" in args
+    assert "--artifacts-access-mode=ReadWriteOncePod" in args
+
+
+@pytest.mark.parametrize("setting, named", [
+    ({"artifacts.hostPath": "relative/dir"}, "hostPath"),
+    ({"artifacts.accessModes": ["ReadWriteSometimes"]}, "accessModes"),
+    ({"artifacts.size": "lots"}, "size"),
+    ({"artifacts.sizes": "1Gi"}, "sizes"),
+])
+def test_storage_values_are_checked_by_the_schema(setting, named):
+    proc = helm(*template_args(set_values=setting))
+    assert proc.returncode != 0 and named in proc.stderr, proc.stderr

@@ -104,7 +104,9 @@ def test_daemonset_serves_the_release_on_edge_nodes():
     c, = pod["containers"]
     assert c["image"] == "registry/logdistill-edge:1"
     assert c["command"] == ["logdistill", "classify", "--model", "/artifacts/models/bgl/g3", "--port", "9500",
+                            "--state-dir", "/var/lib/logdistill/state", "--exclude-pod-uid", "$(POD_UID)",
                             "--paths", "/var/log/bgl/*.log", "/var/log/bgl/sub/x.log", "/srv/app.log"]
+    assert c["imagePullPolicy"] == "IfNotPresent"
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["ports"] == [{"name": "metrics", "containerPort": 9500, "protocol": "TCP"}]
@@ -115,7 +117,7 @@ def test_daemonset_serves_the_release_on_edge_nodes():
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["artifacts"]["persistentVolumeClaim"]["readOnly"] is True
     host = sorted(v["hostPath"]["path"] for v in volumes.values() if "hostPath" in v)
-    assert host == ["/srv", "/var/log/bgl"]
+    assert host == ["/srv", "/var/lib/logdistill/state/edge-ai_bgl", "/var/log/bgl"]
     assert b.release_of(ds) == release
 
 
@@ -149,3 +151,174 @@ def test_teacher_deployment_passes_the_alert_bar_only_when_set():
     command = barred["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[command.index("--alert-below") + 1] == "0.5"
     _owned(barred)
+
+
+# ---- identity, pull policy, storage, trained teacher, classifier state -------------------------
+
+def _pod(manifest) -> dict:
+    return manifest["spec"]["template"]["spec"]
+
+
+def test_every_pod_runs_as_the_images_user():
+    s = spec(escalation={"enabled": True})
+    release = b.Release(version="v", generation=1, artifact="models/bgl/g1", sha256="a" * 64)
+    for manifest in (b.build_job(OWNER, s, IMAGES), b.build_teacher_deployment(OWNER, s, IMAGES),
+                     b.build_daemonset(OWNER, s, release, IMAGES)):
+        ctx = _pod(manifest)["securityContext"]
+        assert (ctx["runAsUser"], ctx["runAsGroup"], ctx["fsGroup"]) == (10001, 10001, 10001)
+        assert ctx["runAsNonRoot"] is True
+
+
+def test_operator_pull_policy_reaches_every_child_unless_the_spec_sets_one():
+    never = b.Images(job="j", edge="e", pull_policy="Never")
+    s = spec(escalation={"enabled": True}, storage={"persistentVolumeClaim": {"claimName": "c"}})
+    release = b.Release(version="v", generation=1, artifact="models/bgl/g1", sha256="a" * 64)
+    volume = b.ArtifactVolume(claim="c", prepare=True)
+    manifests = [b.build_job(OWNER, s, never, volume=volume), b.build_teacher_deployment(OWNER, s, never, volume),
+                 b.build_daemonset(OWNER, s, release, never, volume),
+                 b.build_label_job(OWNER, spec(job={"workers": 2}), never, volume)]
+    for manifest in manifests:
+        pod = _pod(manifest)
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            assert c["imagePullPolicy"] == "Never", (manifest["metadata"]["name"], c["name"])
+    own = b.build_job(OWNER, spec(job={"imagePullPolicy": "Always"}), never)
+    assert _pod(own)["containers"][0]["imagePullPolicy"] == "Always"
+    assert spec().job.image_pull_policy is None
+    import pytest
+
+    with pytest.raises(ValueError, match="pull policy"):
+        b.Images(job="j", edge="e", pull_policy="Sometimes")
+
+
+def test_claim_name_defaults_to_the_operators_claim():
+    assert b.claim_name(spec()) == "logdistill-artifacts"
+    assert b.claim_name(spec(), b.StorageSettings(default_claim="shared")) == "shared"
+    named = spec(storage={"persistentVolumeClaim": {"claimName": "mine"}})
+    assert b.claim_name(named, b.StorageSettings(default_claim="shared")) == "mine"
+    job = b.build_job(OWNER, spec(), IMAGES, volume=b.artifact_volume(spec(), None, b.StorageSettings(
+        default_claim="shared")))
+    assert {v["name"]: v for v in _pod(job)["volumes"]}["artifacts"]["persistentVolumeClaim"] == {
+        "claimName": "shared"}
+
+
+def test_created_claim_is_unowned_and_sized_by_the_operator_settings():
+    settings = b.StorageSettings(size="20Gi", storage_class="fast", access_modes=("ReadWriteMany",))
+    pvc = b.build_claim("edge-ai", "logdistill-artifacts", settings)
+    assert pvc["kind"] == "PersistentVolumeClaim"
+    assert pvc["metadata"]["name"] == "logdistill-artifacts" and pvc["metadata"]["namespace"] == "edge-ai"
+    assert "ownerReferences" not in pvc["metadata"]  # shared by CRs and generations
+    assert pvc["metadata"]["labels"]["app.kubernetes.io/managed-by"] == b.MANAGED_BY
+    assert pvc["spec"] == {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "20Gi"}},
+                           "storageClassName": "fast"}
+    # no class given: the field is left out, so the cluster's default StorageClass provisions it
+    assert "storageClassName" not in b.build_claim("ns", "c", b.StorageSettings())["spec"]
+    assert b.artifact_volume(spec(), pvc) == b.ArtifactVolume(claim="logdistill-artifacts", prepare=False)
+
+
+def test_host_path_claim_gets_its_own_persistent_volume():
+    settings = b.StorageSettings(host_path="/var/lib/logdistill/artifacts")
+    pvc = b.build_claim("default", "logdistill-artifacts", settings)
+    pv = b.build_host_path_volume("default", "logdistill-artifacts", settings)
+    assert pv["metadata"]["name"] == "logdistill-default-logdistill-artifacts"
+    assert "namespace" not in pv["metadata"] and "ownerReferences" not in pv["metadata"]
+    assert pv["spec"]["hostPath"] == {"path": "/var/lib/logdistill/artifacts/default/logdistill-artifacts",
+                                      "type": "DirectoryOrCreate"}
+    assert pv["spec"]["storageClassName"] == "" and pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    assert pv["spec"]["claimRef"] == {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": "default",
+                                      "name": "logdistill-artifacts"}
+    assert pv["spec"]["capacity"] == {"storage": "10Gi"} and pv["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert pvc["spec"]["volumeName"] == pv["metadata"]["name"] and pvc["spec"]["storageClassName"] == ""
+    assert b.artifact_volume(spec(), pvc, settings).prepare is True
+    long = b.persistent_volume_name("n" * 63, "c" * 253)
+    assert len(long) <= 253 and long != b.persistent_volume_name("n" * 63, "c" * 252 + "d")
+    import pytest
+
+    with pytest.raises(ValueError, match="absolute"):
+        b.StorageSettings(host_path="relative/dir")
+    with pytest.raises(ValueError, match="access modes"):
+        b.StorageSettings(access_modes=("ReadWriteSometimes",))
+
+
+def test_prepare_storage_runs_first_only_on_operator_made_host_path_volumes():
+    s = spec(storage={"persistentVolumeClaim": {"subPath": "team/a"}})
+    plain = _pod(b.build_job(OWNER, s, IMAGES, volume=b.ArtifactVolume("logdistill-artifacts")))
+    assert "initContainers" not in plain
+    pod = _pod(b.build_job(OWNER, s, IMAGES, volume=b.ArtifactVolume("logdistill-artifacts", prepare=True)))
+    first = pod["initContainers"][0]
+    assert first["name"] == "prepare-storage" and first["image"] == IMAGES.job
+    assert first["command"][-1] == "/artifacts/team/a" and "os.chown(d, 10001, 10001)" in first["command"][2]
+    sec = first["securityContext"]
+    assert sec["runAsUser"] == 0 and sec["runAsNonRoot"] is False and sec["allowPrivilegeEscalation"] is False
+    assert sec["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    assert sec["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert first["volumeMounts"] == [{"name": "artifacts", "mountPath": "/artifacts"}]
+    teacher = _pod(b.build_teacher_deployment(OWNER, spec(escalation={"enabled": True}), IMAGES,
+                                              b.ArtifactVolume("logdistill-artifacts", prepare=True)))
+    assert [c["name"] for c in teacher["initContainers"]] == ["prepare-storage"]
+
+
+def test_trained_teacher_folder_is_content_addressed():
+    s = spec(teacher={"train": {}})
+    recipe = b.teacher_train_spec(s)
+    assert recipe == {"base": "minilm", "data": s.data.model_dump(by_alias=True, mode="json"), "epochs": 15,
+                      "learningRate": 0.0002, "seed": 13}
+    folder = b.trained_teacher_dir(s)
+    assert folder.startswith("/artifacts/models/teachers/") and len(folder.rsplit("/", 1)[1]) == 16
+    # the same recipe from another CR, a later generation or other student settings: the same folder
+    assert b.trained_teacher_dir(spec(teacher={"train": {"epochs": 15}}, student={"layers": 1})) == folder
+    # defaults follow the distillation's data and seed (the same split)
+    assert b.trained_teacher_dir(spec(teacher={"train": {}}, training={"seed": 7})) != folder
+    assert b.teacher_train_spec(spec(teacher={"train": {}}, training={"seed": 7}))["seed"] == 7
+    assert b.teacher_train_spec(spec(teacher={"train": {"maxPerTemplate": 3}}))["data"]["maxPerTemplate"] == 3
+    assert b.trained_teacher_dir(spec(teacher={"train": {"epochs": 3}})) != folder
+    assert b.teacher_checkpoint(s) == folder
+    assert b.teacher_train_spec(spec()) is None
+
+
+def test_trained_teacher_runs_as_an_init_container_and_the_engine_gets_its_folder():
+    import json
+
+    s = spec(teacher={"train": {"epochs": 4}}, job={"resources": {"limits": {"memory": "4Gi"}}})
+    pod = _pod(b.build_job(OWNER, s, IMAGES, volume=b.ArtifactVolume("logdistill-artifacts", prepare=True)))
+    assert [c["name"] for c in pod["initContainers"]] == ["prepare-storage", "teacher"]
+    teacher = pod["initContainers"][1]
+    folder = b.trained_teacher_dir(s)
+    assert teacher["command"][:8] == ["logdistill", "operator", "job-run", "--engine", "teacher", "--out", folder,
+                                      "--summary-file"]
+    assert json.loads(teacher["command"][-1]) == b.teacher_train_spec(s)
+    assert teacher["resources"] == {"limits": {"memory": "4Gi"}}
+    assert teacher["securityContext"] == pod["containers"][0]["securityContext"]
+    assert {m["name"] for m in teacher["volumeMounts"]} == {"artifacts", "tmp"}
+    engine = yaml.safe_load(b.build_configmap(OWNER, s)["data"]["spec.yaml"])
+    assert engine["teacher"] == {"checkpoint": folder}
+    # workers > 1: every label pod ensures the teacher (the first to finish publishes it)
+    label = _pod(b.build_label_job(OWNER, spec(teacher={"train": {}}, job={"workers": 2}), IMAGES))
+    assert [c["name"] for c in label["initContainers"]] == ["teacher"]
+    served = _pod(b.build_teacher_deployment(OWNER, spec(teacher={"train": {}}, escalation={"enabled": True}),
+                                             IMAGES))
+    wait, = served["initContainers"]
+    assert wait["name"] == "wait-teacher" and wait["command"][-1].endswith("/manifest.json")
+    assert served["containers"][0]["command"][3] == b.trained_teacher_dir(spec(teacher={"train": {}}))
+
+
+def test_classifier_reads_pod_logs_keeps_state_and_skips_itself():
+    s = spec()
+    assert s.rollout.log_paths == ["/var/log/pods/*/*/*.log"]
+    release = b.Release(version="v", generation=1, artifact="models/bgl/g1", sha256="a" * 64)
+    pod = _pod(b.build_daemonset(OWNER, s, release, IMAGES))
+    assert pod["securityContext"]["supplementalGroups"] == [0]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["logs-0"]["hostPath"] == {"path": "/var/log/pods", "type": "Directory"}
+    assert volumes["state"]["hostPath"] == {"path": "/var/lib/logdistill/state/edge-ai_bgl",
+                                            "type": "DirectoryOrCreate"}
+    init, = pod["initContainers"]
+    assert init["name"] == "prepare-state" and init["image"] == IMAGES.edge
+    assert init["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    assert init["securityContext"]["runAsUser"] == 0
+    assert init["command"][-1] == "/var/lib/logdistill/state"
+    c, = pod["containers"]
+    assert {"name": "state", "mountPath": "/var/lib/logdistill/state"} in c["volumeMounts"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POD_UID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid"
+    i = c["command"].index("--exclude-pod-uid")
+    assert c["command"][i + 1] == "$(POD_UID)"

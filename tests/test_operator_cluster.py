@@ -626,6 +626,11 @@ def test_operator_runs_under_the_least_privilege_rules(cluster, apis, namespace,
         assert body["status"]["servingVersion"] == "v3"
         assert [h["version"] for h in body["status"]["history"]] == ["v2", "v3"]
         wait_events(cluster, apis, namespace, "rbac", {"PhaseReady", "RolloutStarted"})
+        # a CR naming a missing claim: the operator creates it (get + create on persistentvolumeclaims)
+        create_cr(apis, namespace, "fresh", {**BASE, "storage": {"persistentVolumeClaim": {"claimName": "fresh"}}})
+        cluster.wait_for(lambda: apis["core"].read_namespaced_persistent_volume_claim("fresh", namespace), 30, 0.1,
+                         "the claim created", ignore=(ApiException,))
+        wait_job(cluster, apis, namespace, "fresh", 1, timeout=30)
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
@@ -633,3 +638,65 @@ def test_operator_runs_under_the_least_privilege_rules(cluster, apis, namespace,
     text = log_path.read_text()
     assert code == 0, text
     assert "forbidden" not in text.lower(), text
+
+
+# ---- storage the operator provides, and the in-cluster teacher --------------------------------------
+
+def test_missing_claim_gets_a_host_path_volume_and_writers_prepare_it(cluster, apis, namespace, tmp_path):
+    """--artifacts-host-path: a missing claim is created (no owner) with its own hostPath PV, which the
+    PV controller binds; the Job's pod chowns the folder first (prepare-storage), then trains the teacher."""
+    from kubernetes import config
+
+    settings = b.StorageSettings(host_path=str(tmp_path / "artifacts-root"), size="2Gi")
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    pv_name = b.persistent_volume_name(namespace, "logdistill-artifacts")
+    op = OperatorThread(namespaces=[namespace], api_client=api, storage=settings).start()
+    try:
+        create_cr(apis, namespace, "trained", {"teacher": {"train": {"epochs": 2}},
+                                               "escalation": {"enabled": True}})
+        pvc = cluster.wait_for(lambda: apis["core"].read_namespaced_persistent_volume_claim(
+            "logdistill-artifacts", namespace), 30, 0.1, "the claim", ignore=(ApiException,))
+        assert not pvc.metadata.owner_references  # it outlives the CR: shared teachers
+        assert pvc.metadata.labels["app.kubernetes.io/managed-by"] == b.MANAGED_BY
+        assert pvc.spec.volume_name == pv_name and pvc.spec.storage_class_name == ""
+        pv = apis["core"].read_persistent_volume(pv_name)
+        assert pv.spec.host_path.path == f"{tmp_path}/artifacts-root/{namespace}/logdistill-artifacts"
+        assert pv.spec.host_path.type == "DirectoryOrCreate" and pv.spec.capacity == {"storage": "2Gi"}
+        assert (pv.spec.claim_ref.namespace, pv.spec.claim_ref.name) == (namespace, "logdistill-artifacts")
+        cluster.wait_for(lambda: apis["core"].read_namespaced_persistent_volume_claim(
+            "logdistill-artifacts", namespace).status.phase == "Bound", 60, 0.2, "the claim Bound")
+        job = wait_job(cluster, apis, namespace, "trained", 1)
+        pod = job.spec.template.spec
+        assert [c.name for c in pod.init_containers] == ["prepare-storage", "teacher"]
+        assert pod.init_containers[0].security_context.capabilities.add == ["CHOWN"]
+        folder = b.trained_teacher_dir(parse_spec({"teacher": {"train": {"epochs": 2}}}, DistilledModelSpec))
+        assert pod.init_containers[1].command[5:7] == ["--out", folder]
+        engine = yaml.safe_load(apis["core"].read_namespaced_config_map("trained-spec-g1", namespace).data["spec.yaml"])
+        assert engine["teacher"] == {"checkpoint": folder}
+        # the teacher service serves that folder once the Job has published it
+        deployment = cluster.wait_for(lambda: apis["apps"].read_namespaced_deployment("trained-teacher", namespace),
+                                      30, 0.1, "the teacher Deployment", ignore=(ApiException,))
+        served = deployment.spec.template.spec
+        assert [c.name for c in served.init_containers] == ["prepare-storage", "wait-teacher"]
+        assert served.containers[0].command[3] == folder
+        assert pod.security_context.run_as_user == 10001 and pod.security_context.fs_group == 10001
+    finally:
+        op.stop()
+        apis["core"].delete_persistent_volume(pv_name)
+
+
+def test_claims_are_left_alone_when_the_operator_may_not_create_them(cluster, apis, namespace):
+    from kubernetes import config
+
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    op = OperatorThread(namespaces=[namespace], api_client=api,
+                        storage=b.StorageSettings(create=False, default_claim="team-claim")).start()
+    try:
+        create_cr(apis, namespace, "byo", BASE)
+        job = wait_job(cluster, apis, namespace, "byo", 1)
+        volumes = {v.name: v for v in job.spec.template.spec.volumes}
+        assert volumes["artifacts"].persistent_volume_claim.claim_name == "team-claim"
+        assert not job.spec.template.spec.init_containers
+        assert apis["core"].list_namespaced_persistent_volume_claim(namespace).items == []
+    finally:
+        op.stop()

@@ -109,8 +109,8 @@ def test_constraints_enums_and_defaults_carry_over():
     assert cpu["type"] == "string" and cpu["pattern"]
     # object sections default to their full default (the API server checks it against their CEL rules)
     assert props["student"]["default"]["hidden"] == 128 and "pretrained" not in props["student"]["default"]
-    assert props["storage"]["default"] == {"persistentVolumeClaim": {"claimName": "logdistill-artifacts",
-                                                                     "subPath": "models"}}
+    # no claimName default: unset = the operator's default claim (--default-claim)
+    assert props["storage"]["default"] == {"persistentVolumeClaim": {"subPath": "models"}}
     assert "default" not in props["teacher"]
     assert _schema()["properties"]["spec"]["required"] == ["teacher"]
 

