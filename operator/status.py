@@ -46,7 +46,7 @@ class Condition(StatusModel):
     """One aspect of the resource's state, Kubernetes-style."""
 
     type: str = Field(max_length=64)
-    """Distilled, GatePassed, RolledOut, Ready, and AgreementBelowGate when escalation is on."""
+    """Distilled, GatePassed, RolledOut, Ready, PodsHealthy, and AgreementBelowGate when escalation is on."""
     status: Literal["True", "False", "Unknown"]
     """Whether the condition holds."""
     reason: str = Field(max_length=128)
@@ -207,7 +207,7 @@ class DistilledModelStatus(StatusModel):
     job: str | None = None
     """Name of the current generation's Job."""
     conditions: list[Condition] = Field(default=[], max_length=16)
-    """Distilled, GatePassed, RolledOut, Ready (and AgreementBelowGate with escalation on)."""
+    """Distilled, GatePassed, RolledOut, Ready, PodsHealthy (and AgreementBelowGate with escalation on)."""
     progress: Progress | None = None
     """Progress of the current Job."""
     evaluation: Evaluation | None = None
