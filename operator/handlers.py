@@ -421,8 +421,7 @@ def _ensure_run(ctx: Context, owner: b.Owner, spec: DistilledModelSpec, retrain:
 
 
 def _job_condition(job: dict, kind: str) -> bool:
-    return any(c.get("type") == kind and c.get("status") == "True"
-               for c in (job.get("status") or {}).get("conditions") or [])
+    return views.JobView.parse(job).condition(kind) is not None
 
 
 # --- observing (the logic is in observe and views) -------------------------------------------
