@@ -90,6 +90,8 @@ def pod_failure(pod: PodView) -> tuple[str, str]:
     """(reason, message) of a failed distillation pod: the engine's error if it wrote one, else
     OOMKilled or PodFailed with the kubelet's reason and exit code."""
     c = pod.container(DISTILL_CONTAINER)
+    if c is None or c.terminated is None:  # it never ran: an init container (storage, teacher) failed
+        c = next((i for i in pod.init_containers if i.terminated is not None and i.terminated.exit_code != 0), c)
     term = c.terminated if c is not None else None
     try:
         parse_summary(term.message if term is not None else None)
@@ -98,9 +100,11 @@ def pod_failure(pod: PodView) -> tuple[str, str]:
     except SummaryError:
         pass
     if term is not None and term.reason == "OOMKilled":
-        return "OOMKilled", f"{term.describe()}: the {DISTILL_CONTAINER} container went over its memory limit " \
+        return "OOMKilled", f"{term.describe()}: the {c.name} container went over its memory limit " \
                             "(spec.job.resources)"
     reason = (term.reason if term is not None else "") or pod.reason or "PodFailed"
+    if c is not None and c.init and term is not None:
+        reason = f"init container {c.name}: {reason}"
     if term is not None and term.exit_code is not None:
         detail = f"exit code {term.exit_code}"
     else:

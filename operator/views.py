@@ -215,6 +215,12 @@ class PodView:
         return cond is not None and cond.true
 
     @property
+    def progressing(self) -> bool:
+        """Some container runs or has run: a Pending pod working through its init containers (a
+        teacher trained in an init container takes long) is not stuck."""
+        return any(c.running or c.terminated is not None for c in (*self.init_containers, *self.containers))
+
+    @property
     def unschedulable(self) -> Condition | None:
         cond = self.condition("PodScheduled")
         return cond if cond is not None and cond.status == "False" and cond.reason == "Unschedulable" else None
@@ -447,7 +453,7 @@ def pod_problem(pod: PodView, now: datetime, pending_deadline: float = DEFAULT_P
         return None  # a plain failure: the Job reports it (JobOutcome), the controller replaces it
     events = list(events)
     age = (now - pod.created).total_seconds() if pod.created is not None else 0.0
-    if pod.phase == "Pending":
+    if pod.phase == "Pending" and not pod.progressing:
         mount = latest_warning(events, _MOUNT_EVENTS)
         if mount is not None:
             return problem("FailedMount", f"{mount.reason}: {mount.message}")
@@ -490,7 +496,7 @@ def pod_problems(pods: Iterable[PodView], now: datetime, pending_deadline: float
         if pod.deleting or pod.phase not in ("Pending", "Running"):
             continue
         age = (now - pod.created).total_seconds() if pod.created is not None else 0.0
-        if pod.phase == "Pending":
+        if pod.phase == "Pending" and not pod.progressing:
             ahead.append(pending_deadline - age)
             scheduled = pod.condition("PodScheduled")
             if pod.node is not None and scheduled is not None and scheduled.last_transition is not None:

@@ -271,6 +271,12 @@ def test_pending_too_long_after_the_configurable_deadline():
     assert problem_of(raw, now_s=61, deadline=60).reason == "PendingTooLong"
     unbound = pod(node=None)
     assert problem_of(unbound, now_s=400).message == "pending for 6m40s, not scheduled yet"
+    # An init container at work (a teacher trained before the distillation) is progress, not a stall.
+    training = pod(conditions=[scheduled(1)], init=[running("teacher", started_s=2)],
+                   containers=[waiting("distill", "PodInitializing")])
+    assert problem_of(training, now_s=3600) is None
+    assert not needs_events(PodView.parse(training), at(3600))
+    assert pod_problems([PodView.parse(training)], at(3600)).recheck_in is None
 
 
 def test_not_ready_after_the_grace_with_the_probe_message():
@@ -350,6 +356,14 @@ def test_a_job_pod_oom_killed_is_the_failure_reason():
     outcome, *_ = observe_job(job("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit"),
                               [PodView.parse(raw)], 1, DistilledModelStatus())
     assert outcome.reason == "OOMKilled"
+    init_oom = pod(phase="Failed", init=[{"name": "teacher", "ready": False, "restartCount": 0, "image": IMAGE,
+                                          "imageID": "", "state": {"terminated": terminated(137, "OOMKilled")}}],
+                   containers=[waiting("distill", "PodInitializing")])
+    reason, message = pod_failure(PodView.parse(init_oom))
+    assert reason == "OOMKilled" and message.startswith("OOMKilled (exit code 137): the teacher container")
+    init_err = copy.deepcopy(init_oom)
+    init_err["status"]["initContainerStatuses"][0]["state"]["terminated"] = terminated(2, "Error")
+    assert pod_failure(PodView.parse(init_err)) == ("PodFailed", "init container teacher: Error, exit code 2")
 
 
 def daemonset(desired=2, updated=2, ready_=2, available=2, selector=None):
