@@ -18,6 +18,7 @@ Choices:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import fnmatch
 import logging
@@ -159,7 +160,9 @@ def _wake_later(ctx: Context, namespace: str, name: str, delay: float) -> None:
         except Exception as err:  # noqa: BLE001 - the periodic resync and the next event retry
             log.info("timed reconcile of %s/%s deferred: %s", namespace, name, err)
 
-    timer = threading.Timer(max(delay, 0.05), fire)
+    # kopf's Event posting (kopf.info/warn) finds its queue through context variables: carry the
+    # caller's (a kopf handler's) into the timer thread, or the Events of a timed reconcile are lost.
+    timer = threading.Timer(max(delay, 0.05), contextvars.copy_context().run, args=(fire,))
     timer.daemon = True
     timer.due = time.monotonic() + delay  # type: ignore[attr-defined]
     ctx.timers[key] = timer
