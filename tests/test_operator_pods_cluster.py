@@ -59,6 +59,8 @@ def test_an_unschedulable_job_pod_reaches_the_status_and_an_event_within_10s(clu
     events = [e for e in apis["core"].list_namespaced_event(
         namespace, field_selector="involvedObject.name=nowhere").items if e.reason == "PodUnschedulable"]
     assert len(events) == 1 and events[0].type == "Warning" and pod.metadata.name in events[0].message
+    registry = operator.ctx.metrics.registry
+    assert registry.get_sample_value("logdistill_operator_pod_problems_total", {"reason": "Unschedulable"}) == 1
 
     # The pod becomes schedulable (the Job's selector cannot change: delete the pod, the Job makes a
     # new one on no node either) - instead, label a node so the scheduler places it: the problem clears.

@@ -403,3 +403,12 @@ def test_no_matching_node_is_not_ready_and_says_the_selector():
     state = rollout_state(daemonset(0, 0, 0, 0, {"node-role.kubernetes.io/edge": "", "zone": "a"}))
     assert not state.complete
     assert state.describe() == "version v1: no node matches rollout.nodeSelector {node-role.kubernetes.io/edge, zone: 'a'}"
+
+
+def test_the_problem_counter_exports_every_reason_from_zero():
+    from logdistill.operator.metrics import OperatorMetrics
+
+    metrics = OperatorMetrics()
+    values = {r: metrics.registry.get_sample_value("logdistill_operator_pod_problems_total", {"reason": r})
+              for r in REASONS}
+    assert values == {r: 0.0 for r in REASONS} and len(REASONS) == 14
