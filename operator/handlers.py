@@ -77,6 +77,10 @@ class Context:
     # Shrinks retrain.windowSeconds/minIntervalSeconds (tests only: the spec's minimums are 60 s/300 s).
     retrain_time_scale: float = 1.0
     timers: dict = field(default_factory=dict)
+    # Timer threads running a reconcile now, and the operator's stop: cleanup waits for the former
+    # (a daemon thread still logging at interpreter exit aborts the process).
+    firing: set = field(default_factory=set)
+    stopping: threading.Event = field(default_factory=threading.Event)
     # A pod pending longer than this is a PendingTooLong problem (--pod-pending-deadline).
     pending_deadline: float = views.DEFAULT_PENDING_DEADLINE_S
 
@@ -136,14 +140,26 @@ async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
     for task in memo.ctx.tasks:
         task.cancel()
     memo.ctx.tasks.clear()
-    for timer in list(memo.ctx.timers.values()):
+    ctx: Context = memo.ctx
+    ctx.stopping.set()
+    threads = [*ctx.timers.values(), *ctx.firing]
+    for timer in list(ctx.timers.values()):
         timer.cancel()
-    memo.ctx.timers.clear()
+    ctx.timers.clear()
+
+    def join() -> None:
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=15)
+
+    await asyncio.to_thread(join)
 
 
 def _wake_later(ctx: Context, namespace: str, name: str, delay: float) -> None:
     """Reconcile again in ``delay`` seconds (a drift window that ends with no event to wake us).
     A thread timer, not a kopf timer: kopf timers put a finalizer on every CR."""
+    if ctx.stopping.is_set():
+        return
     key = (namespace, name)
     previous = ctx.timers.get(key)
     if previous is not None and previous.is_alive():
@@ -152,13 +168,18 @@ def _wake_later(ctx: Context, namespace: str, name: str, delay: float) -> None:
         previous.cancel()
 
     def fire() -> None:
-        ctx.timers.pop(key, None)
-        if outranked(ctx):
-            return
+        me = threading.current_thread()
+        ctx.firing.add(me)  # first: a stop that has not seen it in ctx.timers sees it here
         try:
+            if ctx.timers.get(key) is me:
+                ctx.timers.pop(key, None)
+            if ctx.stopping.is_set() or outranked(ctx):
+                return
             reconcile(ctx, namespace, name)
         except Exception as err:  # noqa: BLE001 - the periodic resync and the next event retry
             log.info("timed reconcile of %s/%s deferred: %s", namespace, name, err)
+        finally:
+            ctx.firing.discard(me)
 
     # kopf's Event posting (kopf.info/warn) finds its queue through context variables: carry the
     # caller's (a kopf handler's) into the timer thread, or the Events of a timed reconcile are lost.

@@ -124,3 +124,43 @@ def test_a_rollout_selector_matching_no_node_is_not_ready(cluster, apis, namespa
     assert status["message"] == "version v1: no node matches rollout.nodeSelector {logdistill.io/test-nowhere: 'yes'}"
     assert condition(body, "RolledOut")["reason"] == "NoMatchingNodes"
     assert condition(body, "Ready")["status"] == "False"
+
+
+def test_a_classifier_pod_whose_volume_does_not_mount_is_named_from_its_events(cluster, apis, namespace, operator):
+    """A volume that does not mount leaves the pod in ContainerCreating; only its Warning events say
+    why. The operator reads them (events list, in rbac.OPERATOR_RULES) once the grace has passed."""
+    create_cr(apis, namespace, "mount", BASE)
+    complete_job_pod(cluster, apis, namespace, b.job_name("mount", 1), "v1")
+    wait_phase(cluster, apis, namespace, "mount", "Ready", timeout=60)
+    selector = ",".join(f"{k}={v}" for k, v in b.selector_labels("mount").items())
+    pod = apis["core"].list_namespaced_pod(namespace, label_selector=selector).items[0]
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    mount_message = ('MountVolume.SetUp failed for volume "logs-0" : hostPath type check failed: /var/log/pods is '
+                     'not a directory')
+    apis["core"].create_namespaced_event(namespace, {  # what the kubelet posts
+        "metadata": {"name": f"{pod.metadata.name}.failedmount"},
+        "involvedObject": {"kind": "Pod", "apiVersion": "v1", "name": pod.metadata.name, "namespace": namespace,
+                           "uid": pod.metadata.uid},
+        "reason": "FailedMount", "message": mount_message, "type": "Warning",
+        "source": {"component": "kubelet", "host": pod.spec.node_name},
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1})
+    apis["core"].patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": {
+        "phase": "Pending",
+        "conditions": [{"type": "Ready", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": now},
+                       {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady",
+                        "lastTransitionTime": now}],
+        "containerStatuses": [{"name": "classify", "image": pod.spec.containers[0].image, "imageID": "",
+                               "ready": False, "restartCount": 0, "started": False,
+                               "state": {"waiting": {"reason": "ContainerCreating"}}}],
+    }})
+
+    def told(status):
+        return any(p["reason"] == "FailedMount" for p in problems(status))
+
+    # The grace (5 s) before the events are read, then a debounced reconcile: well within 15 s.
+    body = wait_status(cluster, apis, namespace, "mount", told, 15, "the FailedMount classifier pod in the status")
+    (problem,) = problems(body["status"])
+    assert problem["pod"] == f"{namespace}/{pod.metadata.name}" and problem["node"] == pod.spec.node_name
+    assert problem["message"] == f"FailedMount: {mount_message}"
+    assert body["status"]["phase"] == "RollingOut" and mount_message in body["status"]["message"]
+    wait_events(cluster, apis, namespace, "mount", {"PodFailedMount"})
