@@ -18,9 +18,9 @@ Choices:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import fnmatch
-import json
 import logging
 import threading
 import time
@@ -33,23 +33,21 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from logdistill.operator import builders as b
-from logdistill.operator import loop
+from logdistill.operator import loop, observe, views
 from logdistill.operator.crd import GROUP, PLURAL, VERSION
 from logdistill.operator.metrics import OperatorMetrics
 from logdistill.operator.status import (
     AGREEMENT_LOW,
     DISTILLED,
     DistilledModelStatus,
-    JobOutcome,
     LastRetrain,
-    Progress,
-    RolloutState,
     invalid_spec_status,
+    new_problems,
     next_status,
     same_status,
     transitions,
 )
-from logdistill.operator.summary import JobReportedError, Summary, SummaryError, gate_decision, parse_summary
+from logdistill.operator.summary import gate_decision
 from logdistill.spec import DistilledModelSpec, SpecError, parse_spec
 
 log = logging.getLogger("logdistill.operator")
@@ -59,6 +57,9 @@ CHILD_LABELS = {"app.kubernetes.io/managed-by": b.MANAGED_BY, b.MODEL_LABEL: kop
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 # HTTP statuses worth retrying.
 TRANSIENT = {409, 429, 500, 502, 503, 504}
+# A pod event wakes its model's reconcile this much later: a burst (a DaemonSet's pods on many
+# nodes, a pod's several status updates) costs one reconcile.
+POD_DEBOUNCE_S = 0.5
 
 
 @dataclass
@@ -78,6 +79,12 @@ class Context:
     # Shrinks retrain.windowSeconds/minIntervalSeconds (tests only: the spec's minimums are 60 s/300 s).
     retrain_time_scale: float = 1.0
     timers: dict = field(default_factory=dict)
+    # Timer threads running a reconcile now, and the operator's stop: cleanup waits for the former
+    # (a daemon thread still logging at interpreter exit aborts the process).
+    firing: set = field(default_factory=set)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    # A pod pending longer than this is a PendingTooLong problem (--pod-pending-deadline).
+    pending_deadline: float = views.DEFAULT_PENDING_DEADLINE_S
 
 
 _locks: dict[tuple[str, str], threading.Lock] = {}
@@ -135,14 +142,26 @@ async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
     for task in memo.ctx.tasks:
         task.cancel()
     memo.ctx.tasks.clear()
-    for timer in list(memo.ctx.timers.values()):
+    ctx: Context = memo.ctx
+    ctx.stopping.set()
+    threads = [*ctx.timers.values(), *ctx.firing]
+    for timer in list(ctx.timers.values()):
         timer.cancel()
-    memo.ctx.timers.clear()
+    ctx.timers.clear()
+
+    def join() -> None:
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=15)
+
+    await asyncio.to_thread(join)
 
 
 def _wake_later(ctx: Context, namespace: str, name: str, delay: float) -> None:
     """Reconcile again in ``delay`` seconds (a drift window that ends with no event to wake us).
     A thread timer, not a kopf timer: kopf timers put a finalizer on every CR."""
+    if ctx.stopping.is_set():
+        return
     key = (namespace, name)
     previous = ctx.timers.get(key)
     if previous is not None and previous.is_alive():
@@ -151,15 +170,22 @@ def _wake_later(ctx: Context, namespace: str, name: str, delay: float) -> None:
         previous.cancel()
 
     def fire() -> None:
-        ctx.timers.pop(key, None)
-        if outranked(ctx):
-            return
+        me = threading.current_thread()
+        ctx.firing.add(me)  # first: a stop that has not seen it in ctx.timers sees it here
         try:
+            if ctx.timers.get(key) is me:
+                ctx.timers.pop(key, None)
+            if ctx.stopping.is_set() or outranked(ctx):
+                return
             reconcile(ctx, namespace, name)
         except Exception as err:  # noqa: BLE001 - the periodic resync and the next event retry
             log.info("timed reconcile of %s/%s deferred: %s", namespace, name, err)
+        finally:
+            ctx.firing.discard(me)
 
-    timer = threading.Timer(max(delay, 0.05), fire)
+    # kopf's Event posting (kopf.info/warn) finds its queue through context variables: carry the
+    # caller's (a kopf handler's) into the timer thread, or the Events of a timed reconcile are lost.
+    timer = threading.Timer(max(delay, 0.05), contextvars.copy_context().run, args=(fire,))
     timer.daemon = True
     timer.due = time.monotonic() + delay  # type: ignore[attr-defined]
     ctx.timers[key] = timer
@@ -254,8 +280,6 @@ def on_retrain_request(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS)
 @kopf.on.event("apps", "v1", "daemonsets", labels=CHILD_LABELS)
-@kopf.on.event("", "v1", "pods", labels={**CHILD_LABELS, b.COMPONENT_LABEL: "distill"})
-@kopf.on.event("", "v1", "pods", labels={**CHILD_LABELS, b.COMPONENT_LABEL: "teacher"})
 def on_child(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     owner = body["metadata"].get("labels", {}).get(b.MODEL_LABEL)
     if owner:
@@ -265,6 +289,16 @@ def on_child(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
             # Event handlers are not retried: the next event (or the periodic re-list) will be.
             log.info("reconcile of %s/%s after a %s event deferred: %s", body["metadata"]["namespace"], owner,
                      body.get("kind", "child"), err)
+
+
+@kopf.on.event("", "v1", "pods", labels=CHILD_LABELS)
+def on_pod(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Every pod of the model's Jobs, classifier DaemonSet and teacher Deployment (their templates
+    carry ``builders.labels()``): a pod turning Unschedulable, ImagePullBackOff or unready does not
+    touch its Job or DaemonSet, so it wakes the owning CR's reconcile itself, debounced."""
+    owner = body["metadata"].get("labels", {}).get(b.MODEL_LABEL)
+    if owner:
+        _wake_later(memo.ctx, body["metadata"]["namespace"], owner, POD_DEBOUNCE_S)
 
 
 # --- reconcile ------------------------------------------------------------------------------
@@ -320,7 +354,7 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus 
     agreement = loop.agreement_from(teacher_pods, spec, old.agreement, now) if spec.escalation.enabled else None
 
     job_name, job, pods = _ensure_run(ctx, run_owner, spec, retrain, body, old.job, volume)
-    outcome, summary, summary_error, progress = observe_job(job, pods, run_gen, old)
+    outcome, summary, summary_error, progress = observe.observe_job(_job_view(job), _pod_views(pods), run_gen, old)
 
     last_retrain = old.last_retrain
     request = (meta.get("annotations") or {}).get(b.RETRAIN_REQUEST_ANNOTATION)
@@ -338,7 +372,8 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus 
                      else ")"))
         if agreement is not None:
             agreement = agreement.model_copy(update={"below_since": None})  # a new window starts
-        outcome, summary, summary_error, progress = observe_job(job, pods, run_gen, old)
+        outcome, summary, summary_error, progress = observe.observe_job(_job_view(job), _pod_views(pods), run_gen,
+                                                                        old)
     elif decision.wake_in is not None:
         _wake_later(ctx, namespace, name, decision.wake_in)
 
@@ -354,10 +389,19 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus 
         if _apply_daemonset(ctx, owner, spec, release, body, ds, volume):
             ds = _read(apps.read_namespaced_daemon_set, b.daemonset_name(name), namespace)
 
+    classifier_pods = _classifier_pods(ctx, namespace, name) if ds is not None else []
+    all_pods = _pod_views([*(pods if outcome.phase != "Succeeded" else []), *classifier_pods,
+                           *teacher_pods])
+    events = observe.pod_events(all_pods, now, lambda ns, pod: _warnings(ctx, ns, pod))
+    health = views.pod_problems(all_pods, now, ctx.pending_deadline, events)
+    if health.recheck_in is not None:  # a deadline or grace ends with no pod event to announce it
+        _wake_later(ctx, namespace, name, health.recheck_in)
+
     drift = loop.agreement_condition(spec, agreement)
     new = next_status(old, generation=generation, job_name=job_name, job=outcome, summary=summary,
-                      summary_error=summary_error, gate=spec.gate, progress=progress, rollout=rollout_state(ds),
-                      run_generation=run_gen, extra_conditions=(drift,) if drift else ())
+                      summary_error=summary_error, gate=spec.gate, progress=progress,
+                      rollout=observe.rollout_state(ds, _pod_views(classifier_pods), health, events),
+                      run_generation=run_gen, extra_conditions=(drift,) if drift else (), problems=health.problems)
     new = new.model_copy(update={"training_hash": digest, "distill_generation": run_gen, "retrain": retrain,
                                  "agreement": agreement, "last_retrain": last_retrain})
     _write_status(ctx, custom, body, old, new)
@@ -405,113 +449,34 @@ def _ensure_run(ctx: Context, owner: b.Owner, spec: DistilledModelSpec, retrain:
 
 
 def _job_condition(job: dict, kind: str) -> bool:
-    return any(c.get("type") == kind and c.get("status") == "True"
-               for c in (job.get("status") or {}).get("conditions") or [])
+    return views.JobView.parse(job).condition(kind) is not None
 
 
-# --- observing ------------------------------------------------------------------------------
+# --- observing (the logic is in observe and views) -------------------------------------------
 
-def observe_job(job: dict | None, pods: list[dict], generation: int, old: DistilledModelStatus):
-    """(JobOutcome, Summary | None, (reason, message) | None, Progress | None) of the current Job."""
-    if job is None:
-        ev = old.evaluation
-        if old.observed_generation == generation and ev is not None and ev.generation == generation:
-            # The Job was deleted after it was evaluated: the status remembers the result.
-            return JobOutcome("Succeeded"), _summary_from_status(old), None, None
-        if old.job and old.observed_generation == generation:
-            return JobOutcome("Failed", "JobDeleted", "the Job was deleted before it finished"), None, None, None
-        return JobOutcome("Missing"), None, None, None
-    conditions = {c["type"]: c for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
-    # An Indexed (distributed) Job: rank 0 = completion index 0 evaluates, reports and publishes progress.
-    rank0 = [p for p in pods if _completion_index(p) in (None, "0")]
-    progress = _progress(rank0, generation)
-    if "Complete" in conditions:
-        succeeded = [p for p in rank0 if (p.get("status") or {}).get("phase") == "Succeeded"]
-        if not succeeded:
-            missing = ("SummaryMissing", "no succeeded pod found to read the summary from")
-            return JobOutcome("Succeeded"), None, missing, progress
-        try:
-            return JobOutcome("Succeeded"), parse_summary(_termination_message(succeeded[-1])), None, progress
-        except SummaryError as err:
-            return JobOutcome("Succeeded"), None, (err.reason, str(err)), progress
-    if "Failed" in conditions:
-        cond = conditions["Failed"]
-        reason, message = cond.get("reason") or "JobFailed", cond.get("message") or "the Job failed"
-        failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
-        if failed:
-            pod_reason, pod_message = _pod_failure(failed[-1])
-            message = f"{message}; pod {failed[-1]['metadata']['name']}: {pod_message}"
-            reason = pod_reason or reason
-        return JobOutcome("Failed", reason, message), None, None, progress
-    running = any((p.get("status") or {}).get("phase") == "Running" for p in pods)
-    return JobOutcome("Running" if running else "Pending"), None, None, progress
+def _job_view(job: dict | None) -> views.JobView | None:
+    return views.JobView.parse(job) if job is not None else None
 
 
-def _completion_index(pod: dict) -> str | None:
-    meta = pod.get("metadata") or {}
-    return (meta.get("annotations") or {}).get(b.COMPLETION_INDEX_ANNOTATION) \
-        or (meta.get("labels") or {}).get(b.COMPLETION_INDEX_ANNOTATION)
+def _pod_views(pods: list[dict]) -> list[views.PodView]:
+    return [views.PodView.parse(p) for p in pods]
 
 
-def _summary_from_status(old: DistilledModelStatus) -> Summary:
-    ev = old.evaluation
-    return Summary.model_validate({
-        "version": ev.version, "sha256": ev.sha256, "artifact": ev.artifact, "retention": ev.retention,
-        "gatePassed": ev.gate_passed,
-        "teacher": ev.teacher.model_dump(by_alias=True, exclude_none=True),
-        "student": ev.student.model_dump(by_alias=True, exclude_none=True),
-    })
+def _classifier_pods(ctx: Context, namespace: str, name: str) -> list[dict]:
+    selector = ",".join(f"{k}={v}" for k, v in b.selector_labels(name).items())
+    return _plain(client.CoreV1Api(ctx.api).list_namespaced_pod(namespace, label_selector=selector))["items"]
 
 
-def _terminated(pod: dict) -> dict:
-    for status in (pod.get("status") or {}).get("containerStatuses") or []:
-        if status.get("name") == "distill":
-            return (status.get("state") or {}).get("terminated") or {}
-    return {}
-
-
-def _termination_message(pod: dict) -> str | None:
-    return _terminated(pod).get("message")
-
-
-def _pod_failure(pod: dict) -> tuple[str, str]:
-    """(reason, message) of a failed distillation pod: the engine's error if it wrote one."""
-    term = _terminated(pod)
+def _warnings(ctx: Context, namespace: str, pod: str) -> list[dict]:
+    """The Warning events of one pod (a FailedMount, a failing readiness probe); none without RBAC."""
     try:
-        parse_summary(term.get("message"))
-    except JobReportedError as err:
-        return err.reason, str(err)
-    except SummaryError:
-        pass
-    status = pod.get("status") or {}
-    reason = term.get("reason") or status.get("reason") or "PodFailed"
-    detail = f"exit code {term['exitCode']}" if "exitCode" in term else (status.get("message") or "failed")
-    return "PodFailed", f"{reason}, {detail}"
-
-
-def _progress(pods: list[dict], generation: int) -> Progress | None:
-    for pod in reversed(pods):
-        raw = ((pod.get("metadata") or {}).get("annotations") or {}).get(b.PROGRESS_ANNOTATION)
-        if raw:
-            try:
-                data = json.loads(raw)
-                return Progress.model_validate({**data, "generation": generation})
-            except (ValueError, TypeError):
-                log.warning("ignoring unreadable progress annotation on pod %s", pod["metadata"]["name"])
-    return None
-
-
-def rollout_state(ds: dict | None) -> RolloutState | None:
-    release = b.release_of(ds)
-    if ds is None or release is None:
-        return None
-    status = ds.get("status") or {}
-    return RolloutState(
-        version=release.version, generation=release.generation, artifact=release.artifact,
-        desired=status.get("desiredNumberScheduled", 0), updated=status.get("updatedNumberScheduled", 0),
-        available=status.get("numberAvailable", 0),
-        current=status.get("observedGeneration", 0) >= ds["metadata"].get("generation", 0),
-    )
+        return _plain(client.CoreV1Api(ctx.api).list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name={pod},type=Warning"))["items"]
+    except ApiException as err:
+        if err.status in (401, 403):
+            log.warning("cannot list the events of pod %s/%s (%s): grant events list", namespace, pod, err.reason)
+            return []
+        raise
 
 
 # --- acting ---------------------------------------------------------------------------------
@@ -683,6 +648,8 @@ def _write_status(ctx: Context, custom: client.CustomObjectsApi, body: dict, old
     if same_status(old, new):
         return
     _count_result(ctx, old, new)
+    for problem in new_problems(old, new):
+        ctx.metrics.pod_problems.labels(problem.reason).inc()
     custom.patch_namespaced_custom_object_status(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
                                                  {"status": new.to_patch()})
     for event in transitions(old, new):

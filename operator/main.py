@@ -4,7 +4,7 @@
                         [--edge-image IMG] [--image-pull-policy P] [--peering NAME | --standalone]
                         [--priority N] [--metrics-port 9401] [--default-claim NAME] [--[no-]create-claims]
                         [--artifacts-size Q] [--artifacts-storage-class SC] [--artifacts-access-mode M ...]
-                        [--artifacts-host-path DIR]
+                        [--artifacts-host-path DIR] [--pod-pending-deadline 300]
     logdistill operator crd [--peering]      # print the CRD (and kopf's peering CRDs)
     logdistill operator rbac                 # print the least-privilege RBAC rules
     logdistill operator job-run ...          # the distillation Job's entrypoint
@@ -65,6 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then KUBECONFIG)")
     parser.add_argument("--metrics-port", type=int, default=9401, metavar="PORT",
                         help="serve Prometheus metrics (logdistill_operator_*) on this port (default 9401; 0 = off)")
+    parser.add_argument("--pod-pending-deadline", type=float, default=300.0, metavar="SECONDS",
+                        help="report a pod of a model still Pending after this long as PendingTooLong (default 300)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="operator_command", metavar="[crd|rbac|job-run]")
     crd = sub.add_parser("crd", help="print the generated DistilledModel CRD")
@@ -121,7 +123,7 @@ class OperatorThread:
 
     def __init__(self, namespaces: Sequence[str] = (), images=None, api_client=None, standalone: bool = True,
                  peering_name: str | None = None, priority: int = 0, retrain_time_scale: float = 1.0,
-                 resync_seconds: float = 30.0, storage=None):
+                 resync_seconds: float = 30.0, storage=None, pending_deadline: float = 300.0):
         from kubernetes import client
 
         from logdistill.operator import builders, handlers
@@ -133,6 +135,7 @@ class OperatorThread:
             retrain_time_scale=retrain_time_scale,
             resync_seconds=resync_seconds,
             storage=storage or builders.StorageSettings(),
+            pending_deadline=pending_deadline,
         )
         self.kwargs = {
             "clusterwide": not namespaces,
@@ -236,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
     images = builders.Images(job=args.job_image, edge=args.edge_image, pull_policy=args.image_pull_policy)
     ctx = handlers.Context(api=client.ApiClient(), images=images, storage=storage,
                            namespaces=tuple(kwargs["namespaces"]), peering=kwargs["peering_name"],
-                           priority=kwargs["priority"])
+                           priority=kwargs["priority"], pending_deadline=args.pod_pending_deadline)
     if args.metrics_port:
         try:
             ctx.metrics.serve(args.metrics_port)

@@ -6,6 +6,9 @@
 - ``logdistill_operator_reconcile_seconds``: wall time of one reconcile.
 - ``logdistill_operator_distillations_total{result}``: finished distillation runs by result
   (``passed``, ``gate_failed``, ``failed``).
+- ``logdistill_operator_pod_problems_total{reason}``: pod problems the operator reported (one per
+  new problem, as its Event), by reason: the closed set of ``views.REASONS``, every one exported
+  from 0.
 
 A private registry per operator (tests run several operators in one process).
 """
@@ -19,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from logdistill.operator.status import PHASES
+from logdistill.operator.views import REASONS
 
 DEFAULT_PORT = 9401
 RESULTS = ("passed", "gate_failed", "failed")
@@ -54,6 +58,11 @@ class OperatorMetrics:
             registry=self.registry)
         for result in RESULTS:
             self.distillations.labels(result)
+        self.pod_problems = Counter(
+            "logdistill_operator_pod_problems", "Pod problems reported (one per new problem) by reason", ["reason"],
+            registry=self.registry)
+        for reason in REASONS:
+            self.pod_problems.labels(reason)
 
     def set_phase(self, namespace: str, name: str, phase: str | None) -> None:
         with self._lock:

@@ -25,7 +25,8 @@ OPERATOR_RULES: list[dict] = [
     {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list", "watch", "create", "update"]},
     # the teacher service (escalation.enabled)
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "create", "update", "delete"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    # create: kopf's Events on the CR; list: a stuck pod's Warning events (FailedMount, Unhealthy)
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "list"]},
     {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "patch", "create"]},
 ]
 # Only with --all-namespaces (cluster-wide peering object).

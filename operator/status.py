@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from logdistill.operator.summary import Summary, gate_decision
+from logdistill.operator.views import FAMILY, REASONS, PodProblem
 from logdistill.spec import GateSpec
 
 Phase = Literal["Pending", "Distilling", "RollingOut", "Ready", "Degraded", "Failed"]
@@ -25,6 +26,13 @@ HISTORY_LENGTH = 5
 DISTILLED, GATE_PASSED, ROLLED_OUT, READY = "Distilled", "GatePassed", "RolledOut", "Ready"
 # With escalation on: whether the online agreement is under retrain.agreementThreshold.
 AGREEMENT_LOW = "AgreementBelowGate"
+# Whether the operator's pods (Job, classifier, teacher) are free of problems (views.REASONS).
+PODS_HEALTHY = "PodsHealthy"
+# Job failure reasons that say less than a pod problem seen at the same time (e.g. an image that
+# never pulled until activeDeadlineSeconds).
+GENERIC_JOB_FAILURES = {"BackoffLimitExceeded", "DeadlineExceeded", "JobFailed", "PodFailed"}
+# status.podProblems keeps this many (the condition message counts them all).
+MAX_PROBLEMS = 10
 RetrainReason = Literal["AgreementBelowThreshold", "Requested"]
 
 
@@ -38,7 +46,7 @@ class Condition(StatusModel):
     """One aspect of the resource's state, Kubernetes-style."""
 
     type: str = Field(max_length=64)
-    """Distilled, GatePassed, RolledOut, Ready, and AgreementBelowGate when escalation is on."""
+    """Distilled, GatePassed, RolledOut, Ready, PodsHealthy, and AgreementBelowGate when escalation is on."""
     status: Literal["True", "False", "Unknown"]
     """Whether the condition holds."""
     reason: str = Field(max_length=128)
@@ -161,6 +169,32 @@ class LastRetrain(StatusModel):
     """The retrain-request annotation value it answered."""
 
 
+class PodProblemStatus(StatusModel):
+    """A pod of this DistilledModel that is stuck or failing, as ``kubectl describe pod`` would say."""
+
+    pod: str = Field(max_length=320)
+    """namespace/name of the pod."""
+    component: str = Field(default="", max_length=64)
+    """distill, label, classifier or teacher."""
+    container: str | None = Field(default=None, max_length=64)
+    """The container at fault, if one is."""
+    node: str | None = Field(default=None, max_length=253)
+    """The node it is bound to (unset: not scheduled)."""
+    reason: str = Field(max_length=64)
+    """Unschedulable, ErrImagePull, ImagePullBackOff, ErrImageNeverPull, InvalidImageName,
+    CrashLoopBackOff, OOMKilled, CreateContainerConfigError, CreateContainerError, RunContainerError,
+    FailedMount, ContainerWaiting, NotReady or PendingTooLong."""
+    message: str = Field(default="", max_length=1024)
+    """The scheduler's, kubelet's or event's own words."""
+    since: str
+    """When the operator first saw it (RFC 3339)."""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Same identity as :attr:`views.PodProblem.key` (flapping reasons are one problem)."""
+        return (self.pod, self.container or "", FAMILY.get(self.reason, self.reason))
+
+
 class DistilledModelStatus(StatusModel):
     """Observed state of a DistilledModel."""
 
@@ -173,7 +207,7 @@ class DistilledModelStatus(StatusModel):
     job: str | None = None
     """Name of the current generation's Job."""
     conditions: list[Condition] = Field(default=[], max_length=16)
-    """Distilled, GatePassed, RolledOut, Ready (and AgreementBelowGate with escalation on)."""
+    """Distilled, GatePassed, RolledOut, Ready, PodsHealthy (and AgreementBelowGate with escalation on)."""
     progress: Progress | None = None
     """Progress of the current Job."""
     evaluation: Evaluation | None = None
@@ -197,6 +231,9 @@ class DistilledModelStatus(StatusModel):
     """Online agreement reported by the teacher service (escalation on)."""
     last_retrain: LastRetrain | None = None
     """The last re-distillation started by drift or on request."""
+    pod_problems: list[PodProblemStatus] = Field(default=[], max_length=MAX_PROBLEMS)
+    """Pods of the current run, the classifier DaemonSet and the teacher that are stuck or failing
+    (the first ten; the PodsHealthy condition counts them all)."""
 
     def condition(self, kind: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == kind), None)
@@ -235,10 +272,28 @@ class RolloutState:
     updated: int
     available: int
     current: bool  # the DaemonSet controller has seen the latest template (observedGeneration)
+    ready: int  # numberReady: pods whose classifier is ready (model loaded, self-test passed, a source read)
+    node_selector: tuple[tuple[str, str], ...] = ()
+    # Why pods are not ready, one line each ("node edge-1, pod ns/p: ImagePullBackOff: ..."), the first few.
+    unready: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
-        return self.current and self.updated == self.desired and self.available == self.desired
+        """Every selected node (at least one) runs the latest template and classifies."""
+        return self.current and self.desired > 0 and self.updated == self.desired \
+            and self.ready == self.desired and self.available == self.desired
+
+    def describe(self) -> str:
+        if self.desired == 0:
+            selector = ", ".join(f"{k}: {v!r}" if v else k for k, v in self.node_selector)
+            return f"version {self.version}: no node matches rollout.nodeSelector {{{selector}}}"
+        if self.complete:
+            return f"version {self.version} on {self.available}/{self.desired} selected nodes"
+        text = (f"version {self.version}: {self.updated} updated, {self.ready} ready, {self.available} available"
+                f" of {self.desired} selected nodes")
+        if self.unready:
+            text += "; not ready: " + "; ".join(self.unready)
+        return text
 
 
 @dataclass(frozen=True)
@@ -298,9 +353,14 @@ def next_status(
     now: str | None = None,
     run_generation: int | None = None,
     extra_conditions: tuple[tuple[str, str, str, str], ...] = (),
+    problems: tuple[PodProblem, ...] = (),
 ) -> DistilledModelStatus:
     """The next status from the observed world. Pure and idempotent: same inputs, same output
-    (condition times move only when a condition's status changes)."""
+    (condition times move only when a condition's status changes).
+
+    ``problems``: what :func:`views.pod_problems` found wrong with the pods of the current run
+    (components distill, label), the classifier and the teacher. The phase does not change for
+    them (a Job that cannot schedule is still Pending), the messages say why."""
     now = now or now_rfc3339()
     g = generation
     rg = run_generation or generation  # the spec generation the run distils (older after a rollout-only change)
@@ -322,13 +382,22 @@ def next_status(
     else:
         new_progress = None
 
+    job_problems = [p for p in problems if p.component in ("distill", "label")]
+    job_why = f": {job_problems[0].describe()}" + (f" (and {len(job_problems) - 1} more pods)"
+                                                      if len(job_problems) > 1 else "") if job_problems else ""
+
     # Distilled
     if job.phase in ("Missing", "Pending"):
-        distilled = (DISTILLED, "Unknown", "JobPending", f"Job {job_name} is waiting to start")
+        distilled = (DISTILLED, "Unknown", job_problems[0].reason if job_problems else "JobPending",
+                     f"Job {job_name} is waiting to start{job_why}")
     elif job.phase == "Running":
-        distilled = (DISTILLED, "Unknown", "JobRunning", f"Job {job_name} is running")
+        distilled = (DISTILLED, "Unknown", job_problems[0].reason if job_problems else "JobRunning",
+                     f"Job {job_name} is running{job_why}")
     elif job.phase == "Failed":
-        distilled = (DISTILLED, "False", job.reason or "JobFailed", job.message or f"Job {job_name} failed")
+        reason, msg = job.reason or "JobFailed", job.message or f"Job {job_name} failed"
+        if job_problems and reason in GENERIC_JOB_FAILURES:  # the pod problem is the real reason
+            reason, msg = job_problems[0].reason, f"{msg}{job_why}"
+        distilled = (DISTILLED, "False", reason, msg)
     elif summary is None:
         reason, msg = summary_error or ("SummaryMissing", "the Job succeeded without a summary")
         distilled = (DISTILLED, "False", reason, f"Job {job_name}: {msg}")
@@ -352,15 +421,16 @@ def next_status(
         gate_c = (GATE_PASSED, "False", "BelowThreshold", gate_msg)
 
     # RolledOut (about whatever version serves)
+    classifier_problems = [p for p in problems if p.component == "classifier"]
     if rollout is None:
         rolled = (ROLLED_OUT, "Unknown", "NotDeployed", "no version has passed the gate yet")
     elif rollout.complete:
-        rolled = (ROLLED_OUT, "True", "AllNodesUpdated",
-                  f"version {rollout.version} on {rollout.available}/{rollout.desired} selected nodes")
+        rolled = (ROLLED_OUT, "True", "AllNodesUpdated", rollout.describe())
+    elif rollout.desired == 0 and rollout.current:
+        rolled = (ROLLED_OUT, "False", "NoMatchingNodes", rollout.describe())
     else:
-        rolled = (ROLLED_OUT, "False", "RollingUpdate",
-                  f"version {rollout.version}: {rollout.updated} updated, {rollout.available} available"
-                  f" of {rollout.desired} selected nodes")
+        rolled = (ROLLED_OUT, "False", classifier_problems[0].reason if classifier_problems else "RollingUpdate",
+                  rollout.describe())
 
     # Phase
     failed_now = job.phase == "Failed" or (job.phase == "Succeeded" and (summary is None or gate_ok is False))
@@ -382,15 +452,33 @@ def next_status(
             else f"rolling out version {summary.version if summary else '?'}"
 
     ready = (READY, "True" if phase == "Ready" else "False", phase, message)
-    conditions = [_cond(old, *c, g, now) for c in (distilled, gate_c, rolled, ready, *extra_conditions)]
+    pods_c = pods_condition(problems)
+    conditions = [_cond(old, *c, g, now) for c in (distilled, gate_c, rolled, ready, pods_c, *extra_conditions)]
     return old.model_copy(update=dict(
         phase=phase, message=message[:2048], observed_generation=g, job=job_name, conditions=conditions,
         progress=new_progress, evaluation=evaluation,
         serving_version=serving,
         serving_generation=rollout.generation if rollout is not None else None,
         serving_artifact=rollout.artifact if rollout is not None else None,
-        history=history,
+        history=history, pod_problems=problem_records(old, problems, now),
     ))
+
+
+def pods_condition(problems: tuple[PodProblem, ...]) -> tuple[str, str, str, str]:
+    """PodsHealthy: True, or False with the first problem's reason and every problem counted."""
+    if not problems:
+        return PODS_HEALTHY, "True", "NoProblems", "no pod of this model is stuck or failing"
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more pods; see status.podProblems)" if len(problems) > 1 else ""
+    return PODS_HEALTHY, "False", first.reason, f"{first.describe()}{more}"
+
+
+def problem_records(old: DistilledModelStatus, problems: tuple[PodProblem, ...], now: str) -> list[PodProblemStatus]:
+    """status.podProblems: the first :data:`MAX_PROBLEMS`, each keeping when it was first seen."""
+    seen = {p.key: p.since for p in old.pod_problems}
+    return [PodProblemStatus(pod=p.ref, component=p.component, container=p.container, node=p.node, reason=p.reason,
+                             message=p.message[:1024], since=seen.get(p.key, now))
+            for p in problems[:MAX_PROBLEMS]]
 
 
 def invalid_spec_status(old: DistilledModelStatus, generation: int, message: str,
@@ -418,12 +506,29 @@ def transitions(old: DistilledModelStatus, new: DistilledModelStatus) -> list[Tr
         prev = old.condition(cond.type)
         if cond.type == READY or (prev is not None and prev.status == cond.status and prev.reason == cond.reason):
             continue
+        if prev is not None and prev.status == cond.status and (cond.reason in REASONS or prev.reason in REASONS):
+            continue  # only the pod problem behind it changed: the problem's own Event says that
+        if cond.type == PODS_HEALTHY:  # a problem has its own Event (below); say when the last one cleared
+            if cond.status == "True" and prev is not None and prev.status == "False":
+                events.append(Transition(False, "PodsHealthy", "every pod problem cleared"))
+            continue
         if prev is None and cond.status == "Unknown":
             continue
         warn = cond.status == "False" and cond.type != ROLLED_OUT
         events.append(Transition(warn, f"{cond.type}{cond.status}" if cond.status != "Unknown" else cond.reason,
                                  cond.message or cond.reason))
+    # One Warning per new pod problem (not per resync: the previous status remembers the known ones).
+    for p in new_problems(old, new):
+        where = ", ".join(x for x in (f"container {p.container}" if p.container else "",
+                                      f"node {p.node}" if p.node else "") if x)
+        events.append(Transition(True, f"Pod{p.reason}", f"pod {p.pod}{f' ({where})' if where else ''}: {p.message}"))
     return events
+
+
+def new_problems(old: DistilledModelStatus, new: DistilledModelStatus) -> list[PodProblemStatus]:
+    """Pod problems in ``new`` the previous status did not know (by :attr:`PodProblemStatus.key`)."""
+    known = {p.key for p in old.pod_problems}
+    return [p for p in new.pod_problems if p.key not in known]
 
 
 def same_status(a: DistilledModelStatus, b: DistilledModelStatus) -> bool:

@@ -88,6 +88,7 @@ def test_helm_install_into_restricted_namespace_and_rbac(control_plane, restrict
             ("get", "pods", other), ("list", "pods", None), ("create", "configmaps", other),
             ("create", "daemonsets.apps", other), ("patch", "daemonsets.apps", other),
             ("create", "services", other), ("create", "events", other), ("create", "events.events.k8s.io", other),
+            ("list", "events", other),
             ("create", "leases.coordination.k8s.io", ns), ("list", "customresourcedefinitions.apiextensions.k8s.io", None),
             ("patch", "clusterkopfpeerings.kopf.dev", None), ("list", "namespaces", None),
             # the artifacts claim, and (no StorageClass here: artifacts.hostPath auto) its hostPath PV

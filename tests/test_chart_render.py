@@ -20,7 +20,7 @@ OPERATOR_NEEDS = {
     ("", "configmaps"): {"create"},
     ("apps", "daemonsets"): {"get", "list", "watch", "create", "patch"},
     ("", "services"): {"create", "patch"},
-    ("", "events"): {"create"},
+    ("", "events"): {"create", "list"},
     ("", "persistentvolumeclaims"): {"get", "create"},
 }
 

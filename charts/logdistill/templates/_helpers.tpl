@@ -91,10 +91,11 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# Events on every transition (kopf posts core/v1 events).
+# Events on every transition (kopf posts core/v1 events); a stuck pod's Warning events are read
+# (FailedMount, a failing readiness probe) to say why in the status.
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create", "patch", "get", "list"]
 # kopf peering (namespaced), so two replicas never act at once.
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]
