@@ -78,15 +78,18 @@ class Owner:
 @dataclass(frozen=True)
 class Images:
     """Images the operator falls back to when the spec names none, and the pull policy of every
-    child pod whose spec sets none (``--image-pull-policy``; ``Never`` for images imported by hand)."""
+    child pod whose spec sets none (``--image-pull-policy`` for the full image's pods,
+    ``--edge-image-pull-policy`` for the classifier's; ``Never`` for images imported by hand)."""
 
     job: str
     edge: str
     pull_policy: str = "IfNotPresent"
+    edge_pull_policy: str = "IfNotPresent"
 
     def __post_init__(self) -> None:
-        if self.pull_policy not in PULL_POLICIES:
-            raise ValueError(f"image pull policy {self.pull_policy!r} is not one of {', '.join(PULL_POLICIES)}")
+        for policy in (self.pull_policy, self.edge_pull_policy):
+            if policy not in PULL_POLICIES:
+                raise ValueError(f"image pull policy {policy!r} is not one of {', '.join(PULL_POLICIES)}")
 
 
 @dataclass(frozen=True)
@@ -814,7 +817,7 @@ def build_daemonset(owner: Owner, spec: DistilledModelSpec, release: Release, im
     container = {
         "name": "classify",
         "image": image,
-        "imagePullPolicy": images.pull_policy,
+        "imagePullPolicy": images.edge_pull_policy,
         "command": [
             "logdistill", "classify",
             "--model", posixpath.join(ARTIFACT_MOUNT, release.artifact),
@@ -841,7 +844,7 @@ def build_daemonset(owner: Owner, spec: DistilledModelSpec, release: Release, im
     prepare_state = {
         "name": PREPARE_STATE,
         "image": image,
-        "imagePullPolicy": images.pull_policy,
+        "imagePullPolicy": images.edge_pull_policy,
         "command": _chown_command(STATE_MOUNT, create=False),
         "securityContext": _root_security(["CHOWN"]),
         "volumeMounts": [{"name": "state", "mountPath": STATE_MOUNT}],

@@ -1,7 +1,7 @@
 """``logdistill operator``: run the DistilledModel operator (kopf), or one of its helpers.
 
     logdistill operator [--namespace NS ...] [--all-namespaces] [--liveness URL] [--job-image IMG]
-                        [--edge-image IMG] [--image-pull-policy P] [--peering NAME | --standalone]
+                        [--edge-image IMG] [--image-pull-policy P] [--edge-image-pull-policy P] [--peering NAME | --standalone]
                         [--priority N] [--metrics-port 9401] [--default-claim NAME] [--[no-]create-claims]
                         [--artifacts-size Q] [--artifacts-storage-class SC] [--artifacts-access-mode M ...]
                         [--artifacts-host-path DIR] [--pod-pending-deadline 300]
@@ -42,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--edge-image", default=DEFAULT_EDGE_IMAGE, metavar="IMG",
                         help="image of the classifier DaemonSet when spec.rollout.image is unset")
     parser.add_argument("--image-pull-policy", default="IfNotPresent", choices=("Always", "IfNotPresent", "Never"),
-                        help="pull policy of every child pod whose spec sets none (default IfNotPresent)")
+                        help="pull policy of the Job and teacher pods whose spec sets none (default IfNotPresent)")
+    parser.add_argument("--edge-image-pull-policy", default="IfNotPresent", choices=("Always", "IfNotPresent", "Never"),
+                        help="pull policy of the classifier pods (default IfNotPresent)")
     storage = parser.add_argument_group("artifacts storage", "the PersistentVolumeClaim each DistilledModel mounts")
     storage.add_argument("--default-claim", default="logdistill-artifacts", metavar="NAME",
                          help="claim used when spec.storage.persistentVolumeClaim.claimName is unset")
@@ -236,7 +238,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         log.error("%s", err)
         return 2
-    images = builders.Images(job=args.job_image, edge=args.edge_image, pull_policy=args.image_pull_policy)
+    images = builders.Images(job=args.job_image, edge=args.edge_image, pull_policy=args.image_pull_policy,
+                            edge_pull_policy=args.edge_image_pull_policy)
     ctx = handlers.Context(api=client.ApiClient(), images=images, storage=storage,
                            namespaces=tuple(kwargs["namespaces"]), peering=kwargs["peering_name"],
                            priority=kwargs["priority"], pending_deadline=args.pod_pending_deadline)

@@ -170,7 +170,7 @@ def test_every_pod_runs_as_the_images_user():
 
 
 def test_operator_pull_policy_reaches_every_child_unless_the_spec_sets_one():
-    never = b.Images(job="j", edge="e", pull_policy="Never")
+    never = b.Images(job="j", edge="e", pull_policy="Never", edge_pull_policy="Never")
     s = spec(escalation={"enabled": True}, storage={"persistentVolumeClaim": {"claimName": "c"}})
     release = b.Release(version="v", generation=1, artifact="models/bgl/g1", sha256="a" * 64)
     volume = b.ArtifactVolume(claim="c", prepare=True)
@@ -188,6 +188,11 @@ def test_operator_pull_policy_reaches_every_child_unless_the_spec_sets_one():
 
     with pytest.raises(ValueError, match="pull policy"):
         b.Images(job="j", edge="e", pull_policy="Sometimes")
+    # The classifier follows the edge image's own policy, the Job the full image's.
+    split = b.Images(job="j", edge="e", pull_policy="Always", edge_pull_policy="Never")
+    ds = _pod(b.build_daemonset(OWNER, spec(), release, split))
+    assert {c["imagePullPolicy"] for c in ds["initContainers"] + ds["containers"]} == {"Never"}
+    assert _pod(b.build_job(OWNER, spec(), split))["containers"][0]["imagePullPolicy"] == "Always"
 
 
 def test_claim_name_defaults_to_the_operators_claim():

@@ -92,7 +92,7 @@ build() {
   t=$(now); src=$REALNODE_CACHE/src/pause; mkdir -p "$src"; cp "$HERE"/pause/{main.go,go.mod,Containerfile} "$src/"
   (cd "$src" && go build -trimpath -ldflags "-s -w" -o pause . && $P build -q -t "$SANDBOX_IMAGE" . >/dev/null)
   echo "pause image $SANDBOX_IMAGE: $(since "$t")"
-  "$BIN/kubelet" --version; "$BIN/kube-proxy" --version; "$BIN/crictl" --version; "$BIN/coredns" -version | head -1
+  "$BIN/kubelet" --version; "$BIN/kube-proxy" --version; "$BIN/crictl" --version; "$BIN/coredns" -version | sed -n 1p  # sed reads it all: head would SIGPIPE it under pipefail
 }
 
 # ------------------------------------------------------------------------------------------------------------------- up
