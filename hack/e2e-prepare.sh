@@ -36,7 +36,7 @@ log "kubelet, kube-proxy, crictl, coredns, pause image ready ($(( $(date +%s) - 
 t=$(date +%s); bash "$KIT/images.sh" base >/dev/null; log "python base image ready ($(( $(date +%s) - t )) s)"
 for target in edge full; do
   t=$(date +%s)
-  name=localhost/logdistill$([[ $target == edge ]] && echo -edge):$IMAGE_TAG
+  case $target in edge) name=localhost/logdistill-edge:$IMAGE_TAG ;; *) name=localhost/logdistill:$IMAGE_TAG ;; esac
   bash "$KIT/images.sh" build "$ROOT" "$name" "$target"
   log "$name ready ($(( $(date +%s) - t )) s)"
 done
