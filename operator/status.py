@@ -391,8 +391,9 @@ def next_status(
         distilled = (DISTILLED, "Unknown", job_problems[0].reason if job_problems else "JobPending",
                      f"Job {job_name} is waiting to start{job_why}")
     elif job.phase == "Running":
-        distilled = (DISTILLED, "Unknown", job_problems[0].reason if job_problems else "JobRunning",
-                     f"Job {job_name} is running{job_why}")
+        doing = f" ({job.message})" if job.message else ""
+        distilled = (DISTILLED, "Unknown", job_problems[0].reason if job_problems else (job.reason or "JobRunning"),
+                     f"Job {job_name} is running{doing}{job_why}")
     elif job.phase == "Failed":
         reason, msg = job.reason or "JobFailed", job.message or f"Job {job_name} failed"
         if job_problems and reason in GENERIC_JOB_FAILURES:  # the pod problem is the real reason

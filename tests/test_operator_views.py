@@ -412,3 +412,13 @@ def test_the_problem_counter_exports_every_reason_from_zero():
     values = {r: metrics.registry.get_sample_value("logdistill_operator_pod_problems_total", {"reason": r})
               for r in REASONS}
     assert values == {r: 0.0 for r in REASONS} and len(REASONS) == 14
+
+
+def test_a_job_pod_training_its_teacher_in_an_init_container_is_running_not_waiting():
+    training = pod(conditions=[scheduled()], init=[running("teacher", started_s=5)],
+                   containers=[waiting("distill", "PodInitializing")])
+    outcome, *_ = observe_job(job(), [PodView.parse(training)], 1, DistilledModelStatus())
+    assert (outcome.phase, outcome.reason) == ("Running", "InitContainerTeacher")
+    assert "init container teacher running since" in outcome.message and training["metadata"]["name"] in outcome.message
+    waiting_pod = pod(conditions=[scheduled()], containers=[waiting("distill", "ContainerCreating")])
+    assert observe_job(job(), [PodView.parse(waiting_pod)], 1, DistilledModelStatus())[0].phase == "Pending"

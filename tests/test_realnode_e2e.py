@@ -42,7 +42,8 @@ from helpers.realnode import RealNode, missing_prerequisites
 from test_prometheus_e2e import NOT_YET_EXPORTED, _finite, _get_json, _query, dashboard_targets, \
     scrape_config_from_pod_monitor
 
-pytestmark = [pytest.mark.realnode]
+# The journey trains a teacher and two students in containers on 2 cores: minutes, not the default 600 s.
+pytestmark = [pytest.mark.realnode, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -315,6 +316,15 @@ def test_classifier_tails_the_writer_pod_as_non_root(journey):
         true_label = labels[_seq(alert) % len(labels)]
         assert alert["label"] != "-"
         assert true_label != "-", f"a normal line was flagged: {alert}"
+
+    # Memory as the kubelet accounts it (the container's working set, what evictions and limits use).
+    summary = json.loads(cp.kubectl("get", "--raw",
+                                    f"/api/v1/nodes/{journey['node'].name}/proxy/stats/summary").stdout)
+    (stats,) = [p for p in summary["pods"] if p["podRef"]["name"] == pod["metadata"]["name"]]
+    working_set = sum(c["memory"]["workingSetBytes"] for c in stats["containers"]) / 2**20
+    TIMINGS["classifier working set (MiB)"] = round(working_set, 1)
+    print(f"[e2e] classifier pod working set: {working_set:.1f} MiB")
+    assert working_set <= 150, f"classifier working set {working_set:.1f} MiB > 150 MiB"
 
 
 def _prometheus(journey) -> str:

@@ -195,7 +195,8 @@ class ControlPlane:
         etcd_port, peer_port, api_port, cm_port, sched_port = free_ports(5)
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         peer_url = f"http://127.0.0.1:{peer_port}"
-        self.server = f"https://127.0.0.1:{api_port}"
+        # The self-signed serving cert names the advertised address (not loopback) when one is given.
+        self.server = f"https://{self.advertise or '127.0.0.1'}:{api_port}"
         certs = d / "certs"
 
         self._spawn(
