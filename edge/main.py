@@ -81,7 +81,7 @@ def load_classifier(directory: Path, *, threads: int, cache_size: int, batch_siz
     refused before it serves."""
     from logdistill.edge.classifier import TemplateClassifier
     from logdistill.edge.selftest import run_self_test
-    from logdistill.model.runtime import OnnxClassifier
+    from logdistill.model.runtime.inference import OnnxClassifier
 
     model = OnnxClassifier(directory, threads=threads)
     passed = run_self_test(model)  # raises ArtifactError: the candidate is refused, the old model keeps serving
@@ -102,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
     from logdistill.edge.reload import ModelHolder, Reloader
     from logdistill.edge.server import ClassifierServer
     from logdistill.edge.sources import Tailer
-    from logdistill.model.artifact import ArtifactError
+    from logdistill.model.runtime.artifact import ArtifactError
 
     metrics = ClassifierMetrics(CollectorRegistry())
     holder = ModelHolder()

@@ -8,6 +8,10 @@ Layers (transitively, over internal imports):
 
 * the operator never reaches torch or transformers (so never a torch engine module of ``model``);
 * the edge reaches neither torch, transformers, kopf nor kubernetes;
+* of ``logdistill.model``, the edge and the operator import only ``logdistill.model.runtime.*`` (torch-free,
+  which reaches neither torch, transformers, scikit-learn nor the cluster clients);
+* inside ``model``, subpackages import downwards only: runtime <- engine <- cli <- bench, with services
+  (the teacher service) beside cli (see ``MODEL_LAYERS``);
 * ``logdistill.contracts`` and ``logdistill.spec`` (the wire formats and the typed spec, loaded by
   every process) import only the standard library, pydantic, yaml and each other.
 """
@@ -37,6 +41,17 @@ ALLOWED_CYCLES: list[frozenset[str]] = [
 ]
 
 HEAVY_ML = {"torch", "transformers"}
+# logdistill.model subpackage -> the internal packages it may import (besides itself).
+MODEL_LAYERS: dict[str, set[str]] = {
+    "logdistill.model.runtime": {"logdistill.contracts", "logdistill.spec"},
+    "logdistill.model.engine": {"logdistill.contracts", "logdistill.spec", "logdistill.model.runtime"},
+    "logdistill.model.cli": {"logdistill.contracts", "logdistill.spec", "logdistill.model.runtime",
+                             "logdistill.model.engine"},
+    "logdistill.model.services": {"logdistill.contracts", "logdistill.spec", "logdistill.podannotation",
+                                  "logdistill.edge", "logdistill.model.runtime", "logdistill.model.engine"},
+    "logdistill.model.bench": {"logdistill.contracts", "logdistill.spec", "logdistill.edge",
+                               "logdistill.model.runtime", "logdistill.model.engine", "logdistill.model.cli"},
+}
 CLUSTER = {"kopf", "kubernetes"}
 LIGHT_ALLOWED = {"pydantic", "yaml"}
 
@@ -183,10 +198,10 @@ EDGES, EXTERNAL = _graph()
 
 
 def test_the_graph_sees_the_whole_package():
-    assert {"logdistill.contracts", "logdistill.spec", "logdistill.model.pipeline", "logdistill.operator.handlers",
+    assert {"logdistill.contracts", "logdistill.spec", "logdistill.model.engine.pipeline", "logdistill.operator.handlers",
             "logdistill.edge.classifier"} <= set(EDGES)
     assert "logdistill.contracts" in EDGES["logdistill.operator.summary"]
-    assert "torch" in EXTERNAL["logdistill.model.train"]
+    assert "torch" in EXTERNAL["logdistill.model.engine.train"]
 
 
 def test_no_import_cycles_beyond_the_allow_list():
@@ -213,6 +228,35 @@ def test_the_operator_never_reaches_torch():
 
 def test_the_edge_reaches_neither_torch_nor_the_cluster_clients():
     assert not _breaches("logdistill.edge", HEAVY_ML | CLUSTER)
+
+
+def _in(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+@pytest.mark.parametrize("importer", ["logdistill.edge", "logdistill.operator"])
+def test_the_edge_and_the_operator_import_only_the_model_runtime(importer):
+    wrong = sorted(f"{name} imports {target}" for name in EDGES if _in(name, importer) for target in EDGES[name]
+                   if _in(target, "logdistill.model") and not _in(target, "logdistill.model.runtime"))
+    assert not wrong, wrong
+
+
+def test_the_model_runtime_stays_torch_free():
+    assert not _breaches("logdistill.model.runtime", HEAVY_ML | CLUSTER | {"sklearn"})
+
+
+def test_model_subpackages_import_downwards_only():
+    stray = sorted(n for n in EDGES if _in(n, "logdistill.model") and n != "logdistill.model"
+                   and not any(_in(n, layer) for layer in MODEL_LAYERS))
+    assert not stray, f"modules of logdistill.model outside every MODEL_LAYERS subpackage: {stray}"
+    wrong = []
+    for layer, allowed in MODEL_LAYERS.items():
+        for name in EDGES:
+            if _in(name, layer):
+                wrong += [f"{name} imports {target}" for target in sorted(EDGES[name])
+                          if target != "logdistill" and not _in(target, layer)
+                          and not any(_in(target, ok) for ok in allowed)]
+    assert not wrong, wrong
 
 
 @pytest.mark.parametrize("module", ["logdistill.contracts", "logdistill.spec"])

@@ -15,8 +15,8 @@ from __future__ import annotations
 import random
 from typing import Protocol, Sequence
 
-from logdistill.model.splits import Split
-from logdistill.model.templates import mask
+from logdistill.model.runtime.splits import Split
+from logdistill.model.runtime.templates import mask
 
 __all__ = ["AUGMENT_PER_TEMPLATE", "AUGMENT_LIMIT", "augment_templates", "paraphrase_lines", "Paraphraser",
            "evaluation_templates", "without_evaluation_templates"]

@@ -1,7 +1,7 @@
 """Extra training lines for re-distillation: what the teacher service labelled (``--store``).
 
 ``logdistill distill --extra-data PATH`` (repeatable; a JSONL file or a directory of them, each
-line ``{"text", "label", ...}`` as :func:`logdistill.model.data.read_logs` reads ``jsonl``)
+line ``{"text", "label", ...}`` as :func:`logdistill.model.runtime.data.read_logs` reads ``jsonl``)
 adds these lines to the TRAIN part of the split only. A line whose masked template is in the
 dev or test part is dropped, so nothing labelled by the teacher leaks into evaluation.
 """
@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from logdistill.model.data import LogRecord, read_logs
-from logdistill.model.splits import Split
-from logdistill.model.templates import mask
+from logdistill.model.runtime.data import LogRecord, read_logs
+from logdistill.model.runtime.splits import Split
+from logdistill.model.runtime.templates import mask
 
 __all__ = ["ExtraData", "add_extra_data"]
 

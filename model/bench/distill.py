@@ -5,7 +5,7 @@ On BGL (the bundled ``BGL_20k.log`` by default) with a template-disjoint split:
 * the teacher, fine-tuned from ``--teacher-base`` (reused from ``<out>/teacher-<base>`` when cached):
   ``minilm`` (all-MiniLM-L6-v2, the demo's teacher) or ``mpnet`` (all-mpnet-base-v2, 109M
   parameters, BERT-base size: the large, slow teacher the product is for),
-* the distilled student (:data:`logdistill.model.demo.DEMO_STUDENT`, KD + augmented transfer set;
+* the distilled student (:data:`logdistill.model.cli.demo.DEMO_STUDENT`, KD + augmented transfer set;
   under an mpnet teacher, whose layers are 768 wide, it starts from all-MiniLM-L6-v2 instead,
   ``student.init: pretrained``),
 * the same student trained on hard labels only (``alpha = 0``, same init, same epochs),
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from logdistill.model.bases import BASES
+from logdistill.model.engine.bases import BASES
 
 __all__ = ["add_arguments", "main", "machine"]
 
@@ -102,8 +102,8 @@ def latency_rounds(directories: dict[str, Path], texts: list[str], rounds: int) 
     shared machine; its spread shows how much the moment's load moved it)."""
     from statistics import median
 
-    from logdistill.model.evaluate import paired_latency
-    from logdistill.model.runtime import OnnxClassifier
+    from logdistill.model.engine.evaluate import paired_latency
+    from logdistill.model.runtime.inference import OnnxClassifier
 
     scorers = {name: OnnxClassifier(directory, threads=1) for name, directory in directories.items()}
     reference = next(iter(directories))
@@ -121,9 +121,9 @@ def latency_rounds(directories: dict[str, Path], texts: list[str], rounds: int) 
 
 
 def main(args: argparse.Namespace) -> int:
-    from logdistill.model.bases import base_path, minilm_path
-    from logdistill.model.demo import DEMO_TRAINING
-    from logdistill.model.train import Progress
+    from logdistill.model.engine.bases import base_path, minilm_path
+    from logdistill.model.cli.demo import DEMO_TRAINING
+    from logdistill.model.engine.train import Progress
     from logdistill.spec import DataSpec, parse_spec
 
     started = time.monotonic()
@@ -184,13 +184,13 @@ class _SeedRun:
         self.base, self.student_source, self.progress = base, student_source, progress
 
     def run(self, seed: int, *, default: bool) -> dict[str, Any]:
-        from logdistill.model.data import load_records
-        from logdistill.model.demo import demo_spec, start_from_encoder
-        from logdistill.model.distill import run_distill
-        from logdistill.model.evaluate import comparison_table, tfidf_scores
-        from logdistill.model.pipeline import supported_macro_f1
-        from logdistill.model.splits import make_split
-        from logdistill.model.teacher import TeacherOptions, ensure_teacher
+        from logdistill.model.runtime.data import load_records
+        from logdistill.model.cli.demo import demo_spec, start_from_encoder
+        from logdistill.model.cli.distill import run_distill
+        from logdistill.model.engine.evaluate import comparison_table, tfidf_scores
+        from logdistill.model.engine.pipeline import supported_macro_f1
+        from logdistill.model.runtime.splits import make_split
+        from logdistill.model.engine.teacher import TeacherOptions, ensure_teacher
         from logdistill.spec import parse_spec
 
         args, progress, data, data_spec = self.args, self.progress, self.data, self.data_spec

@@ -75,11 +75,11 @@ def _rate(flags: list[bool], mask: list[bool]) -> float:
 
 def _prepare(label: str, args: argparse.Namespace, out: Path, progress: Any) -> tuple[Path, Path, Any]:
     """Train (or reuse) a teacher and a student on the bundled BGL data without ``label``."""
-    from logdistill.model.artifact import ArtifactError, verify_artifact
-    from logdistill.model.data import bundled_sample
-    from logdistill.model.demo import demo_spec
-    from logdistill.model.distill import run_distill
-    from logdistill.model.teacher import TeacherOptions, default_base, ensure_teacher
+    from logdistill.model.runtime.artifact import ArtifactError, verify_artifact
+    from logdistill.model.runtime.data import bundled_sample
+    from logdistill.model.cli.demo import demo_spec
+    from logdistill.model.cli.distill import run_distill
+    from logdistill.model.engine.teacher import TeacherOptions, default_base, ensure_teacher
     from logdistill.spec import DataSpec, parse_spec
 
     out.mkdir(parents=True, exist_ok=True)
@@ -121,11 +121,11 @@ def _run_label(label: str, args: argparse.Namespace, out: Path, progress: Any) -
     from logdistill.edge.escalation import EscalationClient, TeacherAnswers
     from logdistill.edge.metrics import ClassifierMetrics
     from logdistill.edge.reload import ModelHolder
-    from logdistill.model.data import load_records, read_logs, bundled_sample
-    from logdistill.model.runtime import OnnxClassifier
+    from logdistill.model.runtime.data import load_records, read_logs, bundled_sample
+    from logdistill.model.runtime.inference import OnnxClassifier
     from logdistill.edge.escalation import post_json
-    from logdistill.model.artifact import read_labels
-    from logdistill.model.splits import make_split
+    from logdistill.model.runtime.artifact import read_labels
+    from logdistill.model.runtime.splits import make_split
 
     teacher_dir, student_dir, data_spec = _prepare(label, args, out, progress)
     seed = 13  # the demo recipe's seed: the split the student was trained on
@@ -216,7 +216,7 @@ def _full_file_throughput(student: Any, base: str, args: argparse.Namespace) -> 
     """Edge lines/s over the whole bundled file (cold cache, 1 thread), escalation off and on."""
     from logdistill.edge.classifier import TemplateClassifier
     from logdistill.edge.escalation import EscalationClient
-    from logdistill.model.data import bundled_sample, read_logs
+    from logdistill.model.runtime.data import bundled_sample, read_logs
 
     texts = [r.text for r in read_logs(bundled_sample(), "loghub").records]
     out: dict[str, Any] = {"lines": len(texts)}
@@ -298,8 +298,8 @@ def _teacher_load(base: str) -> dict[str, float]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from logdistill.model.bench_distill import machine
-    from logdistill.model.train import Progress
+    from logdistill.model.bench.distill import machine
+    from logdistill.model.engine.train import Progress
 
     started = time.monotonic()
     out = Path(args.out)

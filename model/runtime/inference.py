@@ -2,9 +2,9 @@
 
 The edge classifier, ``evaluate``/``predict`` and the benchmarks all score through this
 class, so what is measured is what runs on the nodes. Inputs are masked templates
-(:func:`logdistill.model.templates.mask`), exactly what the model was trained on.
+(:func:`logdistill.model.runtime.templates.mask`), exactly what the model was trained on.
 
-ONNX contract (written by ``logdistill.model.export``): inputs ``input_ids`` and
+ONNX contract (written by ``logdistill.model.engine.export``): inputs ``input_ids`` and
 ``attention_mask`` (int64, [batch, seq], both axes dynamic), output ``logits``
 ([batch, num_labels], column i = ``labels[i]``).
 """
@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from logdistill.model.artifact import ONNX_MODEL, ArtifactError, Manifest, read_labels, verify_artifact
+from logdistill.model.runtime.artifact import ONNX_MODEL, ArtifactError, Manifest, read_labels, verify_artifact
 
 __all__ = ["OnnxClassifier", "decide", "softmax"]
 

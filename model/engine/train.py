@@ -1,7 +1,7 @@
 """The training loop shared by teacher fine-tuning and distillation, plus batched inference.
 
 One loop: AdamW, linear warm-up then linear decay, the loss of
-:func:`logdistill.model.losses.distillation_loss` (``alpha = 0`` is plain fine-tuning),
+:func:`logdistill.model.engine.losses.distillation_loss` (``alpha = 0`` is plain fine-tuning),
 early stopping on dev macro-F1 with the best weights restored. Seeded: ``torch.manual_seed``
 and a seeded ``torch.Generator`` for the batch order, so a run is reproducible on a given
 machine and thread count.
@@ -25,8 +25,8 @@ import torch
 
 from logdistill.contracts import STAGES
 from logdistill.contracts import Progress as ProgressMessage
-from logdistill.model.losses import UNLABELLED, balanced_class_weights, distillation_loss
-from logdistill.model.metrics import classification_report
+from logdistill.model.engine.losses import UNLABELLED, balanced_class_weights, distillation_loss
+from logdistill.model.runtime.metrics import classification_report
 
 __all__ = ["Progress", "FitOptions", "FitResult", "encode", "predict_logits", "fit", "set_threads"]
 
@@ -213,10 +213,10 @@ def fit(
 
     ``targets[i]`` is a class index or ``UNLABELLED``; ``teacher_probs`` is ``[N, C]`` soft
     targets at ``options.temperature`` (required when ``alpha > 0``). With no dev lines the
-    last epoch is kept. ``parallel`` (a :class:`logdistill.model.distributed.Parallel`, under
+    last epoch is kept. ``parallel`` (a :class:`logdistill.model.engine.distributed.Parallel`, under
     torchrun) makes this one rank of a DistributedDataParallel run: sampler-sharded batches, dev
     scored on rank 0 and broadcast so every rank stops at the same epoch. ``auxiliary`` (e.g. a
-    :class:`logdistill.model.intermediate.IntermediateDistiller`) adds ``auxiliary(batch, outputs)``
+    :class:`logdistill.model.engine.intermediate.IntermediateDistiller`) adds ``auxiliary(batch, outputs)``
     to the loss; the student is called with its ``student_kwargs`` and its ``trainable_parameters()``
     are trained too.
     """

@@ -51,7 +51,7 @@ def start_from_encoder(body: dict[str, Any], encoder: str) -> None:
     """Make ``body``'s student start from a shipped encoder (``student.init: pretrained``) instead of
     the teacher: for a teacher whose layers are wider than the student's, or none at all (an LLM
     endpoint). The head is then fresh, so it trains at the teacher recipe's head rate."""
-    from logdistill.model.teacher import TeacherOptions
+    from logdistill.model.engine.teacher import TeacherOptions
 
     body["student"].update(init="pretrained", pretrained=encoder)
     body["training"]["headLearningRate"] = TeacherOptions().head_learning_rate
@@ -67,14 +67,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import yaml
 
-    from logdistill.model.artifact import ArtifactError
-    from logdistill.model.data import DataError, load_records
-    from logdistill.model.distill import run_distill
-    from logdistill.model.evaluate import comparison_table, tfidf_scores
-    from logdistill.model.splits import make_split
-    from logdistill.model.teacher import TeacherOptions, default_base, ensure_teacher
-    from logdistill.model.teachers import DistillError
-    from logdistill.model.train import Progress
+    from logdistill.model.runtime.artifact import ArtifactError
+    from logdistill.model.runtime.data import DataError, load_records
+    from logdistill.model.cli.distill import run_distill
+    from logdistill.model.engine.evaluate import comparison_table, tfidf_scores
+    from logdistill.model.runtime.splits import make_split
+    from logdistill.model.engine.teacher import TeacherOptions, default_base, ensure_teacher
+    from logdistill.model.engine.teachers import DistillError
+    from logdistill.model.engine.train import Progress
     from logdistill.spec import DataSpec, SpecError, parse_spec
 
     started = time.monotonic()

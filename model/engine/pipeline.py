@@ -3,7 +3,7 @@
 load -> split (+ ``--extra-data``) -> transfer set (+ paraphrases) -> soft targets -> student ->
 fit -> stage -> evaluate (teacher and student on the same test split, int8 ONNX) -> gate ->
 report -> publish -> summary. Whatever the teacher is (a checkpoint, an ensemble, precomputed
-shards, an LLM endpoint: :mod:`logdistill.model.teachers`), these steps are the same; the source
+shards, an LLM endpoint: :mod:`logdistill.model.engine.teachers`), these steps are the same; the source
 answers for labels, soft targets and its scorer.
 
 Recipe (plain KD into a tiny student, see ``../shared/README.md``):
@@ -11,12 +11,12 @@ Recipe (plain KD into a tiny student, see ``../shared/README.md``):
 1. The split is the one ``logdistill teacher train`` made from the same data spec and seed,
    so test templates are unseen by both models.
 2. **Transfer set**: the distinct labelled train templates plus augmented variants
-   (:mod:`logdistill.model.augment`) that carry the teacher's soft targets only: where the
+   (:mod:`logdistill.model.engine.augment`) that carry the teacher's soft targets only: where the
    student learns how the teacher generalises beyond the training templates. Dev and test lines
    are never used.
-3. **Student init** from the teacher or a pretrained encoder (:mod:`logdistill.model.student`).
+3. **Student init** from the teacher or a pretrained encoder (:mod:`logdistill.model.engine.student`).
 4. Loss ``alpha*T^2*KL + (1-alpha)*CE`` with warm-up + linear decay, early stopping on dev
-   macro-F1 (:mod:`logdistill.model.train`). ``alpha == 0`` trains on hard labels only (no soft
+   macro-F1 (:mod:`logdistill.model.engine.train`). ``alpha == 0`` trains on hard labels only (no soft
    targets, no augmented lines): the no-distillation control.
 5. Both models scored through the int8 ONNX path; the gate (:func:`logdistill.contracts.decide_gate`)
    is recorded in ``report.json`` and the :class:`logdistill.contracts.Summary`.
@@ -35,23 +35,23 @@ from typing import Any, Sequence
 from transformers import AutoConfig, AutoTokenizer
 
 from logdistill.contracts import Summary, WorkerSummary, decide_gate
-from logdistill.model.artifact import Manifest, staged, verify_artifact
-from logdistill.model.augment import AUGMENT_PER_TEMPLATE, evaluation_templates
-from logdistill.model.data import load_records
-from logdistill.model.distributed import Parallel
-from logdistill.model.evaluate import evaluate_scorer, measure_latency, paired_latency
-from logdistill.model.export import directory_size, parameter_count, rewrite_report, save_artifact
-from logdistill.model.extra_data import add_extra_data
-from logdistill.model.intermediate import IntermediateError
-from logdistill.model.intermediate import from_spec as intermediate_from_spec
-from logdistill.model.losses import UNLABELLED
-from logdistill.model.runtime import OnnxClassifier
-from logdistill.model.splits import make_split
-from logdistill.model.student import build_student
-from logdistill.model.teachers import DistillError, LabelRequest, TeacherSource, torch_reference
-from logdistill.model.templates import mask
-from logdistill.model.train import FitOptions, Progress, fit, set_threads
-from logdistill.model.transfer import transfer_set
+from logdistill.model.runtime.artifact import Manifest, staged, verify_artifact
+from logdistill.model.engine.augment import AUGMENT_PER_TEMPLATE, evaluation_templates
+from logdistill.model.runtime.data import load_records
+from logdistill.model.engine.distributed import Parallel
+from logdistill.model.engine.evaluate import evaluate_scorer, measure_latency, paired_latency
+from logdistill.model.engine.export import directory_size, parameter_count, rewrite_report, save_artifact
+from logdistill.model.engine.extra_data import add_extra_data
+from logdistill.model.engine.intermediate import IntermediateError
+from logdistill.model.engine.intermediate import from_spec as intermediate_from_spec
+from logdistill.model.engine.losses import UNLABELLED
+from logdistill.model.runtime.inference import OnnxClassifier
+from logdistill.model.runtime.splits import make_split
+from logdistill.model.engine.student import build_student
+from logdistill.model.engine.teachers import DistillError, LabelRequest, TeacherSource, torch_reference
+from logdistill.model.runtime.templates import mask
+from logdistill.model.engine.train import FitOptions, Progress, fit, set_threads
+from logdistill.model.engine.transfer import transfer_set
 from logdistill.spec import DistillSpec
 
 __all__ = ["BALANCE_CLASSES", "PipelineOptions", "run_pipeline", "make_summary", "supported_macro_f1"]

@@ -1,6 +1,6 @@
 """``logdistill bench techniques``: what each distillation technique of issue 4 buys, one run, one split.
 
-Every row distils the same student (:data:`logdistill.model.demo.DEMO_STUDENT`) from the same
+Every row distils the same student (:data:`logdistill.model.cli.demo.DEMO_STUDENT`) from the same
 teacher on the same template-disjoint split with the same seed and epochs; only the technique
 changes:
 
@@ -91,8 +91,8 @@ class _OracleLlm:
 
 def _body(row: str, teacher_dir: Path, data: dict[str, Any], epochs: int, threads: int, fake_url: str | None,
           cache: Path, second_teacher: str | None = None) -> tuple[dict[str, Any], int]:
-    from logdistill.model.demo import demo_spec, start_from_encoder
-    from logdistill.model.augment import AUGMENT_PER_TEMPLATE
+    from logdistill.model.cli.demo import demo_spec, start_from_encoder
+    from logdistill.model.engine.augment import AUGMENT_PER_TEMPLATE
 
     body = demo_spec(teacher_dir, data=data)
     body["training"].update(epochs=epochs, patience=epochs, threads=threads)
@@ -106,20 +106,20 @@ def _body(row: str, teacher_dir: Path, data: dict[str, Any], epochs: int, thread
         body["teacher"] = {"endpoint": {"url": fake_url, "model": "oracle-fake", "requestsPerSecond": 500,
                                         "concurrency": 8, "cacheDir": str(cache)}}
         # No local teacher to copy: fresh layers of this size do not learn from ~150 templates.
-        from logdistill.model.bases import minilm_path
+        from logdistill.model.engine.bases import minilm_path
 
         start_from_encoder(body, minilm_path())
     return body, augment
 
 
 def main(args: argparse.Namespace) -> int:
-    from logdistill.model.bench_distill import machine
-    from logdistill.model.data import load_records
-    from logdistill.model.distill import run_distill
-    from logdistill.model.pipeline import supported_macro_f1
-    from logdistill.model.teacher import TeacherOptions, default_base, ensure_teacher
-    from logdistill.model.templates import mask
-    from logdistill.model.train import Progress
+    from logdistill.model.bench.distill import machine
+    from logdistill.model.runtime.data import load_records
+    from logdistill.model.cli.distill import run_distill
+    from logdistill.model.engine.pipeline import supported_macro_f1
+    from logdistill.model.engine.teacher import TeacherOptions, default_base, ensure_teacher
+    from logdistill.model.runtime.templates import mask
+    from logdistill.model.engine.train import Progress
     from logdistill.spec import DataSpec, parse_spec
 
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
@@ -139,7 +139,7 @@ def main(args: argparse.Namespace) -> int:
         records = load_records(data_spec).records
         fake = _OracleLlm({mask(r.text): r.label for r in records if r.label is not None})
     if not args.epochs:
-        from logdistill.model.demo import DEMO_TRAINING
+        from logdistill.model.cli.demo import DEMO_TRAINING
 
         args.epochs = DEMO_TRAINING["epochs"]
     results: dict[str, Any] = {}

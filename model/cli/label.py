@@ -1,8 +1,8 @@
 """``logdistill label``: one shard of the teacher's soft targets (an Indexed Job's completion index).
 
-The transfer set is the one ``logdistill distill`` trains on (:func:`logdistill.model.transfer.transfer_set`,
+The transfer set is the one ``logdistill distill`` trains on (:func:`logdistill.model.engine.transfer.transfer_set`,
 called by both); each distinct template goes to shard ``sha256(template) mod N``. The shard format
-(and its loader, used by ``distill --soft-targets``) is :mod:`logdistill.model.shards`.
+(and its loader, used by ``distill --soft-targets``) is :mod:`logdistill.model.engine.shards`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any
 
 from typing import TYPE_CHECKING
 
-from logdistill.model.augment import AUGMENT_PER_TEMPLATE
-from logdistill.model.shards import ShardError, shard_of, transfer_digest, write_shard
+from logdistill.model.engine.augment import AUGMENT_PER_TEMPLATE
+from logdistill.model.engine.shards import ShardError, shard_of, transfer_digest, write_shard
 
 if TYPE_CHECKING:
-    from logdistill.model.train import Progress
+    from logdistill.model.engine.train import Progress
     from logdistill.spec import DistillSpec
 
 __all__ = ["label_shard", "add_arguments", "main"]
@@ -33,11 +33,11 @@ def label_shard(spec: DistillSpec, index: int, shards: int, out_dir: str | Path,
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch  # torch-heavy modules load here: `logdistill label --help` stays light
 
-    from logdistill.model.data import load_records
-    from logdistill.model.splits import make_split
-    from logdistill.model.teachers import CheckpointTeacher
-    from logdistill.model.train import Progress, set_threads
-    from logdistill.model.transfer import transfer_set
+    from logdistill.model.runtime.data import load_records
+    from logdistill.model.runtime.splits import make_split
+    from logdistill.model.engine.teachers import CheckpointTeacher
+    from logdistill.model.engine.train import Progress, set_threads
+    from logdistill.model.engine.transfer import transfer_set
 
     if shards < 1 or not 0 <= index < shards:
         raise ShardError(f"--shard-index {index} must be in [0, --shards {shards})")
@@ -76,9 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from logdistill.model.artifact import ArtifactError
-    from logdistill.model.data import DataError
-    from logdistill.model.teachers import DistillError
+    from logdistill.model.runtime.artifact import ArtifactError
+    from logdistill.model.runtime.data import DataError
+    from logdistill.model.engine.teachers import DistillError
     from logdistill.spec import SpecError, load_spec
 
     try:

@@ -72,15 +72,15 @@ def _free_port() -> int:
 
 
 def _teacher(args: argparse.Namespace, out: Path) -> Path:
-    from logdistill.model.artifact import ArtifactError, verify_artifact
+    from logdistill.model.runtime.artifact import ArtifactError, verify_artifact
 
     try:
         verify_artifact(args.teacher_dir)
         return Path(args.teacher_dir)
     except (ArtifactError, OSError):
         pass
-    from logdistill.model.teacher import TeacherOptions, default_base, ensure_teacher
-    from logdistill.model.train import Progress
+    from logdistill.model.engine.teacher import TeacherOptions, default_base, ensure_teacher
+    from logdistill.model.engine.train import Progress
     from logdistill.spec import DataSpec
 
     print(f"[bench scaleout] no teacher at {args.teacher_dir}: training one into {out / 'teacher'}", file=sys.stderr)
@@ -92,7 +92,7 @@ def _teacher(args: argparse.Namespace, out: Path) -> Path:
 def _config(out: Path, teacher: Path, threads: int, epochs: int) -> Path:
     import yaml
 
-    from logdistill.model.demo import demo_spec
+    from logdistill.model.cli.demo import demo_spec
 
     body = demo_spec(teacher)
     body["training"].update(threads=threads, epochs=epochs, patience=epochs)
@@ -137,7 +137,7 @@ def _train(config: Path, soft: str, workers: int, threads: int, out: Path) -> di
 
 
 def main(args: argparse.Namespace) -> int:
-    from logdistill.model.bench_distill import machine
+    from logdistill.model.bench.distill import machine
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Score a model on labelled logs: quality (metrics.py), per-line latency, batch throughput.
 
 Also the ``logdistill evaluate`` subcommand. Artifacts are scored through
-:class:`logdistill.model.runtime.OnnxClassifier` (int8, what the edge runs); the distiller
+:class:`logdistill.model.runtime.inference.OnnxClassifier` (int8, what the edge runs); the distiller
 also scores torch models through :class:`TorchScorer` for reference.
 
 Quality is computed once per distinct masked template (identical model input, identical
@@ -18,8 +18,8 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from logdistill.model.metrics import classification_report, latency_summary
-from logdistill.model.templates import mask
+from logdistill.model.runtime.metrics import classification_report, latency_summary
+from logdistill.model.runtime.templates import mask
 
 __all__ = [
     "Scorer",
@@ -57,7 +57,7 @@ class TorchScorer:
     def predict_proba(self, templates: Sequence[str]) -> np.ndarray:
         import torch
 
-        from logdistill.model.train import predict_logits
+        from logdistill.model.engine.train import predict_logits
 
         logits = predict_logits(self.model, self.tokenizer, templates, self.max_length)
         return torch.softmax(logits, dim=-1).numpy()
@@ -100,7 +100,7 @@ def predict_texts(scorer: Scorer, texts: Sequence[str], batch_size: int = THROUG
 
 
 def quality(scorer: Scorer, texts: Sequence[str], truth: Sequence[str]) -> dict[str, Any]:
-    """:func:`logdistill.model.metrics.classification_report` of the scorer on labelled texts."""
+    """:func:`logdistill.model.runtime.metrics.classification_report` of the scorer on labelled texts."""
     predicted = [label for label, _ in predict_texts(scorer, texts)]
     return classification_report(list(truth), predicted, labels=scorer.labels)
 
@@ -175,7 +175,7 @@ def evaluate_scorer(scorer: Scorer, texts: Sequence[str], truth: Sequence[str], 
 def tfidf_scores(train_texts: Sequence[str], train_labels: Sequence[str], texts: Sequence[str],
                  truth: Sequence[str], seed: int = 0) -> dict[str, Any]:
     """The TF-IDF + logistic-regression baseline trained on the train part, scored like the models."""
-    from logdistill.model.baseline import TfidfBaseline
+    from logdistill.model.engine.baseline import TfidfBaseline
 
     started = time.perf_counter()
     baseline = TfidfBaseline(seed=seed).fit(list(train_texts), list(train_labels))
@@ -223,9 +223,9 @@ def add_model_and_data_arguments(parser: argparse.ArgumentParser, data_help: str
 
 def load_model_and_data(args: argparse.Namespace, command: str):
     """``(classifier, ReadResult)``, or ``None`` after printing why (a bad artifact or data file)."""
-    from logdistill.model.artifact import ArtifactError
-    from logdistill.model.data import DataError, read_logs
-    from logdistill.model.runtime import OnnxClassifier
+    from logdistill.model.runtime.artifact import ArtifactError
+    from logdistill.model.runtime.data import DataError, read_logs
+    from logdistill.model.runtime.inference import OnnxClassifier
 
     try:
         classifier = OnnxClassifier(args.model, threads=args.threads)

@@ -1,4 +1,4 @@
-"""Write and load model artifacts on the torch side (the format is :mod:`logdistill.model.artifact`).
+"""Write and load model artifacts on the torch side (the format is :mod:`logdistill.model.runtime.artifact`).
 
 ``save_artifact`` writes a complete artifact into a temporary directory beside ``out_dir``
 and renames it into place at the end, so a half-written artifact is never visible under
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from logdistill.model.artifact import (
+from logdistill.model.runtime.artifact import (
     LABELS,
     MANIFEST,
     ONNX_MODEL,
@@ -33,7 +33,7 @@ from logdistill.model.artifact import (
     publish,
     staged,
 )
-from logdistill.model.data import NORMAL_LABEL
+from logdistill.model.runtime.data import NORMAL_LABEL
 
 __all__ = [
     "LoadedModel",

@@ -15,7 +15,7 @@ student/teacher attention heads.
   student layer always matches the last teacher layer.
 
 Student and teacher read the same tokenizer (the student ships the teacher's vocabulary,
-:mod:`logdistill.model.student`), so token positions line up one to one.
+:mod:`logdistill.model.engine.student`), so token positions line up one to one.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The distillation transfer set: what the student trains on, and what the teacher labels.
 
 The distinct masked train templates of the split (one example per distinct (template, label)),
-then, when distilling, augmented unlabelled variants (:mod:`logdistill.model.augment`) that never
+then, when distilling, augmented unlabelled variants (:mod:`logdistill.model.engine.augment`) that never
 equal a dev or test template. ``logdistill distill`` and ``logdistill label`` both build it here,
 so label shards and the trainer agree on it.
 """
@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from logdistill.model.augment import augment_templates, without_evaluation_templates
-from logdistill.model.losses import UNLABELLED
-from logdistill.model.splits import Split
-from logdistill.model.teacher import distinct_pairs
-from logdistill.model.templates import mask
+from logdistill.model.engine.augment import augment_templates, without_evaluation_templates
+from logdistill.model.engine.losses import UNLABELLED
+from logdistill.model.runtime.splits import Split
+from logdistill.model.engine.teacher import distinct_pairs
+from logdistill.model.runtime.templates import mask
 
 __all__ = ["TransferSet", "transfer_set"]
 

@@ -1,9 +1,9 @@
 """``logdistill distill --config FILE --out DIR``: teacher -> student knowledge distillation.
 
-The command line of :func:`logdistill.model.pipeline.run_pipeline`: arguments -> the teacher source
-the spec names (:func:`logdistill.model.teachers.teacher_source`) -> the pipeline -> the summary
+The command line of :func:`logdistill.model.engine.pipeline.run_pipeline`: arguments -> the teacher source
+the spec names (:func:`logdistill.model.engine.teachers.teacher_source`) -> the pipeline -> the summary
 file (:class:`logdistill.contracts.Summary`, the Job's termination message). The recipe is
-described in :mod:`logdistill.model.pipeline`.
+described in :mod:`logdistill.model.engine.pipeline`.
 
 Light at import: ``logdistill distill --help`` loads no torch.
 """
@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
 from logdistill.contracts import ErrorSummary, Summary, WorkerSummary
-from logdistill.model.augment import AUGMENT_PER_TEMPLATE
+from logdistill.model.engine.augment import AUGMENT_PER_TEMPLATE
 
 if TYPE_CHECKING:
-    from logdistill.model.distributed import Parallel
-    from logdistill.model.train import Progress
+    from logdistill.model.engine.distributed import Parallel
+    from logdistill.model.engine.train import Progress
     from logdistill.spec import DistillSpec
 
 __all__ = ["run_distill", "write_summary", "print_summary", "add_arguments", "main"]
@@ -33,14 +33,14 @@ def run_distill(spec: DistillSpec, out_dir: str | Path, *, progress: Progress | 
                 parallel: Parallel | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Distil as ``spec`` says; write the artifact to ``out_dir``; return ``(summary, report)``.
 
-    ``balance_classes``: None for :data:`logdistill.model.pipeline.BALANCE_CLASSES`;
+    ``balance_classes``: None for :data:`logdistill.model.engine.pipeline.BALANCE_CLASSES`;
     ``soft_targets``: folder of ``logdistill label`` shards used instead of running the teacher;
-    ``parallel``: this process's rank under torchrun (:mod:`logdistill.model.distributed`); only
+    ``parallel``: this process's rank under torchrun (:mod:`logdistill.model.engine.distributed`); only
     rank 0 evaluates and exports, the others return ``({"rank": r}, {})`` after training.
     """
-    from logdistill.model.pipeline import PipelineOptions, run_pipeline
-    from logdistill.model.teachers import DistillError, teacher_source
-    from logdistill.model.train import Progress
+    from logdistill.model.engine.pipeline import PipelineOptions, run_pipeline
+    from logdistill.model.engine.teachers import DistillError, teacher_source
+    from logdistill.model.engine.train import Progress
 
     if spec.teacher.endpoint is not None and (soft_targets is not None or parallel is not None or extra_data):
         raise DistillError("teacher.endpoint: --soft-targets, --extra-data and torchrun need a local teacher")
@@ -92,12 +92,12 @@ def print_summary(summary: dict[str, Any], stream: TextIO = sys.stdout) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from logdistill.model.artifact import ArtifactError
-    from logdistill.model.data import DataError
-    from logdistill.model.distributed import WorkerLost, from_env
-    from logdistill.model.shards import ShardError
-    from logdistill.model.teachers import DistillError
-    from logdistill.model.train import Progress
+    from logdistill.model.runtime.artifact import ArtifactError
+    from logdistill.model.runtime.data import DataError
+    from logdistill.model.engine.distributed import WorkerLost, from_env
+    from logdistill.model.engine.shards import ShardError
+    from logdistill.model.engine.teachers import DistillError
+    from logdistill.model.engine.train import Progress
     from logdistill.spec import SpecError, load_spec
 
     try:

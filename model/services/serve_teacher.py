@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 from logdistill.contracts import AGREEMENT_ANNOTATION
 from logdistill.contracts import Agreement as AgreementReport
-from logdistill.model.runtime import decide
+from logdistill.model.runtime.inference import decide
 
 __all__ = ["TeacherService", "TeacherStore", "TeacherServer", "TeacherMetrics", "AGREEMENT_ANNOTATION",
            "add_arguments", "main"]
@@ -150,7 +150,7 @@ class TeacherService:
 
     def classify(self, lines: Sequence[str], student: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
         """Results for ``lines`` (blocks until the batch holding them ran)."""
-        from logdistill.model.templates import mask
+        from logdistill.model.runtime.templates import mask
 
         templates = [mask(line) for line in lines]
         distinct = list(dict.fromkeys(templates))
@@ -299,11 +299,11 @@ class TeacherServer:
 
 
 def load_scorer(directory: Path, threads: int) -> tuple[Any, str]:
-    """The teacher as a :class:`~logdistill.model.evaluate.Scorer` (torch, fp32) and its version."""
+    """The teacher as a :class:`~logdistill.model.engine.evaluate.Scorer` (torch, fp32) and its version."""
     import torch
 
-    from logdistill.model.evaluate import TorchScorer
-    from logdistill.model.export import load_torch_model
+    from logdistill.model.engine.evaluate import TorchScorer
+    from logdistill.model.engine.export import load_torch_model
 
     if threads > 0:
         torch.set_num_threads(threads)
@@ -339,7 +339,7 @@ def main(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry
 
     from logdistill.edge.agreement import AgreementWindow
-    from logdistill.model.artifact import ArtifactError
+    from logdistill.model.runtime.artifact import ArtifactError
 
     if args.agreement_window <= 0:
         print("logdistill serve-teacher: --agreement-window must be positive", file=sys.stderr)

@@ -15,14 +15,14 @@ __all__ = ["add_arguments", "main"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from logdistill.model.evaluate import add_model_and_data_arguments
+    from logdistill.model.engine.evaluate import add_model_and_data_arguments
 
     add_model_and_data_arguments(parser, "log file or directory (labels, if any, are ignored)")
 
 
 def main(args: argparse.Namespace) -> int:
-    from logdistill.model.evaluate import load_model_and_data, predict_texts
-    from logdistill.model.templates import mask
+    from logdistill.model.engine.evaluate import load_model_and_data, predict_texts
+    from logdistill.model.runtime.templates import mask
 
     loaded = load_model_and_data(args, "predict")
     if loaded is None:

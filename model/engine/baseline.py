@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from logdistill.model.templates import mask
+from logdistill.model.runtime.templates import mask
 
 __all__ = ["TfidfBaseline"]
 
