@@ -226,9 +226,9 @@ class _Holder:
 
 
 def _handler_class():
-    from logdistill.edge.server import _Handler, _RequestError
+    from logdistill.edge.server import ApiHandler, RequestError
 
-    class TeacherHandler(_Handler):
+    class TeacherHandler(ApiHandler):
         server_version = "logdistill-teacher"
 
         def do_GET(self) -> None:  # noqa: N802
@@ -246,7 +246,7 @@ def _handler_class():
                 self.app.metrics.requests.labels(code=str(int(status))).inc()
             super()._json(status, payload)
 
-    return TeacherHandler, _RequestError
+    return TeacherHandler, RequestError
 
 
 class TeacherServer:
@@ -275,10 +275,10 @@ class TeacherServer:
         self.httpd.server_close()
 
     def classify(self, body: bytes) -> dict[str, Any]:
-        from logdistill.edge.server import _parse_lines
+        from logdistill.edge.server import parse_lines
 
         started = time.perf_counter()
-        lines = _parse_lines(body, self.max_lines)
+        lines = parse_lines(body, self.max_lines)
         student = json.loads(body).get("student")
         if student is not None and (not isinstance(student, list) or len(student) != len(lines)
                                     or not all(s is None or isinstance(s, str) for s in student)):
