@@ -24,6 +24,7 @@ from typing import Any, Callable, NamedTuple, Sequence, TextIO
 
 from logdistill.edge.agreement import AgreementWindow
 from logdistill.edge.metrics import ESCALATION_RESULTS
+from logdistill.timefmt import rfc3339
 
 __all__ = ["Escalation", "TeacherAnswer", "RateLimiter", "EscalationClient", "TeacherAnswers", "TeacherError"]
 
@@ -267,7 +268,7 @@ class TeacherAnswers:
         if item.context is not None:
             record = alert_record(item.context, answer.label, answer.score, item.template, version, self.node)
         else:
-            record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": "http"}
+            record = {"time": rfc3339(), "source": "http"}
             if self.node:
                 record["node"] = self.node
             record.update(label=answer.label, score=round(answer.score, 6), line=item.line,

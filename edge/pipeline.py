@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import Counter
 from typing import TextIO
 
@@ -17,6 +16,7 @@ from logdistill.edge.lines import pod_from_path
 from logdistill.edge.metrics import ClassifierMetrics
 from logdistill.edge.reload import ModelHolder
 from logdistill.edge.sources import Record, Tailer
+from logdistill.timefmt import rfc3339
 
 __all__ = ["TailPipeline", "alert_record"]
 
@@ -27,7 +27,7 @@ def alert_record(record: Record, label: str, score: float, template: str, versio
                  node: str | None = None) -> dict:
     """The JSON object written for one non-normal line."""
     out: dict = {
-        "time": record.time or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "time": record.time or rfc3339(),
         "source": record.path,
     }
     if node:

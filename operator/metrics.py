@@ -20,7 +20,6 @@ from prometheus_client.core import GaugeMetricFamily
 
 from logdistill.operator.status import PHASES
 
-DEFAULT_PORT = 9401
 RESULTS = ("passed", "gate_failed", "failed")
 
 

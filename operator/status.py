@@ -9,7 +9,6 @@ DaemonSet's pod-template annotations), never in the operator's memory, so a rest
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from logdistill.operator.summary import Summary, gate_decision
 from logdistill.spec import GateSpec
+from logdistill.timefmt import rfc3339
 
 Phase = Literal["Pending", "Distilling", "RollingOut", "Ready", "Degraded", "Failed"]
 PHASES: tuple[str, ...] = Phase.__args__  # type: ignore[attr-defined]
@@ -206,10 +206,6 @@ class DistilledModelStatus(StatusModel):
         return self.model_dump(by_alias=True, mode="json")
 
 
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
 # --- what the handlers observe -------------------------------------------------------------
 
 JobPhase = Literal["Missing", "Pending", "Running", "Succeeded", "Failed"]
@@ -301,7 +297,7 @@ def next_status(
 ) -> DistilledModelStatus:
     """The next status from the observed world. Pure and idempotent: same inputs, same output
     (condition times move only when a condition's status changes)."""
-    now = now or now_rfc3339()
+    now = now or rfc3339()
     g = generation
     rg = run_generation or generation  # the spec generation the run distils (older after a rollout-only change)
     serving = rollout.version if rollout is not None else None
@@ -396,7 +392,7 @@ def next_status(
 def invalid_spec_status(old: DistilledModelStatus, generation: int, message: str,
                         now: str | None = None) -> DistilledModelStatus:
     """A spec the operator cannot use (the API server let it through, pydantic did not)."""
-    now = now or now_rfc3339()
+    now = now or rfc3339()
     phase = "Degraded" if old.serving_version else "Failed"
     conds = [
         _cond(old, DISTILLED, "False", "InvalidSpec", message, generation, now),

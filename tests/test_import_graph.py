@@ -12,8 +12,9 @@ Layers (transitively, over internal imports):
   which reaches neither torch, transformers, scikit-learn nor the cluster clients);
 * inside ``model``, subpackages import downwards only: runtime <- engine <- cli <- bench, with services
   (the teacher service) beside cli (see ``MODEL_LAYERS``);
-* ``logdistill.contracts`` and ``logdistill.spec`` (the wire formats and the typed spec, loaded by
-  every process) import only the standard library, pydantic, yaml and each other.
+* ``logdistill.contracts``, ``logdistill.spec`` and ``logdistill.timefmt`` (the wire formats, the typed spec
+  and the timestamp format, loaded by every process) import only the standard library, pydantic, yaml and
+  each other.
 """
 
 from __future__ import annotations
@@ -41,16 +42,16 @@ ALLOWED_CYCLES: list[frozenset[str]] = [
 ]
 
 HEAVY_ML = {"torch", "transformers"}
-# logdistill.model subpackage -> the internal packages it may import (besides itself).
+# logdistill.model subpackage -> the internal packages it may import besides itself.
+_LIGHT_BASE = {"logdistill.contracts", "logdistill.spec", "logdistill.timefmt"}
 MODEL_LAYERS: dict[str, set[str]] = {
-    "logdistill.model.runtime": {"logdistill.contracts", "logdistill.spec"},
-    "logdistill.model.engine": {"logdistill.contracts", "logdistill.spec", "logdistill.model.runtime"},
-    "logdistill.model.cli": {"logdistill.contracts", "logdistill.spec", "logdistill.model.runtime",
-                             "logdistill.model.engine"},
-    "logdistill.model.services": {"logdistill.contracts", "logdistill.spec", "logdistill.podannotation",
-                                  "logdistill.edge", "logdistill.model.runtime", "logdistill.model.engine"},
-    "logdistill.model.bench": {"logdistill.contracts", "logdistill.spec", "logdistill.edge",
-                               "logdistill.model.runtime", "logdistill.model.engine", "logdistill.model.cli"},
+    "logdistill.model.runtime": _LIGHT_BASE,
+    "logdistill.model.engine": _LIGHT_BASE | {"logdistill.model.runtime"},
+    "logdistill.model.cli": _LIGHT_BASE | {"logdistill.model.runtime", "logdistill.model.engine"},
+    "logdistill.model.services": _LIGHT_BASE | {"logdistill.podannotation", "logdistill.edge",
+                                                "logdistill.model.runtime", "logdistill.model.engine"},
+    "logdistill.model.bench": _LIGHT_BASE | {"logdistill.edge", "logdistill.model.runtime", "logdistill.model.engine",
+                                             "logdistill.model.cli"},
 }
 CLUSTER = {"kopf", "kubernetes"}
 LIGHT_ALLOWED = {"pydantic", "yaml"}
@@ -259,7 +260,7 @@ def test_model_subpackages_import_downwards_only():
     assert not wrong, wrong
 
 
-@pytest.mark.parametrize("module", ["logdistill.contracts", "logdistill.spec"])
+@pytest.mark.parametrize("module", ["logdistill.contracts", "logdistill.spec", "logdistill.timefmt"])
 def test_contracts_and_spec_stay_light(module):
     reach = _reach(EDGES, EXTERNAL, module)
     heavy = {p: path for p, path in reach.items() if p not in LIGHT_ALLOWED and p not in sys.stdlib_module_names}

@@ -27,6 +27,7 @@ from logdistill.contracts import STAGES
 from logdistill.contracts import Progress as ProgressMessage
 from logdistill.model.engine.losses import UNLABELLED, balanced_class_weights, distillation_loss
 from logdistill.model.runtime.metrics import classification_report
+from logdistill.timefmt import rfc3339
 
 __all__ = ["Progress", "FitOptions", "FitResult", "encode", "predict_logits", "fit", "set_threads"]
 
@@ -71,7 +72,7 @@ class Progress:
             self.state["percent"] = 100.0
         elif steps:
             self.state["percent"] = round(100.0 * self.state["step"] / steps, 1)
-        self.state["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.state["updated"] = rfc3339()
         now = time.monotonic()
         if force or stage_changed or now - self._last_write >= 1.0:
             self._last_write = now

@@ -20,12 +20,13 @@ import os
 import platform
 import shutil
 import tempfile
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
+
+from logdistill.timefmt import rfc3339
 
 __all__ = [
     "FORMAT_VERSION",
@@ -125,7 +126,7 @@ def write_manifest(
         "kind": kind,
         "version": digest[:12],
         "sha256": digest,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": rfc3339(),
         "files": files,
         "libraries": _library_versions(),
         "spec": spec or {},
