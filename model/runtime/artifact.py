@@ -9,7 +9,7 @@ Layout (a teacher and a student artifact look the same)::
     report.json                         the evaluation report
     manifest.json                       format version, sha256 of every other file, versions, spec
 
-No torch here: the edge runtime and the operator import this module.
+No torch here (part of the torch-free runtime): the edge classifier imports this module.
 """
 
 from __future__ import annotations

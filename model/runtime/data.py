@@ -11,7 +11,7 @@ Three formats (``DataSpec.format``):
 
 A row that cannot be used is never dropped silently: it is logged with its ``file:line``
 and listed in :attr:`ReadResult.malformed` (or raises :class:`DataError` in strict mode).
-Light on purpose (stdlib only): the operator and the edge import this module.
+Light on purpose (stdlib only): part of the torch-free runtime (:mod:`logdistill.model.runtime`).
 """
 
 from __future__ import annotations
