@@ -14,6 +14,8 @@ import time
 from collections import Counter, deque
 from typing import Callable
 
+from logdistill.timefmt import rfc3339
+
 __all__ = ["AgreementWindow", "DEFAULT_WINDOW_S"]
 
 DEFAULT_WINDOW_S = 600
@@ -78,7 +80,7 @@ class AgreementWindow:
             "ratio": ratio,
             "samples": samples,
             "windowSeconds": int(self.window_s),
-            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(updated)) if updated else None,
+            "updated": rfc3339(updated) if updated else None,
         }
 
     def _expire(self) -> None:

@@ -121,7 +121,7 @@ def bench_artifact(directory: Path, lines: list[str], args: argparse.Namespace, 
     from logdistill.edge.classifier import TemplateClassifier, line_key
     from logdistill.edge.main import load_classifier
     from logdistill.edge.metrics import ClassifierMetrics
-    from logdistill.model.templates import mask
+    from logdistill.model.runtime.templates import mask
 
     registry = CollectorRegistry()  # metrics on, as in the process; also gives the model's share of the time
     with _Clock() as load:
@@ -291,7 +291,7 @@ def measure_rss(directory: Path, lines: list[str], threads: int) -> dict[str, An
 
 
 def main(args: argparse.Namespace) -> int:
-    from logdistill.model.artifact import ArtifactError
+    from logdistill.model.runtime.artifact import ArtifactError
 
     try:
         lines = load_loghub_lines(args.data)

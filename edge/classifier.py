@@ -27,8 +27,8 @@ from typing import NamedTuple, Sequence
 from logdistill.edge.lines import DEFAULT_MAX_LINE_BYTES
 from logdistill.edge.metrics import ClassifierMetrics
 from logdistill.edge.selftest import SelfTest
-from logdistill.model.runtime import OnnxClassifier
-from logdistill.model.templates import mask
+from logdistill.model.runtime.inference import OnnxClassifier
+from logdistill.model.runtime.templates import mask
 
 __all__ = ["Result", "TemplateClassifier", "line_key"]
 

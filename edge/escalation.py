@@ -23,7 +23,9 @@ from collections import deque
 from typing import Any, Callable, NamedTuple, Sequence, TextIO
 
 from logdistill.edge.agreement import AgreementWindow
+from logdistill.edge.alerts import AlertWriter
 from logdistill.edge.metrics import ESCALATION_RESULTS
+from logdistill.timefmt import rfc3339
 
 __all__ = ["Escalation", "TeacherAnswer", "RateLimiter", "EscalationClient", "TeacherAnswers", "TeacherError"]
 
@@ -229,14 +231,13 @@ class TeacherAnswers:
     """Applies the teacher's answers: the cache learns its labels; normal-to-alert changes are
     written again to ``output`` marked ``"correction": true``; samples feed the agreement."""
 
-    def __init__(self, holder: Any, metrics: Any = None, output: TextIO | None = None, node: str | None = None,
-                 agreement: AgreementWindow | None = None) -> None:
+    def __init__(self, holder: Any, metrics: Any = None, output: AlertWriter | TextIO | None = None,
+                 node: str | None = None, agreement: AgreementWindow | None = None) -> None:
         self.holder = holder
         self.metrics = metrics
-        self.output = output
+        self.alerts = AlertWriter.of(output)
         self.node = node
         self.agreement = agreement if agreement is not None else AgreementWindow()
-        self._lock = threading.Lock()
 
     def __call__(self, items: list[Escalation], answers: list[TeacherAnswer], version: str) -> None:
         model = self.holder.current
@@ -258,8 +259,7 @@ class TeacherAnswers:
             self.agreement.add(student, teacher)
         if samples and self.metrics is not None:
             self.metrics.set_agreement(self.agreement, len(samples))
-        if corrections and self.output is not None:
-            self._write("".join(json.dumps(record) + "\n" for record in corrections))
+        self.alerts.write(corrections)
 
     def _record(self, item: Escalation, answer: TeacherAnswer, version: str) -> dict:
         from logdistill.edge.pipeline import alert_record
@@ -267,19 +267,10 @@ class TeacherAnswers:
         if item.context is not None:
             record = alert_record(item.context, answer.label, answer.score, item.template, version, self.node)
         else:
-            record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": "http"}
+            record = {"time": rfc3339(), "source": "http"}
             if self.node:
                 record["node"] = self.node
             record.update(label=answer.label, score=round(answer.score, 6), line=item.line,
                           template=item.template, model=version)
         record.update(correction=True, student=item.student)
         return record
-
-    def _write(self, text: str) -> None:
-        with self._lock:
-            try:
-                self.output.write(text)
-                self.output.flush()
-            except (BrokenPipeError, ValueError, OSError) as err:
-                log.error("cannot write corrections: %s", err)
-                self.output = None

@@ -81,7 +81,7 @@ def load_classifier(directory: Path, *, threads: int, cache_size: int, batch_siz
     refused before it serves."""
     from logdistill.edge.classifier import TemplateClassifier
     from logdistill.edge.selftest import run_self_test
-    from logdistill.model.runtime import OnnxClassifier
+    from logdistill.model.runtime.inference import OnnxClassifier
 
     model = OnnxClassifier(directory, threads=threads)
     passed = run_self_test(model)  # raises ArtifactError: the candidate is refused, the old model keeps serving
@@ -97,15 +97,17 @@ def main(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from prometheus_client import CollectorRegistry
 
+    from logdistill.edge.alerts import AlertWriter
     from logdistill.edge.metrics import ClassifierMetrics
     from logdistill.edge.pipeline import TailPipeline
     from logdistill.edge.reload import ModelHolder, Reloader
     from logdistill.edge.server import ClassifierServer
     from logdistill.edge.sources import Tailer
-    from logdistill.model.artifact import ArtifactError
+    from logdistill.model.runtime.artifact import ArtifactError
 
     metrics = ClassifierMetrics(CollectorRegistry())
     holder = ModelHolder()
+    alerts = AlertWriter(sys.stdout)  # shared: the pipeline's alerts and the teacher's corrections
     try:
         # Not ready until the tailer has scanned (it replaces this check below); API-only has no source check.
         server = ClassifierServer(holder, metrics, host=args.host, port=args.port,
@@ -127,7 +129,7 @@ def main(args: argparse.Namespace) -> int:
                   " --sample-rate within [0, 1]", file=sys.stderr)
             server.stop()
             return 2
-        answers = TeacherAnswers(holder, metrics, sys.stdout, node=os.environ.get("NODE_NAME"),
+        answers = TeacherAnswers(holder, metrics, alerts, node=os.environ.get("NODE_NAME"),
                                  agreement=AgreementWindow(args.agreement_window))
         escalation = EscalationClient(args.teacher_url, queue_size=args.escalation_queue,
                                       batch_size=args.escalation_batch, rps=args.escalation_rps,
@@ -171,7 +173,7 @@ def main(args: argparse.Namespace) -> int:
                         max_line_bytes=args.max_line_bytes, exclude_pod_uids=args.exclude_pod_uid,
                         on_malformed=lambda reason: metrics.malformed.labels(reason=reason).inc(),
                         on_source_error=lambda reason: metrics.source_errors.labels(reason=reason).inc())
-        pipeline = TailPipeline(tailer, holder, metrics, sys.stdout, node=os.environ.get("NODE_NAME"))
+        pipeline = TailPipeline(tailer, holder, metrics, alerts, node=os.environ.get("NODE_NAME"))
         metrics.set_sources(args.paths)
         metrics.open_files.set_function(lambda: tailer.open_count)
         server.sources = tailer.not_ready  # /readyz: 503 until some source is readable

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from logdistill.edge.lines import MALFORMED_REASONS
 from logdistill.edge.sources import SOURCE_ERROR_REASONS
-from logdistill.model.artifact import REPORT, ArtifactError, Manifest, read_labels
+from logdistill.model.runtime.artifact import REPORT, ArtifactError, Manifest, read_labels
 
 __all__ = ["ClassifierMetrics", "RELOAD_RESULTS", "ESCALATION_RESULTS", "HTTP_SOURCE"]
 

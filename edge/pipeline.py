@@ -7,16 +7,16 @@ offsets: a line is counted done once its verdict is written.
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections import Counter
 from typing import TextIO
 
+from logdistill.edge.alerts import AlertWriter
 from logdistill.edge.lines import pod_from_path
 from logdistill.edge.metrics import ClassifierMetrics
 from logdistill.edge.reload import ModelHolder
 from logdistill.edge.sources import Record, Tailer
+from logdistill.timefmt import rfc3339
 
 __all__ = ["TailPipeline", "alert_record"]
 
@@ -27,7 +27,7 @@ def alert_record(record: Record, label: str, score: float, template: str, versio
                  node: str | None = None) -> dict:
     """The JSON object written for one non-normal line."""
     out: dict = {
-        "time": record.time or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "time": record.time or rfc3339(),
         "source": record.path,
     }
     if node:
@@ -42,14 +42,13 @@ def alert_record(record: Record, label: str, score: float, template: str, versio
 
 
 class TailPipeline:
-    def __init__(self, tailer: Tailer, holder: ModelHolder, metrics: ClassifierMetrics, output: TextIO,
-                 node: str | None = None) -> None:
+    def __init__(self, tailer: Tailer, holder: ModelHolder, metrics: ClassifierMetrics,
+                 output: AlertWriter | TextIO, node: str | None = None) -> None:
         self.node = node  # the DaemonSet passes NODE_NAME; it goes into every alert
         self.tailer = tailer
         self.holder = holder
         self.metrics = metrics
-        self.output = output
-        self._output_broken = False
+        self.alerts = AlertWriter.of(output)
 
     def step(self) -> int:
         """Handle one poll's records; returns how many (0 = nothing new)."""
@@ -63,23 +62,7 @@ class TailPipeline:
             self.metrics.lines_read.labels(source=pattern).inc(count)
         results = model.classify([r.message for r in records], records)  # records: context for corrections
         normal = model.normal_label
-        alerts = [
-            json.dumps(alert_record(record, result.label, result.score, result.template, model.version, self.node))
-            for record, result in zip(records, results)
-            if result.label != normal
-        ]
-        if alerts:
-            self._write("\n".join(alerts) + "\n")
+        self.alerts.write(alert_record(record, result.label, result.score, result.template, model.version, self.node)
+                          for record, result in zip(records, results) if result.label != normal)
         self.tailer.checkpoint()
         return len(records)
-
-    def _write(self, text: str) -> None:
-        if self._output_broken:
-            return
-        try:
-            self.output.write(text)
-            self.output.flush()
-        except (BrokenPipeError, ValueError, OSError) as err:
-            # Metrics and the API stay useful without stdout; say so once.
-            log.error("cannot write alerts to stdout any more: %s", err)
-            self._output_broken = True

@@ -25,7 +25,7 @@ from typing import Callable
 
 from logdistill.edge.classifier import TemplateClassifier
 from logdistill.edge.metrics import ClassifierMetrics
-from logdistill.model.artifact import MANIFEST
+from logdistill.model.runtime.artifact import MANIFEST
 
 __all__ = ["ModelHolder", "Reloader", "directory_identity"]
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from logdistill.model.artifact import ArtifactError
-from logdistill.model.runtime import OnnxClassifier
-from logdistill.model.templates import mask
+from logdistill.model.runtime.artifact import ArtifactError
+from logdistill.model.runtime.inference import OnnxClassifier
+from logdistill.model.runtime.templates import mask
 
 __all__ = ["SELF_TEST_LINE", "SelfTest", "run_self_test"]
 

@@ -32,7 +32,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from logdistill.edge.metrics import HTTP_SOURCE, ClassifierMetrics
 from logdistill.edge.reload import ModelHolder
 
-__all__ = ["ClassifierServer", "DEFAULT_MAX_LINES", "DEFAULT_MAX_BODY_BYTES"]
+__all__ = ["ClassifierServer", "ApiHandler", "RequestError", "parse_lines", "DEFAULT_MAX_LINES",
+           "DEFAULT_MAX_BODY_BYTES"]
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 _TEXT = "text/plain; charset=utf-8"
 
 
-class _RequestError(Exception):
+class RequestError(Exception):
     def __init__(self, status: HTTPStatus, message: str) -> None:
         super().__init__(message)
         self.status = status
@@ -70,7 +71,7 @@ class ClassifierServer:
         self.metrics = metrics
         self.max_lines = max_lines
         self.max_body_bytes = max_body_bytes
-        handler = type("Handler", (_Handler,), {"app": self})
+        handler = type("Handler", (ApiHandler,), {"app": self})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -107,10 +108,10 @@ class ClassifierServer:
         return None
 
     def classify(self, body: bytes) -> dict[str, Any]:
-        lines = _parse_lines(body, self.max_lines)
+        lines = parse_lines(body, self.max_lines)
         model = self.holder.current
         if model is None:
-            raise _RequestError(HTTPStatus.SERVICE_UNAVAILABLE, "no model loaded yet")
+            raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, "no model loaded yet")
         self.metrics.lines_read.labels(source=HTTP_SOURCE).inc(len(lines))
         results = model.classify(lines)
         return {
@@ -121,35 +122,35 @@ class ClassifierServer:
     def model_info(self) -> dict[str, Any]:
         model = self.holder.current
         if model is None:
-            raise _RequestError(HTTPStatus.SERVICE_UNAVAILABLE, "no model loaded yet")
+            raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, "no model loaded yet")
         manifest = model.model.manifest
         return {"version": manifest.version, "kind": manifest.kind, "created": manifest.created, "info": manifest.info}
 
 
-def _parse_lines(body: bytes, max_lines: int) -> list[str]:
+def parse_lines(body: bytes, max_lines: int) -> list[str]:
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
-        raise _RequestError(HTTPStatus.BAD_REQUEST, f"body is not valid JSON: {err}") from None
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"body is not valid JSON: {err}") from None
     if not isinstance(payload, dict) or "lines" not in payload:
-        raise _RequestError(HTTPStatus.BAD_REQUEST, 'body must be a JSON object {"lines": ["...", ...]}')
+        raise RequestError(HTTPStatus.BAD_REQUEST, 'body must be a JSON object {"lines": ["...", ...]}')
     lines = payload["lines"]
     if not isinstance(lines, list):
-        raise _RequestError(HTTPStatus.BAD_REQUEST, f"'lines' must be a list of strings, not {type(lines).__name__}")
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"'lines' must be a list of strings, not {type(lines).__name__}")
     if len(lines) > max_lines:
-        raise _RequestError(
+        raise RequestError(
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"{len(lines)} lines in one request; the limit is {max_lines}"
         )
     for index, line in enumerate(lines):
         if not isinstance(line, str):
-            raise _RequestError(HTTPStatus.BAD_REQUEST, f"lines[{index}] must be a string, not {type(line).__name__}")
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"lines[{index}] must be a string, not {type(line).__name__}")
     if b"\\ud" in body or b"\\uD" in body:
         # JSON escapes can spell lone surrogates, which are not text: replace them.
         lines = [line.encode("utf-8", "replace").decode("utf-8") for line in lines]
     return lines
 
 
-class _Handler(BaseHTTPRequestHandler):
+class ApiHandler(BaseHTTPRequestHandler):
     app: ClassifierServer
     protocol_version = "HTTP/1.1"
     server_version = "logdistill-classifier"
@@ -177,7 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._error(HTTPStatus.METHOD_NOT_ALLOWED, "use POST for /v1/classify")
             else:
                 self._error(HTTPStatus.NOT_FOUND, f"no route {path}")
-        except _RequestError as err:
+        except RequestError as err:
             self._error(err.status, str(err))
 
     def do_POST(self) -> None:  # noqa: N802
@@ -206,7 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         try:
             self._json(HTTPStatus.OK, self.app.classify(body))
-        except _RequestError as err:
+        except RequestError as err:
             self._error(err.status, str(err))
         except Exception as err:  # a bug must cost one request, not the server
             log.exception("classify failed")

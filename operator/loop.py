@@ -13,6 +13,7 @@ from logdistill.contracts import AGREEMENT_ANNOTATION, ContractError
 from logdistill.contracts import Agreement as AgreementReport
 from logdistill.operator.status import AGREEMENT_LOW, Agreement, LastRetrain
 from logdistill.spec import DistilledModelSpec
+from logdistill.timefmt import rfc3339
 
 log = logging.getLogger("logdistill.operator")
 
@@ -25,10 +26,6 @@ def parse_time(text: str | None) -> datetime | None:
     except ValueError:
         return None
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-
-def rfc3339(when: datetime) -> str:
-    return when.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def read_report(pod: dict) -> dict | None:

@@ -24,6 +24,7 @@ import threading
 from typing import Sequence
 
 from logdistill import __version__
+from logdistill.kube import load_kube_config
 
 DEFAULT_JOB_IMAGE = f"ghcr.io/logdistill/logdistill:{__version__}"
 DEFAULT_EDGE_IMAGE = f"ghcr.io/logdistill/logdistill-edge:{__version__}"
@@ -78,19 +79,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from logdistill.operator import jobrun
 
     jobrun.add_arguments(sub.add_parser("job-run", help="distillation Job entrypoint (runs logdistill distill)"))
-
-
-def load_kube_config(kubeconfig: str | None = None) -> None:
-    """In-cluster credentials, else a kubeconfig file (``KUBECONFIG`` or ``~/.kube/config``)."""
-    from kubernetes import config
-
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig)
-        return
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
 
 
 def storage_settings(args: argparse.Namespace):

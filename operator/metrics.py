@@ -24,7 +24,6 @@ from prometheus_client.core import GaugeMetricFamily
 from logdistill.operator.status import PHASES
 from logdistill.operator.views import REASONS
 
-DEFAULT_PORT = 9401
 RESULTS = ("passed", "gate_failed", "failed")
 
 

@@ -9,7 +9,6 @@ DaemonSet's pod-template annotations), never in the operator's memory, so a rest
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +17,7 @@ from pydantic.alias_generators import to_camel
 from logdistill.operator.summary import Summary, gate_decision
 from logdistill.operator.views import FAMILY, REASONS, PodProblem
 from logdistill.spec import GateSpec
+from logdistill.timefmt import rfc3339
 
 Phase = Literal["Pending", "Distilling", "RollingOut", "Ready", "Degraded", "Failed"]
 PHASES: tuple[str, ...] = Phase.__args__  # type: ignore[attr-defined]
@@ -243,10 +243,6 @@ class DistilledModelStatus(StatusModel):
         return self.model_dump(by_alias=True, mode="json")
 
 
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
 # --- what the handlers observe -------------------------------------------------------------
 
 JobPhase = Literal["Missing", "Pending", "Running", "Succeeded", "Failed"]
@@ -361,7 +357,7 @@ def next_status(
     ``problems``: what :func:`views.pod_problems` found wrong with the pods of the current run
     (components distill, label), the classifier and the teacher. The phase does not change for
     them (a Job that cannot schedule is still Pending), the messages say why."""
-    now = now or now_rfc3339()
+    now = now or rfc3339()
     g = generation
     rg = run_generation or generation  # the spec generation the run distils (older after a rollout-only change)
     serving = rollout.version if rollout is not None else None
@@ -485,7 +481,7 @@ def problem_records(old: DistilledModelStatus, problems: tuple[PodProblem, ...],
 def invalid_spec_status(old: DistilledModelStatus, generation: int, message: str,
                         now: str | None = None) -> DistilledModelStatus:
     """A spec the operator cannot use (the API server let it through, pydantic did not)."""
-    now = now or now_rfc3339()
+    now = now or rfc3339()
     phase = "Degraded" if old.serving_version else "Failed"
     conds = [
         _cond(old, DISTILLED, "False", "InvalidSpec", message, generation, now),

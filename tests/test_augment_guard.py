@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from logdistill.model.augment import augment_templates, without_evaluation_templates
-from logdistill.model.data import LogRecord
-from logdistill.model.transfer import transfer_set
-from logdistill.model.losses import UNLABELLED
-from logdistill.model.splits import Split
+from logdistill.model.engine.augment import augment_templates, without_evaluation_templates
+from logdistill.model.runtime.data import LogRecord
+from logdistill.model.engine.transfer import transfer_set
+from logdistill.model.engine.losses import UNLABELLED
+from logdistill.model.runtime.splits import Split
 
 TRAIN = ["ciod: failed to read message prefix on control stream", "ciod: error loading program image file"]
 

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from logdistill.model import bases
+from logdistill.model.engine import bases
 
 
 def test_unknown_base_names_the_choices():

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from logdistill.model.bench_distill import across_seeds, seed_list
+from logdistill.model.bench.distill import across_seeds, seed_list
 
 
 def test_seed_list_parses_and_dedupes_in_order():

@@ -25,7 +25,7 @@ import pytest
 from helpers.onnx_artifacts import build_onnx_artifact
 from prometheus_client.parser import text_string_to_metric_families
 
-from logdistill.model.templates import mask
+from logdistill.model.runtime.templates import mask
 
 STUDENT_LABELS = ["-", "APPERR", "KERNFAIL"]
 

@@ -7,11 +7,11 @@ import json
 import pytest
 import yaml
 
-from logdistill.model.data import DataError, LogRecord
-from logdistill.model.extra_data import add_extra_data
-from logdistill.model.serve_teacher import TeacherStore
-from logdistill.model.splits import Split
-from logdistill.model.templates import mask
+from logdistill.model.runtime.data import DataError, LogRecord
+from logdistill.model.engine.extra_data import add_extra_data
+from logdistill.model.services.serve_teacher import TeacherStore
+from logdistill.model.runtime.splits import Split
+from logdistill.model.runtime.templates import mask
 
 
 def record(text: str, label: str | None = "-") -> LogRecord:
@@ -43,8 +43,8 @@ def test_distill_cli_trains_on_extra_data(tmp_path):
     from helpers.tiny_models import build_tiny_teacher, tiny_log_lines
 
     from logdistill.cli import main as cli
-    from logdistill.model.data import load_records
-    from logdistill.model.splits import make_split
+    from logdistill.model.runtime.data import load_records
+    from logdistill.model.runtime.splits import make_split
     from logdistill.spec import parse_spec
 
     data = tmp_path / "logs.log"

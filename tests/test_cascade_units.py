@@ -17,10 +17,10 @@ from logdistill.edge.escalation import (Escalation, EscalationClient, RateLimite
                                         TeacherError, parse_answers)
 from logdistill.edge.metrics import ClassifierMetrics
 from logdistill.edge.reload import ModelHolder
-from logdistill.model.data import read_logs
-from logdistill.model.runtime import OnnxClassifier
-from logdistill.model.serve_teacher import TeacherMetrics, TeacherService, TeacherStore
-from logdistill.model.templates import mask
+from logdistill.model.runtime.data import read_logs
+from logdistill.model.runtime.inference import OnnxClassifier
+from logdistill.model.services.serve_teacher import TeacherMetrics, TeacherService, TeacherStore
+from logdistill.model.runtime.templates import mask
 
 LABELS = ["-", "ERROR", "FATAL"]
 
@@ -328,7 +328,7 @@ def test_agreement_gauge_is_absent_until_a_teacher_has_answered() -> None:
 
 
 def test_decide_flags_a_low_normal_probability_as_the_top_alert():
-    from logdistill.model.runtime import decide
+    from logdistill.model.runtime.inference import decide
 
     probs = np.array([[0.35, 0.30, 0.35],   # a tie at the top: argmax picks normal (index 0)
                       [0.45, 0.40, 0.15],   # normal is the argmax but below the bar

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from logdistill.model.data import (
+from logdistill.model.runtime.data import (
     NORMAL_LABEL,
     DataError,
     LogRecord,
@@ -64,7 +64,7 @@ def test_blank_lines_are_skipped_but_counted_in_line_numbers(tmp_path: Path) -> 
 
 def test_label_without_message_is_malformed_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     f = write(tmp_path / "x.log", "- ok line\nKERNDTLB\nAPPSEV   \r\n- another\n")
-    with caplog.at_level(logging.WARNING, logger="logdistill.model.data"):
+    with caplog.at_level(logging.WARNING, logger="logdistill.model.runtime.data"):
         result = read_logs(f)
     assert [r.line for r in result.records] == [1, 4]
     assert result.malformed == [
@@ -89,7 +89,7 @@ def test_every_malformed_row_is_listed_but_warnings_are_bounded(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     f = write(tmp_path / "x.log", "KERNDTLB\n" * 25 + "- fine\n")
-    with caplog.at_level(logging.WARNING, logger="logdistill.model.data"):
+    with caplog.at_level(logging.WARNING, logger="logdistill.model.runtime.data"):
         result = read_logs(f)
     assert len(result.malformed) == 25 and result.malformed[-1].startswith(f"{f}:25:")
     assert len(caplog.records) == 21

@@ -12,9 +12,9 @@ pytest.importorskip("torch")
 from helpers.tiny_models import build_tiny_teacher, tiny_log_lines  # noqa: E402
 
 from logdistill.cli import main as cli  # noqa: E402
-from logdistill.model.artifact import verify_artifact  # noqa: E402
-from logdistill.model.data import load_records  # noqa: E402
-from logdistill.model.splits import make_split  # noqa: E402
+from logdistill.model.runtime.artifact import verify_artifact  # noqa: E402
+from logdistill.model.runtime.data import load_records  # noqa: E402
+from logdistill.model.runtime.splits import make_split  # noqa: E402
 from logdistill.spec import parse_spec  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -122,7 +122,7 @@ def test_distillation_is_reproducible(workspace, distilled):
 
 def test_hard_labels_only_control_runs_without_augmentation(workspace):
     root, data, teacher = workspace
-    from logdistill.model.distill import run_distill
+    from logdistill.model.cli.distill import run_distill
 
     spec = parse_spec(_spec(data, teacher, alpha=0.0, epochs=2))
     summary, report = run_distill(spec, root / "nokd")
@@ -174,7 +174,7 @@ def test_summary_json_cuts_long_errors():
 
 
 def test_augmented_transfer_lines_are_new_deterministic_and_bounded():
-    from logdistill.model.augment import augment_templates
+    from logdistill.model.engine.augment import augment_templates
 
     templates = ["RAS KERNEL FATAL data storage interrupt", "RAS APP FATAL ciod: Error reading message <NUM>",
                  "RAS KERNEL INFO cache parity error corrected"]

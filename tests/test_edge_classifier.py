@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry
 
 from logdistill.edge.classifier import TemplateClassifier, line_key
 from logdistill.edge.metrics import ClassifierMetrics
-from logdistill.model.runtime import OnnxClassifier
-from logdistill.model.templates import mask
+from logdistill.model.runtime.inference import OnnxClassifier
+from logdistill.model.runtime.templates import mask
 
 LABELS = ["-", "ERROR", "FATAL"]
 LINES = [

@@ -143,7 +143,7 @@ def test_a_model_whose_outputs_disagree_with_its_labels_is_refused(setup):
     build_onnx_artifact(broken, LABELS)
     # Valid ONNX, valid manifest, but its logits width disagrees with labels.json.
     (broken / "labels.json").write_text(json.dumps({"labels": ["-", "ERROR"], "normal": "-"}))
-    from logdistill.model.artifact import write_manifest
+    from logdistill.model.runtime.artifact import write_manifest
 
     (broken / "manifest.json").unlink()
     write_manifest(broken, kind="student", info={"maxLength": 32})

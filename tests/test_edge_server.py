@@ -17,7 +17,7 @@ from logdistill.edge.main import load_classifier
 from logdistill.edge.metrics import ClassifierMetrics
 from logdistill.edge.reload import ModelHolder
 from logdistill.edge.server import ClassifierServer
-from logdistill.model.templates import mask
+from logdistill.model.runtime.templates import mask
 
 LABELS = ["-", "ERROR", "FATAL"]
 
@@ -88,8 +88,8 @@ def test_readyz_needs_the_self_test_and_a_readable_log_source(served):
 
 
 def test_a_model_failing_its_self_test_is_refused(tmp_path, monkeypatch):
-    from logdistill.model.artifact import ArtifactError
-    from logdistill.model.runtime import OnnxClassifier
+    from logdistill.model.runtime.artifact import ArtifactError
+    from logdistill.model.runtime.inference import OnnxClassifier
 
     directory = tmp_path / "model"
     build_onnx_artifact(directory, LABELS)

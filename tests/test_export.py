@@ -11,10 +11,10 @@ np = pytest.importorskip("numpy")
 
 from helpers.tiny_models import build_tokenizer, tiny_bert, tiny_log_lines  # noqa: E402
 
-from logdistill.model.artifact import LABELS, MANIFEST, ONNX_MODEL, REPORT, ArtifactError, verify_artifact  # noqa: E402
-from logdistill.model.export import export_onnx_fp32, load_torch_model, save_artifact  # noqa: E402
-from logdistill.model.templates import mask  # noqa: E402
-from logdistill.model.train import encode  # noqa: E402
+from logdistill.model.runtime.artifact import LABELS, MANIFEST, ONNX_MODEL, REPORT, ArtifactError, verify_artifact  # noqa: E402
+from logdistill.model.engine.export import export_onnx_fp32, load_torch_model, save_artifact  # noqa: E402
+from logdistill.model.runtime.templates import mask  # noqa: E402
+from logdistill.model.engine.train import encode  # noqa: E402
 
 pytestmark = pytest.mark.torch
 LABELS_ = ["-", "APPERR", "KERNFAIL"]
@@ -82,7 +82,7 @@ def test_fp32_onnx_matches_torch_logits(tmp_path, model_and_tokenizer, texts):
 
 
 def test_int8_runtime_agrees_with_torch(artifact, model_and_tokenizer, texts):
-    from logdistill.model.runtime import OnnxClassifier
+    from logdistill.model.runtime.inference import OnnxClassifier
 
     model, tokenizer = model_and_tokenizer
     templates = [mask(t) for t in texts]

@@ -8,8 +8,13 @@ Layers (transitively, over internal imports):
 
 * the operator never reaches torch or transformers (so never a torch engine module of ``model``);
 * the edge reaches neither torch, transformers, kopf nor kubernetes;
-* ``logdistill.contracts`` and ``logdistill.spec`` (the wire formats and the typed spec, loaded by
-  every process) import only the standard library, pydantic, yaml and each other.
+* of ``logdistill.model``, the edge and the operator import only ``logdistill.model.runtime.*`` (torch-free,
+  which reaches neither torch, transformers, scikit-learn nor the cluster clients);
+* inside ``model``, subpackages import downwards only: runtime <- engine <- cli <- bench, with services
+  (the teacher service) beside cli (see ``MODEL_LAYERS``);
+* ``logdistill.contracts``, ``logdistill.spec`` and ``logdistill.timefmt`` (the wire formats, the typed spec
+  and the timestamp format, loaded by every process) import only the standard library, pydantic, yaml and
+  each other.
 """
 
 from __future__ import annotations
@@ -37,6 +42,17 @@ ALLOWED_CYCLES: list[frozenset[str]] = [
 ]
 
 HEAVY_ML = {"torch", "transformers"}
+# logdistill.model subpackage -> the internal packages it may import besides itself.
+_LIGHT_BASE = {"logdistill.contracts", "logdistill.spec", "logdistill.timefmt"}
+MODEL_LAYERS: dict[str, set[str]] = {
+    "logdistill.model.runtime": _LIGHT_BASE,
+    "logdistill.model.engine": _LIGHT_BASE | {"logdistill.model.runtime"},
+    "logdistill.model.cli": _LIGHT_BASE | {"logdistill.model.runtime", "logdistill.model.engine"},
+    "logdistill.model.services": _LIGHT_BASE | {"logdistill.podannotation", "logdistill.edge",
+                                                "logdistill.model.runtime", "logdistill.model.engine"},
+    "logdistill.model.bench": _LIGHT_BASE | {"logdistill.edge", "logdistill.model.runtime", "logdistill.model.engine",
+                                             "logdistill.model.cli"},
+}
 CLUSTER = {"kopf", "kubernetes"}
 LIGHT_ALLOWED = {"pydantic", "yaml"}
 
@@ -183,10 +199,10 @@ EDGES, EXTERNAL = _graph()
 
 
 def test_the_graph_sees_the_whole_package():
-    assert {"logdistill.contracts", "logdistill.spec", "logdistill.model.pipeline", "logdistill.operator.handlers",
+    assert {"logdistill.contracts", "logdistill.spec", "logdistill.model.engine.pipeline", "logdistill.operator.handlers",
             "logdistill.edge.classifier"} <= set(EDGES)
     assert "logdistill.contracts" in EDGES["logdistill.operator.summary"]
-    assert "torch" in EXTERNAL["logdistill.model.train"]
+    assert "torch" in EXTERNAL["logdistill.model.engine.train"]
 
 
 def test_no_import_cycles_beyond_the_allow_list():
@@ -215,7 +231,36 @@ def test_the_edge_reaches_neither_torch_nor_the_cluster_clients():
     assert not _breaches("logdistill.edge", HEAVY_ML | CLUSTER)
 
 
-@pytest.mark.parametrize("module", ["logdistill.contracts", "logdistill.spec"])
+def _in(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+@pytest.mark.parametrize("importer", ["logdistill.edge", "logdistill.operator"])
+def test_the_edge_and_the_operator_import_only_the_model_runtime(importer):
+    wrong = sorted(f"{name} imports {target}" for name in EDGES if _in(name, importer) for target in EDGES[name]
+                   if _in(target, "logdistill.model") and not _in(target, "logdistill.model.runtime"))
+    assert not wrong, wrong
+
+
+def test_the_model_runtime_stays_torch_free():
+    assert not _breaches("logdistill.model.runtime", HEAVY_ML | CLUSTER | {"sklearn"})
+
+
+def test_model_subpackages_import_downwards_only():
+    stray = sorted(n for n in EDGES if _in(n, "logdistill.model") and n != "logdistill.model"
+                   and not any(_in(n, layer) for layer in MODEL_LAYERS))
+    assert not stray, f"modules of logdistill.model outside every MODEL_LAYERS subpackage: {stray}"
+    wrong = []
+    for layer, allowed in MODEL_LAYERS.items():
+        for name in EDGES:
+            if _in(name, layer):
+                wrong += [f"{name} imports {target}" for target in sorted(EDGES[name])
+                          if target != "logdistill" and not _in(target, layer)
+                          and not any(_in(target, ok) for ok in allowed)]
+    assert not wrong, wrong
+
+
+@pytest.mark.parametrize("module", ["logdistill.contracts", "logdistill.spec", "logdistill.timefmt"])
 def test_contracts_and_spec_stay_light(module):
     reach = _reach(EDGES, EXTERNAL, module)
     heavy = {p: path for p, path in reach.items() if p not in LIGHT_ALLOWED and p not in sys.stdlib_module_names}

@@ -10,7 +10,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from helpers.tiny_models import tiny_bert  # noqa: E402
 
-from logdistill.model.intermediate import (  # noqa: E402
+from logdistill.model.engine.intermediate import (  # noqa: E402
     IntermediateError, attention_mse, from_spec, hidden_mse, layer_mapping, uniform_mapping,
 )
 from logdistill.spec import IntermediateSpec, TeacherSpec, TrainingSpec  # noqa: E402
@@ -128,8 +128,8 @@ def test_disabled_is_none_and_an_endpoint_teacher_is_refused():
 def test_fit_adds_the_intermediate_loss_and_trains_the_projections():
     from helpers.tiny_models import build_tokenizer, tiny_log_lines
 
-    from logdistill.model.templates import mask
-    from logdistill.model.train import FitOptions, fit
+    from logdistill.model.runtime.templates import mask
+    from logdistill.model.engine.train import FitOptions, fit
 
     lines = tiny_log_lines(repeats=1)
     texts = [mask(line.split(" ", 6)[6]) for line in lines]

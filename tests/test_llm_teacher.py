@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from logdistill.model.llm_teacher import LlmTeacher, LlmTeacherError, RateLimiter, choice_codes
+from logdistill.model.engine.llm_teacher import LlmTeacher, LlmTeacherError, RateLimiter, choice_codes
 from logdistill.spec import EndpointTeacher
 
 LABELS = ["-", "KERNFAIL", "APPERR"]
@@ -244,10 +244,10 @@ def test_distill_from_an_endpoint_teacher_with_paraphrases_that_never_leak(serve
     from helpers.tiny_models import build_tokenizer, tiny_bert, tiny_log_lines
 
     from logdistill.cli import main as cli
-    from logdistill.model.artifact import verify_artifact
-    from logdistill.model.data import load_records
-    from logdistill.model.splits import make_split
-    from logdistill.model.templates import mask
+    from logdistill.model.runtime.artifact import verify_artifact
+    from logdistill.model.runtime.data import load_records
+    from logdistill.model.runtime.splits import make_split
+    from logdistill.model.runtime.templates import mask
     from logdistill.spec import parse_spec
 
     lines = tiny_log_lines(repeats=1)
@@ -316,7 +316,7 @@ def test_distill_with_an_unreachable_endpoint_fails_with_the_field_named(tmp_pat
 
 
 def test_paraphrases_equal_to_an_evaluation_template_are_dropped(server, tmp_path):
-    from logdistill.model.augment import paraphrase_lines
+    from logdistill.model.engine.augment import paraphrase_lines
 
     server.extra_paraphrases = ["RAS APP FATAL bus error raised in loader <NUM>", "disk <NUM> failed (again)"]
     llm = teacher(server.url, tmp_path)

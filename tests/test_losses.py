@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
-from logdistill.model.losses import (  # noqa: E402
+from logdistill.model.engine.losses import (  # noqa: E402
     UNLABELLED,
     distillation_loss,
     ensemble_soft_targets,
@@ -119,7 +119,7 @@ def test_shape_and_argument_errors():
 
 
 def test_balanced_class_weights_lift_rare_classes():
-    from logdistill.model.losses import balanced_class_weights
+    from logdistill.model.engine.losses import balanced_class_weights
 
     weights = balanced_class_weights([0] * 16 + [1] * 4 + [2] + [UNLABELLED] * 5, 4)
     assert torch.allclose(weights, torch.tensor([1.0, 2.0, 4.0, 1.0]))

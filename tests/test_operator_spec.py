@@ -41,7 +41,7 @@ def test_example_is_a_valid_cr():
 
 
 def test_teacher_train_is_a_fourth_source_with_the_demo_defaults():
-    from logdistill.model.teacher import TeacherOptions
+    from logdistill.model.engine.teacher import TeacherOptions
 
     s = parse_spec({"teacher": {"train": {}}}, DistilledModelSpec)
     train = s.teacher.train
@@ -102,7 +102,7 @@ def test_rbac_subcommand_prints_the_rules():
 @pytest.mark.parametrize("name", ["distilledmodel.yaml", "distilledmodel-closed-loop.yaml"])
 def test_examples_follow_the_measured_demo_recipe(name):
     """The examples document the student and training that docs/benchmarks.md measured."""
-    from logdistill.model.demo import DEMO_STUDENT, DEMO_TRAINING
+    from logdistill.model.cli.demo import DEMO_STUDENT, DEMO_TRAINING
 
     spec = yaml.safe_load((ROOT / "examples" / name).read_text())["spec"]
     assert {k: spec["student"][k] for k in ("layers", "hidden", "heads", "intermediate")} == {
@@ -110,7 +110,7 @@ def test_examples_follow_the_measured_demo_recipe(name):
     assert {k: spec["training"][k] for k in ("epochs", "learningRate", "alpha", "patience")} == {
         k: DEMO_TRAINING[k] for k in ("epochs", "learningRate", "alpha", "patience")}
     # the teacher is trained in the cluster with the demo's teacher recipe; the classifier reads pod logs
-    from logdistill.model.teacher import TeacherOptions
+    from logdistill.model.engine.teacher import TeacherOptions
 
     train = spec["teacher"]["train"]
     assert set(spec["teacher"]) == {"train"} and train["base"] == "minilm"

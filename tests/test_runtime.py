@@ -9,9 +9,9 @@ np = pytest.importorskip("numpy")
 
 from helpers.tiny_models import build_tokenizer, tiny_bert, tiny_log_lines  # noqa: E402
 
-from logdistill.model.export import save_artifact  # noqa: E402
-from logdistill.model.runtime import OnnxClassifier  # noqa: E402
-from logdistill.model.templates import mask  # noqa: E402
+from logdistill.model.engine.export import save_artifact  # noqa: E402
+from logdistill.model.runtime.inference import OnnxClassifier  # noqa: E402
+from logdistill.model.runtime.templates import mask  # noqa: E402
 
 pytestmark = pytest.mark.torch
 LABELS = ["-", "APPERR", "KERNFAIL"]

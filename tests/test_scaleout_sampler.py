@@ -1,4 +1,4 @@
-"""Rank helpers of logdistill.model.distributed that need no process group: the per-rank batches
+"""Rank helpers of logdistill.model.engine.distributed that need no process group: the per-rank batches
 together are the global batches, the environment is read strictly, and no env means no DDP."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from logdistill.model.distributed import Parallel, from_env, launched  # noqa: E402
+from logdistill.model.engine.distributed import Parallel, from_env, launched  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

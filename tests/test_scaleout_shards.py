@@ -14,12 +14,12 @@ pytest.importorskip("torch")
 from helpers.tiny_models import tiny_distill_config  # noqa: E402
 
 from logdistill.cli import main as cli  # noqa: E402
-from logdistill.model.augment import AUGMENT_PER_TEMPLATE  # noqa: E402
-from logdistill.model.data import load_records  # noqa: E402
-from logdistill.model.shards import ShardError, load_soft_targets, shard_name, shard_of  # noqa: E402
-from logdistill.model.splits import make_split  # noqa: E402
-from logdistill.model.teachers import CheckpointTeacher  # noqa: E402
-from logdistill.model.transfer import transfer_set  # noqa: E402
+from logdistill.model.engine.augment import AUGMENT_PER_TEMPLATE  # noqa: E402
+from logdistill.model.runtime.data import load_records  # noqa: E402
+from logdistill.model.engine.shards import ShardError, load_soft_targets, shard_name, shard_of  # noqa: E402
+from logdistill.model.runtime.splits import make_split  # noqa: E402
+from logdistill.model.engine.teachers import CheckpointTeacher  # noqa: E402
+from logdistill.model.engine.transfer import transfer_set  # noqa: E402
 from logdistill.spec import load_spec  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -54,7 +54,7 @@ def test_shard_assignment_is_stable_across_processes():
     templates = [f"RAS KERNEL INFO job <NUM> step {i}" for i in range(200)]
     here = [shard_of(t, 7) for t in templates]
     # A fresh interpreter with a different hash seed: Python's hash() would differ, sha256 does not.
-    code = ("import json,sys; from logdistill.model.shards import shard_of;"
+    code = ("import json,sys; from logdistill.model.engine.shards import shard_of;"
             "print(json.dumps([shard_of(t, 7) for t in json.load(sys.stdin)]))")
     there = subprocess.run([sys.executable, "-P", "-c", code], input=json.dumps(templates), capture_output=True,
                            text=True, check=True, env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin:/bin"}).stdout

@@ -172,8 +172,8 @@ def test_a_lost_worker_fails_rank_0_with_a_clear_error(workspace, tmp_path):
 STEP_SCRIPT = '''
 import sys, torch
 from transformers import AutoTokenizer
-from logdistill.model.distributed import from_env
-from logdistill.model.train import FitOptions, fit
+from logdistill.model.engine.distributed import from_env
+from logdistill.model.engine.train import FitOptions, fit
 sys.path.insert(0, sys.argv[3])
 from helpers.tiny_models import tiny_bert
 torch.set_num_threads(1)
@@ -201,7 +201,7 @@ def test_a_ddp_step_equals_the_one_process_step_on_the_same_global_batch(tmp_pat
     import torch
 
     from helpers.tiny_models import build_tokenizer
-    from logdistill.model.templates import mask
+    from logdistill.model.runtime.templates import mask
 
     texts = [mask(line.split(" ", 6)[6]) for line in tiny_log_lines()[:40]]
     (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")

@@ -6,8 +6,8 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from logdistill.model.data import NORMAL_LABEL, LogRecord, bundled_sample, read_logs
-from logdistill.model.splits import (
+from logdistill.model.runtime.data import NORMAL_LABEL, LogRecord, bundled_sample, read_logs
+from logdistill.model.runtime.splits import (
     Split,
     cap_per_template,
     chronological_split,
@@ -17,7 +17,7 @@ from logdistill.model.splits import (
     majority_label,
     template_split,
 )
-from logdistill.model.templates import mask
+from logdistill.model.runtime.templates import mask
 from logdistill.spec import DataSpec
 
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split()

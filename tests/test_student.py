@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from helpers.tiny_models import tiny_bert  # noqa: E402
 
-from logdistill.model.student import (  # noqa: E402
+from logdistill.model.engine.student import (  # noqa: E402
     attention_heads, build_student, ffn_neurons, hidden_channels, layer_subset,
 )
 from logdistill.spec import StudentSpec  # noqa: E402

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logdistill.model.data import bundled_sample, read_logs
-from logdistill.model.templates import MASK_TOKENS, mask
+from logdistill.model.runtime.data import bundled_sample, read_logs
+from logdistill.model.runtime.templates import MASK_TOKENS, mask
 
 _TOKENS = re.compile("|".join(re.escape(t) for t in MASK_TOKENS))
 

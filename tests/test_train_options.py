@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from helpers.tiny_models import build_tokenizer, tiny_bert  # noqa: E402
 
-from logdistill.model.train import FitOptions, fit  # noqa: E402
+from logdistill.model.engine.train import FitOptions, fit  # noqa: E402
 from logdistill.spec import DistillSpec, parse_spec  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -36,8 +36,8 @@ def test_only_the_head_moves_when_the_body_rate_is_negligible():
 
 
 def test_a_student_started_from_a_shipped_encoder_trains_its_fresh_head_faster():
-    from logdistill.model.demo import demo_spec, start_from_encoder
-    from logdistill.model.teacher import TeacherOptions
+    from logdistill.model.cli.demo import demo_spec, start_from_encoder
+    from logdistill.model.engine.teacher import TeacherOptions
 
     body = demo_spec("/teachers/mpnet")
     start_from_encoder(body, "/bases/minilm")

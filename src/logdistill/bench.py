@@ -1,8 +1,8 @@
 """``logdistill bench <name>``: dispatch to the benchmark modules (imported only when chosen).
 
-* ``distill``  -> :mod:`logdistill.model.bench_distill` (teacher vs distilled vs hard-label student vs TF-IDF)
+* ``distill``  -> :mod:`logdistill.model.bench.distill` (teacher vs distilled vs hard-label student vs TF-IDF)
 * ``classify`` -> :mod:`logdistill.edge.bench` (edge classifier throughput and memory)
-* ``techniques`` -> :mod:`logdistill.model.bench_techniques` (one row per distillation technique)
+* ``techniques`` -> :mod:`logdistill.model.bench.techniques` (one row per distillation technique)
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import importlib
 import sys
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
-    "distill": ("logdistill.model.bench_distill", "teacher vs distilled student vs baselines on BGL"),
+    "distill": ("logdistill.model.bench.distill", "teacher vs distilled student vs baselines on BGL"),
     "classify": ("logdistill.edge.bench", "edge classifier throughput, latency and memory"),
-    "cascade": ("logdistill.model.bench_cascade", "leave-one-category-out recall with and without the teacher cascade"),
-    "scaleout": ("logdistill.model.bench_scaleout", "sharded labelling and torchrun training for 1 and 2 workers"),
-    "techniques": ("logdistill.model.bench_techniques", "student macro-F1 and distillation time per technique (issue 4)"),
+    "cascade": ("logdistill.model.bench.cascade", "leave-one-category-out recall with and without the teacher cascade"),
+    "scaleout": ("logdistill.model.bench.scaleout", "sharded labelling and torchrun training for 1 and 2 workers"),
+    "techniques": ("logdistill.model.bench.techniques", "student macro-F1 and distillation time per technique (issue 4)"),
 }
 
 

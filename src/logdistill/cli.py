@@ -16,14 +16,14 @@ from logdistill import __version__
 
 # name -> (module, one-line help). Order is the order shown in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("logdistill.model.demo", "train a teacher, distil a student and compare them on the bundled BGL sample"),
-    "teacher": ("logdistill.model.teacher", "teacher commands (train)"),
-    "distill": ("logdistill.model.distill", "distil a student from a teacher as a config file describes"),
-    "label": ("logdistill.model.label", "compute one shard of the teacher's soft targets (scale-out labelling)"),
-    "evaluate": ("logdistill.model.evaluate", "score an artifact on labelled logs and print a JSON report"),
-    "predict": ("logdistill.model.predict", "print a JSON label and score per input line"),
+    "demo": ("logdistill.model.cli.demo", "train a teacher, distil a student and compare them on the bundled BGL sample"),
+    "teacher": ("logdistill.model.engine.teacher", "teacher commands (train)"),
+    "distill": ("logdistill.model.cli.distill", "distil a student from a teacher as a config file describes"),
+    "label": ("logdistill.model.cli.label", "compute one shard of the teacher's soft targets (scale-out labelling)"),
+    "evaluate": ("logdistill.model.engine.evaluate", "score an artifact on labelled logs and print a JSON report"),
+    "predict": ("logdistill.model.cli.predict", "print a JSON label and score per input line"),
     "classify": ("logdistill.edge.main", "run the edge classifier: tail logs, classify, export metrics"),
-    "serve-teacher": ("logdistill.model.serve_teacher", "serve the teacher over HTTP for the edge's escalations"),
+    "serve-teacher": ("logdistill.model.services.serve_teacher", "serve the teacher over HTTP for the edge's escalations"),
     "operator": ("logdistill.operator.main", "run the DistilledModel operator"),
     "bench": ("logdistill.bench", "benchmarks (distill, classify, cascade, scaleout, techniques)"),
 }

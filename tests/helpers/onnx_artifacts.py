@@ -18,7 +18,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
-from logdistill.model.artifact import ONNX_MODEL, REPORT, Manifest, write_labels, write_manifest
+from logdistill.model.runtime.artifact import ONNX_MODEL, REPORT, Manifest, write_labels, write_manifest
 
 DEFAULT_RULES = {"error": "ERROR", "failed": "ERROR", "panic": "FATAL", "kernel": "FATAL"}
 FILLER_WORDS = ("the", "a", "of", "to", "on", "in", "node", "job", "ok", "started", "request", "user", "<", ">", "num")

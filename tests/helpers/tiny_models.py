@@ -47,7 +47,7 @@ def build_tokenizer(texts: Sequence[str], vocab_size: int = 300):
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    from logdistill.model.templates import mask
+    from logdistill.model.runtime.templates import mask
 
     normalizer = normalizers.BertNormalizer(lowercase=True)
     pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -95,10 +95,10 @@ def build_tiny_teacher(tmp_dir: str | Path, labels: Sequence[str], texts: Sequen
     """
     import torch
 
-    from logdistill.model.export import save_artifact
-    from logdistill.model.teacher import model_labels
-    from logdistill.model.templates import mask
-    from logdistill.model.train import FitOptions, fit
+    from logdistill.model.engine.export import save_artifact
+    from logdistill.model.engine.teacher import model_labels
+    from logdistill.model.runtime.templates import mask
+    from logdistill.model.engine.train import FitOptions, fit
 
     if len(labels) != len(texts):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
@@ -131,8 +131,8 @@ def tiny_distill_config(root: str | Path, student: dict, training: dict) -> Path
     Returns the config path; the log file and the teacher sit beside it in ``root``."""
     import yaml
 
-    from logdistill.model.data import load_records
-    from logdistill.model.splits import make_split
+    from logdistill.model.runtime.data import load_records
+    from logdistill.model.runtime.splits import make_split
     from logdistill.spec import parse_spec
 
     root = Path(root)

@@ -1,0 +1,47 @@
+"""The alert stream: JSON lines on stdout, one object per non-normal line.
+
+One :class:`AlertWriter` serves both writers of that stream, the tail pipeline (alerts) and the
+teacher's answers (corrections, from the escalation thread): one lock, so lines never interleave,
+and once the stream breaks it is given up for both, said once in the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Iterable, TextIO
+
+__all__ = ["AlertWriter"]
+
+log = logging.getLogger(__name__)
+
+
+class AlertWriter:
+    def __init__(self, stream: TextIO | None) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, output: "AlertWriter | TextIO | None") -> "AlertWriter":
+        """``output`` itself if it is a writer already (shared), else a writer over that stream."""
+        return output if isinstance(output, AlertWriter) else cls(output)
+
+    @property
+    def enabled(self) -> bool:
+        return self.stream is not None
+
+    def write(self, records: Iterable[dict]) -> None:
+        text = "".join(json.dumps(record) + "\n" for record in records)
+        if not text:
+            return
+        with self._lock:
+            if self.stream is None:
+                return
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except (BrokenPipeError, ValueError, OSError) as err:
+                # Metrics and the API stay useful without stdout; say so once.
+                log.error("cannot write alerts to stdout any more: %s", err)
+                self.stream = None

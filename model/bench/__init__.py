@@ -1,0 +1,1 @@
+"""``logdistill bench distill|cascade|scaleout|techniques`` (registry: :mod:`logdistill.bench`)."""
