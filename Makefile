@@ -43,7 +43,7 @@ e2e-prepare: cluster-bin prometheus-bin
 	bash hack/e2e-prepare.sh
 
 e2e: venv e2e-prepare
-	$(VENV)/bin/pytest -m realnode -s tests/test_realnode_e2e.py $(PYTEST_ARGS)
+	PYTHONUNBUFFERED=1 $(VENV)/bin/pytest -m realnode -s tests/test_realnode_e2e.py $(PYTEST_ARGS)
 
 # No cluster, no torch-heavy tests: the inner loop.
 test-fast: venv

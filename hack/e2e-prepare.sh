@@ -2,7 +2,8 @@
 # Everything the real-node end-to-end test needs on this host, idempotent and cached between runs:
 #   1. Debian packages: podman + runc (image builds), containerd + CNI plugins + iptables tools (the node)
 #   2. kubelet, kube-proxy, crictl, CoreDNS and the pause image (hack/realnode/realnode.sh build; Go module proxy)
-#   3. the images from the Dockerfile as committed: localhost/logdistill:e2e (target full) and
+#   3. upstream Prometheus (hack/build-prometheus.sh: Debian's has no Kubernetes service discovery)
+#   4. the images from the Dockerfile as committed: localhost/logdistill:e2e (target full) and
 #      localhost/logdistill-edge:e2e (target edge), on a local Debian python base (no registry here);
 #      podman's layer cache makes a rebuild after a source change take seconds (dependencies are their own layer)
 # Timings go to stdout; build logs to ${REALNODE_CACHE:-~/.cache/realnode}/logs. Needs root.
@@ -32,6 +33,10 @@ log "packages ready ($(( $(date +%s) - t )) s)"
 t=$(date +%s); bash "$KIT/realnode.sh" build > /tmp/logdistill-realnode-build.log 2>&1 \
   || { tail -30 /tmp/logdistill-realnode-build.log; exit 1; }
 log "kubelet, kube-proxy, crictl, coredns, pause image ready ($(( $(date +%s) - t )) s)"
+
+t=$(date +%s); bash "$ROOT/hack/build-prometheus.sh" > /tmp/logdistill-prometheus-build.log 2>&1 \
+  || { tail -30 /tmp/logdistill-prometheus-build.log; exit 1; }
+log "Prometheus with Kubernetes service discovery ready ($(( $(date +%s) - t )) s)"
 
 t=$(date +%s); bash "$KIT/images.sh" base >/dev/null; log "python base image ready ($(( $(date +%s) - t )) s)"
 for target in edge full; do
