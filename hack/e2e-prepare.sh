@@ -45,5 +45,6 @@ for target in edge full; do
   bash "$KIT/images.sh" build "$ROOT" "$name" "$target"
   log "$name ready ($(( $(date +%s) - t )) s)"
 done
-# Multi-stage builds leave dangling intermediate images behind; the layer cache keeps what it needs.
-podman image prune -f >/dev/null 2>&1 || true
+# No `podman image prune` here: a multi-stage build's cache is its stages' (dangling) images, and pruning
+# them makes the next build reinstall torch. Old full images share the dependency layer (COPY --from=deps-full
+# is cached), so what a source change leaves behind is a few MB.
