@@ -231,6 +231,12 @@ def test_the_edge_reaches_neither_torch_nor_the_cluster_clients():
     assert not _breaches("logdistill.edge", HEAVY_ML | CLUSTER)
 
 
+@pytest.mark.parametrize("module", ["logdistill.operator.names", "logdistill.operator.manifests"])
+def test_the_operator_names_and_manifests_stay_pure(module):
+    """The names and the manifest builders are data in, data out: no cluster client, no kopf."""
+    assert not _breaches(module, CLUSTER)
+
+
 def _in(name: str, package: str) -> bool:
     return name == package or name.startswith(package + ".")
 
