@@ -362,5 +362,5 @@ def _real_loop(cluster, apis, ns, kubelet, spec_body, urllib_request):
     complete_job_pod(cluster, apis, ns, "real-distill-g1-r2", "v3")
     cluster.wait_for(lambda: get_cr(apis, ns, "real")["status"].get("servingVersion") == "v3", 60, 0.1,
                      "the requested version served")
-    names = sorted(j.metadata.name for j in jobs_of(apis, ns, "real"))
-    assert names == ["real-distill-g1", "real-distill-g1-r1", "real-distill-g1-r2"]
+    job_names = sorted(j.metadata.name for j in jobs_of(apis, ns, "real"))
+    assert job_names == ["real-distill-g1", "real-distill-g1-r1", "real-distill-g1-r2"]
