@@ -116,7 +116,11 @@ def test_a_rollout_selector_matching_no_node_is_not_ready(cluster, apis, namespa
     complete_job_pod(cluster, apis, namespace, common.job_name("lonely", 1), "v1")
 
     def told(status):
-        return "no node matches rollout.nodeSelector" in status.get("message", "")
+        # The DaemonSet controller's first status (observedGeneration) settles it: before that, the
+        # message already says so but RolledOut is still a RollingUpdate.
+        rolled = [c for c in status.get("conditions") or [] if c["type"] == "RolledOut"]
+        return "no node matches rollout.nodeSelector" in status.get("message", "") \
+            and bool(rolled) and rolled[0]["reason"] == "NoMatchingNodes"
 
     body = wait_status(cluster, apis, namespace, "lonely", told, 30, "the empty rollout explained")
     status = body["status"]
