@@ -1,4 +1,4 @@
-"""The alert stream: JSON lines on stdout, one object per non-normal line.
+"""The alert stream: JSON lines on stdout, one object (:func:`alert_record`) per non-normal line.
 
 One :class:`AlertWriter` serves both writers of that stream, the tail pipeline (alerts) and the
 teacher's answers (corrections, from the escalation thread): one lock, so lines never interleave,
@@ -12,9 +12,31 @@ import logging
 import threading
 from typing import Iterable, TextIO
 
-__all__ = ["AlertWriter"]
+from logdistill.edge.lines import pod_from_path
+from logdistill.edge.sources import Record
+from logdistill.timefmt import rfc3339
+
+__all__ = ["AlertWriter", "alert_record"]
 
 log = logging.getLogger(__name__)
+
+
+def alert_record(record: Record, label: str, score: float, template: str, version: str,
+                 node: str | None = None) -> dict:
+    """The JSON object written for one non-normal line."""
+    out: dict = {
+        "time": record.time or rfc3339(),
+        "source": record.path,
+    }
+    if node:
+        out["node"] = node
+    pod = pod_from_path(record.path)
+    if pod is not None:
+        out.update(namespace=pod.namespace, pod=pod.pod, container=pod.container)
+    if record.stream:
+        out["stream"] = record.stream
+    out.update(label=label, score=round(score, 6), line=record.message, template=template, model=version)
+    return out
 
 
 class AlertWriter:

@@ -23,7 +23,7 @@ from collections import deque
 from typing import Any, Callable, NamedTuple, Sequence, TextIO
 
 from logdistill.edge.agreement import AgreementWindow
-from logdistill.edge.alerts import AlertWriter
+from logdistill.edge.alerts import AlertWriter, alert_record
 from logdistill.edge.metrics import ESCALATION_RESULTS
 from logdistill.timefmt import rfc3339
 
@@ -262,8 +262,6 @@ class TeacherAnswers:
         self.alerts.write(corrections)
 
     def _record(self, item: Escalation, answer: TeacherAnswer, version: str) -> dict:
-        from logdistill.edge.pipeline import alert_record
-
         if item.context is not None:
             record = alert_record(item.context, answer.label, answer.score, item.template, version, self.node)
         else:

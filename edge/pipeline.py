@@ -11,34 +11,14 @@ import logging
 from collections import Counter
 from typing import TextIO
 
-from logdistill.edge.alerts import AlertWriter
-from logdistill.edge.lines import pod_from_path
+from logdistill.edge.alerts import AlertWriter, alert_record
 from logdistill.edge.metrics import ClassifierMetrics
 from logdistill.edge.reload import ModelHolder
-from logdistill.edge.sources import Record, Tailer
-from logdistill.timefmt import rfc3339
+from logdistill.edge.sources import Tailer
 
-__all__ = ["TailPipeline", "alert_record"]
+__all__ = ["TailPipeline"]
 
 log = logging.getLogger(__name__)
-
-
-def alert_record(record: Record, label: str, score: float, template: str, version: str,
-                 node: str | None = None) -> dict:
-    """The JSON object written for one non-normal line."""
-    out: dict = {
-        "time": record.time or rfc3339(),
-        "source": record.path,
-    }
-    if node:
-        out["node"] = node
-    pod = pod_from_path(record.path)
-    if pod is not None:
-        out.update(namespace=pod.namespace, pod=pod.pod, container=pod.container)
-    if record.stream:
-        out["stream"] = record.stream
-    out.update(label=label, score=round(score, 6), line=record.message, template=template, model=version)
-    return out
 
 
 class TailPipeline:

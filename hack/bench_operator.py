@@ -54,9 +54,11 @@ def main() -> int:
     args = parser.parse_args()
     from kubernetes import client, config
 
-    from logdistill.operator import builders as b
-    from logdistill.operator.crd import CRD_NAME, CRD_PATH, GROUP, PLURAL, VERSION
+    from logdistill.operator import names
+    from logdistill.operator.crd import CRD_NAME, CRD_PATH
     from logdistill.operator.main import OperatorThread
+    from logdistill.operator.manifests import common
+    from logdistill.operator.names import GROUP, PLURAL, VERSION
 
     ns = "bench"
     with ControlPlane() as cp:
@@ -89,7 +91,7 @@ def main() -> int:
                         "spec": {"teacher": {"checkpoint": "/artifacts/t"}}}
                 t0 = time.perf_counter()
                 custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
-                job = b.job_name(name, 1)
+                job = common.job_name(name, 1)
                 wait_for(lambda: batch.list_namespaced_job(ns, field_selector=f"metadata.name={job}").items, 30,
                          0.005, f"Job {job}")
                 to_job.append(time.perf_counter() - t0)
@@ -104,10 +106,10 @@ def main() -> int:
 
                 def ds_has_version():
                     try:
-                        ds = apps.read_namespaced_daemon_set(b.daemonset_name(name), ns)
+                        ds = apps.read_namespaced_daemon_set(common.daemonset_name(name), ns)
                     except client.ApiException:
                         return False
-                    return ds.spec.template.metadata.annotations.get(b.VERSION_ANNOTATION) == f"v{i}"
+                    return ds.spec.template.metadata.annotations.get(names.VERSION_ANNOTATION) == f"v{i}"
 
                 wait_for(ds_has_version, 30, 0.005, "DaemonSet with the new version")
                 to_ds.append(time.perf_counter() - t1)

@@ -21,13 +21,10 @@ from typing import Any
 
 import yaml
 
+from logdistill.operator.names import GROUP, KIND, PLURAL, VERSION
 from logdistill.operator.status import DistilledModelStatus
 from logdistill.spec import DataSpec, DistilledModelSpec, PvcStorage, StudentSpec, TeacherSpec, Toleration
 
-GROUP = "logdistill.io"
-VERSION = "v1alpha1"
-KIND = "DistilledModel"
-PLURAL = "distilledmodels"
 SINGULAR = "distilledmodel"
 SHORT_NAMES = ["dm"]
 CRD_NAME = f"{PLURAL}.{GROUP}"

@@ -82,8 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def storage_settings(args: argparse.Namespace):
-    """The operator's artifacts-storage flags as :class:`~logdistill.operator.builders.StorageSettings`."""
-    from logdistill.operator.builders import StorageSettings
+    """The operator's artifacts-storage flags as :class:`~logdistill.operator.manifests.claims.StorageSettings`."""
+    from logdistill.operator.manifests.claims import StorageSettings
 
     return StorageSettings(
         default_claim=args.default_claim, create=args.create_claims, size=args.artifacts_size,
@@ -116,15 +116,18 @@ class OperatorThread:
                  resync_seconds: float = 30.0, storage=None, pending_deadline: float = 300.0):
         from kubernetes import client
 
-        from logdistill.operator import builders, handlers
+        from logdistill.operator import handlers  # noqa: F401 - registers the kopf handlers
+        from logdistill.operator.context import Context
+        from logdistill.operator.manifests.claims import StorageSettings
+        from logdistill.operator.manifests.common import Images
 
-        self.ctx = handlers.Context(
+        self.ctx = Context(
             api=api_client or client.ApiClient(),
-            images=images or builders.Images(job=DEFAULT_JOB_IMAGE, edge=DEFAULT_EDGE_IMAGE),
+            images=images or Images(job=DEFAULT_JOB_IMAGE, edge=DEFAULT_EDGE_IMAGE),
             namespaces=tuple(namespaces),
             retrain_time_scale=retrain_time_scale,
             resync_seconds=resync_seconds,
-            storage=storage or builders.StorageSettings(),
+            storage=storage or StorageSettings(),
             pending_deadline=pending_deadline,
         )
         self.kwargs = {
@@ -206,7 +209,9 @@ def ensure_peering(api_client, name: str, clusterwide: bool, namespaces: Sequenc
 def run(args: argparse.Namespace) -> int:
     import kopf
 
-    from logdistill.operator import builders, handlers
+    from logdistill.operator import handlers  # noqa: F401 - registers the kopf handlers
+    from logdistill.operator.context import Context
+    from logdistill.operator.manifests.common import Images
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -226,11 +231,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         log.error("%s", err)
         return 2
-    images = builders.Images(job=args.job_image, edge=args.edge_image, pull_policy=args.image_pull_policy,
-                            edge_pull_policy=args.edge_image_pull_policy)
-    ctx = handlers.Context(api=client.ApiClient(), images=images, storage=storage,
-                           namespaces=tuple(kwargs["namespaces"]), peering=kwargs["peering_name"],
-                           priority=kwargs["priority"], pending_deadline=args.pod_pending_deadline)
+    images = Images(job=args.job_image, edge=args.edge_image, pull_policy=args.image_pull_policy,
+                    edge_pull_policy=args.edge_image_pull_policy)
+    ctx = Context(api=client.ApiClient(), images=images, storage=storage,
+                  namespaces=tuple(kwargs["namespaces"]), peering=kwargs["peering_name"],
+                  priority=kwargs["priority"], pending_deadline=args.pod_pending_deadline)
     if args.metrics_port:
         try:
             ctx.metrics.serve(args.metrics_port)

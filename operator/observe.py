@@ -13,9 +13,10 @@ import logging
 from datetime import datetime
 from typing import Callable, Iterable, Mapping
 
-from logdistill.operator import builders as b
-from logdistill.operator.status import DistilledModelStatus, JobOutcome, Progress, RolloutState
+from logdistill import contracts
 from logdistill.operator.loop import rfc3339
+from logdistill.operator.manifests import daemonset
+from logdistill.operator.status import DistilledModelStatus, JobOutcome, Progress, RolloutState
 from logdistill.operator.summary import JobReportedError, Summary, SummaryError, parse_summary
 from logdistill.operator.views import (
     DaemonSetView,
@@ -123,7 +124,7 @@ def pod_failure(pod: PodView) -> tuple[str, str]:
 
 def progress_of(pods: list[PodView], generation: int) -> Progress | None:
     for pod in reversed(pods):
-        raw = pod.annotations.get(b.PROGRESS_ANNOTATION)
+        raw = pod.annotations.get(contracts.PROGRESS_ANNOTATION)
         if raw:
             try:
                 data = json.loads(raw)
@@ -159,7 +160,7 @@ def rollout_state(ds: dict | None, pods: Iterable[PodView] = (), health: PodHeal
                   events: Mapping[str, Iterable[EventView]] | None = None) -> RolloutState | None:
     """The classifier DaemonSet (its release, counts, node selector), with a line per classifier
     pod that is not ready saying why."""
-    release = b.release_of(ds)
+    release = daemonset.release_of(ds)
     if ds is None or release is None:
         return None
     view = DaemonSetView.parse(ds)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import yaml
 
+from logdistill.operator.names import GROUP, PLURAL
+
 # Namespaced: a Role per watched namespace, or a ClusterRole bound cluster-wide with --all-namespaces.
 OPERATOR_RULES: list[dict] = [
-    {"apiGroups": ["logdistill.io"], "resources": ["distilledmodels"], "verbs": ["get", "list", "watch", "patch"]},
-    {"apiGroups": ["logdistill.io"], "resources": ["distilledmodels/status"], "verbs": ["get", "patch"]},
+    {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["get", "patch"]},
     # ownerReferences with blockOwnerDeletion (checked when OwnerReferencesPermissionEnforcement is on)
-    {"apiGroups": ["logdistill.io"], "resources": ["distilledmodels/finalizers"], "verbs": ["update"]},
+    {"apiGroups": [GROUP], "resources": [f"{PLURAL}/finalizers"], "verbs": ["update"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},

@@ -1,6 +1,6 @@
 """Typed, read-only views of the objects the operator observes, and what is wrong with its pods.
 
-The kubernetes client hands back plain camelCase dicts (``handlers._plain``); every ``.get(...) or
+The kubernetes client hands back plain camelCase dicts (``Context.plain``); every ``.get(...) or
 {}`` chain lives here, once, behind frozen dataclasses: :class:`PodView` (phase, node, conditions,
 init and main container states), :class:`JobView`, :class:`DaemonSetView`,
 :class:`DeploymentView` and :class:`EventView`.
@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Literal, Mapping
 
-COMPONENT_LABEL = "app.kubernetes.io/component"
+from logdistill.operator.names import COMPONENT_LABEL
+
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 
 # The closed set of pod problems (a metrics label; add a reason here, never a free string).

@@ -20,9 +20,11 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from helpers.kubelet import LocalKubelet
-from logdistill.operator import builders as b
-from logdistill.operator.crd import CRD_NAME, CRD_PATH, GROUP, PLURAL, VERSION
+from logdistill.operator import names
+from logdistill.operator.crd import CRD_NAME, CRD_PATH
 from logdistill.operator.main import OperatorThread
+from logdistill.operator.manifests import claims, common
+from logdistill.operator.names import GROUP, PLURAL, VERSION
 from logdistill.spec import DistilledModelSpec, SpecError, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,7 +225,7 @@ def create_cr(apis, ns, name, spec) -> dict:
 
 
 def jobs_of(apis, ns, name) -> list:
-    return apis["batch"].list_namespaced_job(ns, label_selector=f"{b.MODEL_LABEL}={name}").items
+    return apis["batch"].list_namespaced_job(ns, label_selector=f"{names.MODEL_LABEL}={name}").items
 
 
 def wait_phase(cluster, apis, ns, name, phases, timeout=90, generation=None) -> dict:
@@ -245,13 +247,13 @@ def wait_phase(cluster, apis, ns, name, phases, timeout=90, generation=None) -> 
 
 
 def wait_job(cluster, apis, ns, name, generation, timeout=20):
-    job_name = b.job_name(name, generation)
+    job_name = common.job_name(name, generation)
     return cluster.wait_for(lambda: apis["batch"].read_namespaced_job(job_name, ns), timeout, 0.05,
                             f"Job {job_name}", ignore=(ApiException,))
 
 
 def run_job_pod(kubelet, name, generation, timeout=300, retrain=0) -> int:
-    pod = kubelet.find_pod(f"job-name={b.job_name(name, generation, retrain)}", timeout=30)
+    pod = kubelet.find_pod(f"job-name={common.job_name(name, generation, retrain)}", timeout=30)
     kubelet.wait_running(pod, timeout=30)
     return kubelet.run_pod(pod, timeout=timeout)
 
@@ -431,7 +433,7 @@ def test_create_distil_gate_rollout_ready_degrade_then_delete(cluster, apis, nam
     assert table[6:11] == ["bgl", "Ready", str(ev["teacher"]["macroF1"]), str(ev["student"]["macroF1"]),
                            ev["version"]], table
     ds = apis["apps"].read_namespaced_daemon_set("bgl-classifier", namespace)
-    assert ds.spec.template.metadata.annotations[b.VERSION_ANNOTATION] == ev["version"]
+    assert ds.spec.template.metadata.annotations[names.VERSION_ANNOTATION] == ev["version"]
     assert "/artifacts/models/bgl/g1" in ds.spec.template.spec.containers[0].command
     pods = apis["core"].list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=classifier").items
     assert {p.spec.node_name for p in pods} == EDGE_NODES  # exactly the edge-labelled nodes
@@ -467,8 +469,8 @@ def test_create_distil_gate_rollout_ready_degrade_then_delete(cluster, apis, nam
 
     def gone():
         left = (jobs_of(apis, namespace, "bgl")
-                + apis["apps"].list_namespaced_daemon_set(namespace, label_selector=f"{b.MODEL_LABEL}=bgl").items
-                + apis["core"].list_namespaced_config_map(namespace, label_selector=f"{b.MODEL_LABEL}=bgl").items)
+                + apis["apps"].list_namespaced_daemon_set(namespace, label_selector=f"{names.MODEL_LABEL}=bgl").items
+                + apis["core"].list_namespaced_config_map(namespace, label_selector=f"{names.MODEL_LABEL}=bgl").items)
         return not left
 
     cluster.wait_for(gone, 60, 0.2, "the CR's Job, ConfigMap and DaemonSet to be garbage-collected")
@@ -647,9 +649,9 @@ def test_missing_claim_gets_a_host_path_volume_and_writers_prepare_it(cluster, a
     PV controller binds; the Job's pod chowns the folder first (prepare-storage), then trains the teacher."""
     from kubernetes import config
 
-    settings = b.StorageSettings(host_path=str(tmp_path / "artifacts-root"), size="2Gi")
+    settings = claims.StorageSettings(host_path=str(tmp_path / "artifacts-root"), size="2Gi")
     api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-    pv_name = b.persistent_volume_name(namespace, "logdistill-artifacts")
+    pv_name = claims.persistent_volume_name(namespace, "logdistill-artifacts")
     op = OperatorThread(namespaces=[namespace], api_client=api, storage=settings).start()
     try:
         create_cr(apis, namespace, "trained", {"teacher": {"train": {"epochs": 2}},
@@ -657,7 +659,7 @@ def test_missing_claim_gets_a_host_path_volume_and_writers_prepare_it(cluster, a
         pvc = cluster.wait_for(lambda: apis["core"].read_namespaced_persistent_volume_claim(
             "logdistill-artifacts", namespace), 30, 0.1, "the claim", ignore=(ApiException,))
         assert not pvc.metadata.owner_references  # it outlives the CR: shared teachers
-        assert pvc.metadata.labels["app.kubernetes.io/managed-by"] == b.MANAGED_BY
+        assert pvc.metadata.labels["app.kubernetes.io/managed-by"] == names.MANAGED_BY
         assert pvc.spec.volume_name == pv_name and pvc.spec.storage_class_name == ""
         pv = apis["core"].read_persistent_volume(pv_name)
         assert pv.spec.host_path.path == f"{tmp_path}/artifacts-root/{namespace}/logdistill-artifacts"
@@ -669,7 +671,7 @@ def test_missing_claim_gets_a_host_path_volume_and_writers_prepare_it(cluster, a
         pod = job.spec.template.spec
         assert [c.name for c in pod.init_containers] == ["prepare-storage", "teacher"]
         assert pod.init_containers[0].security_context.capabilities.add == ["CHOWN"]
-        folder = b.trained_teacher_dir(parse_spec({"teacher": {"train": {"epochs": 2}}}, DistilledModelSpec))
+        folder = common.trained_teacher_dir(parse_spec({"teacher": {"train": {"epochs": 2}}}, DistilledModelSpec))
         assert pod.init_containers[1].command[5:7] == ["--out", folder]
         engine = yaml.safe_load(apis["core"].read_namespaced_config_map("trained-spec-g1", namespace).data["spec.yaml"])
         assert engine["teacher"] == {"checkpoint": folder}
@@ -690,7 +692,7 @@ def test_claims_are_left_alone_when_the_operator_may_not_create_them(cluster, ap
 
     api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
     op = OperatorThread(namespaces=[namespace], api_client=api,
-                        storage=b.StorageSettings(create=False, default_claim="team-claim")).start()
+                        storage=claims.StorageSettings(create=False, default_claim="team-claim")).start()
     try:
         create_cr(apis, namespace, "byo", BASE)
         job = wait_job(cluster, apis, namespace, "byo", 1)

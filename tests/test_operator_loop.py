@@ -19,10 +19,11 @@ import pytest
 from kubernetes import config
 from kubernetes.client.rest import ApiException
 
-from logdistill.operator import builders as b
-from logdistill.operator import loop
-from logdistill.operator.crd import GROUP, PLURAL, VERSION
+from logdistill import contracts
+from logdistill.operator import loop, names
 from logdistill.operator.main import OperatorThread
+from logdistill.operator.manifests import common, daemonset, distill, teacher_service
+from logdistill.operator.names import GROUP, PLURAL, VERSION
 from logdistill.operator.status import Agreement, LastRetrain
 from logdistill.spec import DistilledModelSpec, SpecError, parse_spec
 
@@ -31,8 +32,8 @@ from test_operator_cluster import (  # noqa: F401 - fixtures
     teacher, wait_events, wait_phase,
 )
 
-OWNER = b.Owner(name="bgl", namespace="edge-ai", uid="1234-uid", generation=1)
-IMAGES = b.Images(job="registry/logdistill:1", edge="registry/logdistill-edge:1")
+OWNER = common.Owner(name="bgl", namespace="edge-ai", uid="1234-uid", generation=1)
+IMAGES = common.Images(job="registry/logdistill:1", edge="registry/logdistill-edge:1")
 TEACHER = {"checkpoint": "/artifacts/teachers/t"}
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 LOOP = {"escalation": {"enabled": True, "confidenceThreshold": 0.7, "sampleRate": 0.05, "queueSize": 500,
@@ -47,7 +48,7 @@ def spec(**sections) -> DistilledModelSpec:
 
 def pod(report: dict | str | None) -> dict:
     annotations = {} if report is None else {
-        b.AGREEMENT_ANNOTATION: report if isinstance(report, str) else json.dumps(report)}
+        contracts.AGREEMENT_ANNOTATION: report if isinstance(report, str) else json.dumps(report)}
     return {"metadata": {"name": "t", "annotations": annotations}}
 
 
@@ -97,16 +98,16 @@ def test_closed_loop_example_is_accepted_by_both_layers(cluster, apis, namespace
 # ---- pure builders -----------------------------------------------------------------------------
 
 def test_training_hash_ignores_rollout_escalation_and_retrain():
-    base = b.training_hash(spec())
-    assert b.training_hash(spec(rollout={"logPaths": ["/var/log/x/*.log"]}, **LOOP)) == base
+    base = common.training_hash(spec())
+    assert common.training_hash(spec(rollout={"logPaths": ["/var/log/x/*.log"]}, **LOOP)) == base
     for changed in ({"training": {"epochs": 3}}, {"gate": {"minMacroF1": 0.7}}, {"job": {"workers": 2}},
                     {"student": {"layers": 1}}, {"data": {"split": "chronological"}}):
-        assert b.training_hash(spec(**changed)) != base, changed
+        assert common.training_hash(spec(**changed)) != base, changed
 
 
 def test_teacher_deployment_service_and_classifier_arguments():
     s = spec(job={"serviceAccountName": "distiller"}, **LOOP)
-    dep = b.build_teacher_deployment(OWNER, s, IMAGES)
+    dep = teacher_service.build_teacher_deployment(OWNER, s, IMAGES)
     assert dep["metadata"]["name"] == "bgl-teacher" and dep["spec"]["replicas"] == 2
     assert dep["metadata"]["ownerReferences"][0]["uid"] == "1234-uid"
     pod_spec = dep["spec"]["template"]["spec"]
@@ -118,26 +119,26 @@ def test_teacher_deployment_service_and_classifier_arguments():
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert dep["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
-    svc = b.build_teacher_service(OWNER, s)
-    assert svc["spec"]["ports"][0]["port"] == 8001 and svc["spec"]["selector"] == b.teacher_selector("bgl")
-    release = b.Release(version="v1", generation=1, artifact="models/bgl/g1", sha256="0" * 64)
-    command = b.build_daemonset(OWNER, s, release, IMAGES)["spec"]["template"]["spec"]["containers"][0]["command"]
+    svc = teacher_service.build_teacher_service(OWNER, s)
+    assert svc["spec"]["ports"][0]["port"] == 8001 and svc["spec"]["selector"] == teacher_service.teacher_selector("bgl")
+    release = daemonset.Release(version="v1", generation=1, artifact="models/bgl/g1", sha256="0" * 64)
+    command = daemonset.build_daemonset(OWNER, s, release, IMAGES)["spec"]["template"]["spec"]["containers"][0]["command"]
     tail = command[command.index("--teacher-url"):]
     assert tail == ["--teacher-url", "http://bgl-teacher.edge-ai.svc:8001", "--escalate-below", "0.7",
                     "--sample-rate", "0.05", "--escalation-queue", "500", "--escalation-rps", "10"]
-    plain = b.build_daemonset(OWNER, spec(), release, IMAGES)["spec"]["template"]["spec"]["containers"][0]
+    plain = daemonset.build_daemonset(OWNER, spec(), release, IMAGES)["spec"]["template"]["spec"]["containers"][0]
     assert "--teacher-url" not in plain["command"]
 
 
 def test_a_redistillation_adds_the_teacher_labels():
     s = spec(**LOOP)
-    assert b.job_name("bgl", 1, 2) == "bgl-distill-g1-r2"
-    job = b.build_job(OWNER, s, IMAGES, retrain=2)
+    assert common.job_name("bgl", 1, 2) == "bgl-distill-g1-r2"
+    job = distill.build_job(OWNER, s, IMAGES, retrain=2)
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[command.index("--out") + 1] == "/artifacts/models/bgl/g1-r2"
     assert command[command.index("--") + 1:] == ["--extra-data", "/artifacts/models/bgl/teacher-labels"]
-    assert job["metadata"]["labels"][b.RUN_LABEL] == "g1-r2"
-    first = b.build_job(OWNER, s, IMAGES)["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert job["metadata"]["labels"][names.RUN_LABEL] == "g1-r2"
+    first = distill.build_job(OWNER, s, IMAGES)["spec"]["template"]["spec"]["containers"][0]["command"]
     assert "--extra-data" not in first
 
 
@@ -265,7 +266,7 @@ def publish_agreement(cluster, apis, ns, name, ratio, samples):
     value = json.dumps({"ratio": ratio, "samples": samples, "windowSeconds": 600,
                         "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     apis["core"].patch_namespaced_pod(pods[0].metadata.name, ns,
-                                      {"metadata": {"annotations": {b.AGREEMENT_ANNOTATION: value}}})
+                                      {"metadata": {"annotations": {contracts.AGREEMENT_ANNOTATION: value}}})
 
 
 def wait_condition(cluster, apis, ns, name, kind, status, timeout=30):
@@ -351,7 +352,7 @@ def _real_loop(cluster, apis, ns, kubelet, spec_body, urllib_request):
     publish_agreement(cluster, apis, ns, "real", 0.99, 800)
     wait_condition(cluster, apis, ns, "real", "AgreementBelowGate", "False")
     apis["custom"].patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "real", {
-        "metadata": {"annotations": {b.RETRAIN_REQUEST_ANNOTATION: "please-1"}}})
+        "metadata": {"annotations": {names.RETRAIN_REQUEST_ANNOTATION: "please-1"}}})
     cluster.wait_for(lambda: apis["batch"].read_namespaced_job("real-distill-g1-r2", ns), 30, 0.1,
                      "the requested re-distillation", ignore=(ApiException,))
     last = cluster.wait_for(lambda: (get_cr(apis, ns, "real")["status"].get("lastRetrain") or {}).get("token")
@@ -361,5 +362,5 @@ def _real_loop(cluster, apis, ns, kubelet, spec_body, urllib_request):
     complete_job_pod(cluster, apis, ns, "real-distill-g1-r2", "v3")
     cluster.wait_for(lambda: get_cr(apis, ns, "real")["status"].get("servingVersion") == "v3", 60, 0.1,
                      "the requested version served")
-    names = sorted(j.metadata.name for j in jobs_of(apis, ns, "real"))
-    assert names == ["real-distill-g1", "real-distill-g1-r1", "real-distill-g1-r2"]
+    job_names = sorted(j.metadata.name for j in jobs_of(apis, ns, "real"))
+    assert job_names == ["real-distill-g1", "real-distill-g1-r1", "real-distill-g1-r2"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from logdistill.operator import builders as b
-from logdistill.operator import handlers
+from logdistill.operator import handlers, scheduling
+from logdistill.operator.context import Context
+from logdistill.operator.manifests import common
 
 
 class FakeCustom:
@@ -23,8 +24,8 @@ class FakeCustom:
 
 
 def ctx(priority):
-    return handlers.Context(api=None, images=b.Images("j", "e"), namespaces=("ns",), peering="logdistill",
-                            priority=priority)
+    return Context(api=None, images=common.Images("j", "e"), namespaces=("ns",), peering="logdistill",
+                   priority=priority)
 
 
 def peer(priority, age_s, lifetime=60):
@@ -41,12 +42,12 @@ def test_outranked_only_by_a_live_higher_priority_peer(monkeypatch):
     ]
     for status, expected in cases:
         fake = FakeCustom(status)
-        monkeypatch.setattr(handlers.client, "CustomObjectsApi", lambda api, fake=fake: fake)
-        assert handlers.outranked(ctx(10)) is expected, status
-        handlers.resync_once(ctx(10))
+        monkeypatch.setattr(scheduling.client, "CustomObjectsApi", lambda api, fake=fake: fake)
+        assert scheduling.outranked(ctx(10)) is expected, status
+        scheduling.resync_once(ctx(10), handlers.reconcile)
         assert fake.listed == (0 if expected else 1)
 
 
 def test_standalone_is_never_outranked():
-    standalone = handlers.Context(api=None, images=b.Images("j", "e"))
-    assert handlers.outranked(standalone) is False
+    standalone = Context(api=None, images=common.Images("j", "e"))
+    assert scheduling.outranked(standalone) is False

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from logdistill.operator import builders as b
+from logdistill.operator.manifests import common, daemonset
 
 from test_operator_cluster import (  # noqa: F401 - fixtures
     BASE, apis, cluster, complete_job_pod, condition, create_cr, get_cr, operator, storage, wait_events, wait_phase,
@@ -47,7 +47,7 @@ def test_an_unschedulable_job_pod_reaches_the_status_and_an_event_within_10s(clu
     status = body["status"]
     assert status["phase"] == "Pending"  # still pending, but it says why
     (problem,) = problems(status)
-    pod = apis["core"].list_namespaced_pod(namespace, label_selector=f"job-name={b.job_name('nowhere', 1)}").items[0]
+    pod = apis["core"].list_namespaced_pod(namespace, label_selector=f"job-name={common.job_name('nowhere', 1)}").items[0]
     assert problem["pod"] == f"{namespace}/{pod.metadata.name}" and problem["component"] == "distill"
     # The scheduler's own words (first the PVC the storage fixture is still binding, then the selector).
     assert problem["message"].startswith("0/3 nodes are available: ")
@@ -77,9 +77,9 @@ def test_an_unschedulable_job_pod_reaches_the_status_and_an_event_within_10s(clu
 
 def test_a_classifier_pod_that_cannot_pull_its_image_is_named(cluster, apis, namespace, operator):
     create_cr(apis, namespace, "pull", BASE)
-    complete_job_pod(cluster, apis, namespace, b.job_name("pull", 1), "v1")
+    complete_job_pod(cluster, apis, namespace, common.job_name("pull", 1), "v1")
     wait_phase(cluster, apis, namespace, "pull", "Ready", timeout=60)
-    selector = ",".join(f"{k}={v}" for k, v in b.selector_labels("pull").items())
+    selector = ",".join(f"{k}={v}" for k, v in daemonset.selector_labels("pull").items())
     pod = cluster.wait_for(lambda: apis["core"].list_namespaced_pod(namespace, label_selector=selector).items, 10,
                            0.1, "a classifier pod")[0]
     image = pod.spec.containers[0].image
@@ -113,10 +113,14 @@ def test_a_classifier_pod_that_cannot_pull_its_image_is_named(cluster, apis, nam
 
 def test_a_rollout_selector_matching_no_node_is_not_ready(cluster, apis, namespace, operator):
     create_cr(apis, namespace, "lonely", {**BASE, "rollout": {"nodeSelector": NOWHERE}})
-    complete_job_pod(cluster, apis, namespace, b.job_name("lonely", 1), "v1")
+    complete_job_pod(cluster, apis, namespace, common.job_name("lonely", 1), "v1")
 
     def told(status):
-        return "no node matches rollout.nodeSelector" in status.get("message", "")
+        # The DaemonSet controller's first status (observedGeneration) settles it: before that, the
+        # message already says so but RolledOut is still a RollingUpdate.
+        rolled = [c for c in status.get("conditions") or [] if c["type"] == "RolledOut"]
+        return "no node matches rollout.nodeSelector" in status.get("message", "") \
+            and bool(rolled) and rolled[0]["reason"] == "NoMatchingNodes"
 
     body = wait_status(cluster, apis, namespace, "lonely", told, 30, "the empty rollout explained")
     status = body["status"]
@@ -130,9 +134,9 @@ def test_a_classifier_pod_whose_volume_does_not_mount_is_named_from_its_events(c
     """A volume that does not mount leaves the pod in ContainerCreating; only its Warning events say
     why. The operator reads them (events list, in rbac.OPERATOR_RULES) once the grace has passed."""
     create_cr(apis, namespace, "mount", BASE)
-    complete_job_pod(cluster, apis, namespace, b.job_name("mount", 1), "v1")
+    complete_job_pod(cluster, apis, namespace, common.job_name("mount", 1), "v1")
     wait_phase(cluster, apis, namespace, "mount", "Ready", timeout=60)
-    selector = ",".join(f"{k}={v}" for k, v in b.selector_labels("mount").items())
+    selector = ",".join(f"{k}={v}" for k, v in daemonset.selector_labels("mount").items())
     pod = apis["core"].list_namespaced_pod(namespace, label_selector=selector).items[0]
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     mount_message = ('MountVolume.SetUp failed for volume "logs-0" : hostPath type check failed: /var/log/pods is '

@@ -14,7 +14,8 @@ import time
 import pytest
 from kubernetes.client.rest import ApiException
 
-from logdistill.operator import builders as b
+from logdistill.operator import names
+from logdistill.operator.manifests import common, distill
 from logdistill.spec import DistilledModelSpec, SpecError, parse_spec
 
 from test_operator_cluster import (  # noqa: F401 - fixtures
@@ -22,8 +23,8 @@ from test_operator_cluster import (  # noqa: F401 - fixtures
     wait_events, wait_phase,
 )
 
-OWNER = b.Owner(name="bgl", namespace="edge-ai", uid="1234-uid", generation=2)
-IMAGES = b.Images(job="registry/logdistill:1", edge="registry/logdistill-edge:1")
+OWNER = common.Owner(name="bgl", namespace="edge-ai", uid="1234-uid", generation=2)
+IMAGES = common.Images(job="registry/logdistill:1", edge="registry/logdistill-edge:1")
 TEACHER = {"checkpoint": "/artifacts/teachers/t"}
 
 
@@ -42,7 +43,7 @@ def test_workers_are_validated():
 
 
 def test_one_worker_is_the_single_job_of_before():
-    job = b.build_job(OWNER, spec(), IMAGES)
+    job = distill.build_job(OWNER, spec(), IMAGES)
     assert job["metadata"]["name"] == "bgl-distill-g2"
     assert "completionMode" not in job["spec"] and "podFailurePolicy" not in job["spec"]
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
@@ -53,7 +54,7 @@ def test_one_worker_is_the_single_job_of_before():
 def test_label_job_is_indexed_with_one_shard_per_worker():
     s = spec(job={"workers": 3, "backoffLimit": 2, "gpu": 1,
                   "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]})
-    job = b.build_label_job(OWNER, s, IMAGES)
+    job = distill.build_label_job(OWNER, s, IMAGES)
     assert job["metadata"]["name"] == "bgl-label-g2"
     assert job["metadata"]["ownerReferences"][0]["uid"] == "1234-uid"
     js = job["spec"]
@@ -69,7 +70,7 @@ def test_label_job_is_indexed_with_one_shard_per_worker():
 
 def test_distributed_job_runs_torchrun_with_static_rendezvous_at_pod_zero():
     s = spec(job={"workers": 3, "resources": {"requests": {"cpu": "2"}}})
-    job = b.build_job(OWNER, s, IMAGES)
+    job = distill.build_job(OWNER, s, IMAGES)
     js = job["spec"]
     assert (js["completionMode"], js["completions"], js["parallelism"]) == ("Indexed", 3, 3)
     assert js["backoffLimit"] == 0
@@ -86,7 +87,7 @@ def test_distributed_job_runs_torchrun_with_static_rendezvous_at_pod_zero():
     assert rest[:2] == ["operator", "job-run"]
     assert rest[rest.index("--") + 1:] == ["--soft-targets", "/artifacts/models/bgl/g2/soft-targets"]
     assert pod["containers"][0]["resources"] == {"requests": {"cpu": "2"}}
-    svc = b.build_rendezvous_service(OWNER, s)
+    svc = distill.build_rendezvous_service(OWNER, s)
     assert svc["metadata"]["name"] == "bgl-distill-g2"
     assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["publishNotReadyAddresses"] is True
     assert svc["spec"]["selector"] == {"job-name": "bgl-distill-g2"}
@@ -99,7 +100,7 @@ def _pods(apis, ns, job_name):
 
 
 def _index(pod) -> str:
-    return pod.metadata.annotations[b.COMPLETION_INDEX_ANNOTATION]
+    return pod.metadata.annotations[names.COMPLETION_INDEX_ANNOTATION]
 
 
 def wait_pods_running(cluster, apis, ns, job_name, count):
@@ -244,7 +245,7 @@ def test_two_workers_run_for_real_label_shards_then_torchrun(cluster, apis, name
 
     workers = [p.metadata.name for p in wait_pods_running(cluster, apis, ns, "duo-distill-g1", 2)]
     port, = free_ports(1)
-    run_together(kubelet, workers, ports={b.RDZV_PORT: port}, hosts={"duo-distill-g1-0.duo-distill-g1": "127.0.0.1"})
+    run_together(kubelet, workers, ports={distill.RDZV_PORT: port}, hosts={"duo-distill-g1-0.duo-distill-g1": "127.0.0.1"})
     body = wait_phase(cluster, apis, ns, "duo", "Ready", timeout=60)
     ev = body["status"]["evaluation"]
     assert ev["gatePassed"] is True and ev["generation"] == 1

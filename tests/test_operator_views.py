@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from logdistill.operator import builders as b
+from logdistill.operator import names
 from logdistill.operator.observe import observe_job, pod_events, pod_failure, rollout_state
 from logdistill.operator.status import DistilledModelStatus
 from logdistill.operator.views import (
@@ -44,7 +44,7 @@ UNSCHEDULABLE_MSG = ('0/1 nodes are available: persistentvolumeclaim "logdistill
 def pod(name="m-distill-g1-x7k2p", component="distill", phase="Pending", node="edge-1", conditions=(),
         containers=(), init=(), created=0, **meta) -> dict:
     labels = {"app.kubernetes.io/name": "logdistill", "app.kubernetes.io/component": component,
-              "app.kubernetes.io/managed-by": "logdistill-operator", b.MODEL_LABEL: "m"}
+              "app.kubernetes.io/managed-by": "logdistill-operator", names.MODEL_LABEL: "m"}
     body = {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": "team", "uid": f"uid-{name}", "creationTimestamp": ts(created),
@@ -111,7 +111,7 @@ def test_pod_view_reads_phase_node_conditions_and_container_states():
               init=[{"name": "prepare", "ready": True, "restartCount": 0, "image": IMAGE, "imageID": "",
                      "state": {"terminated": terminated(0, "Completed", finished_s=8)}}],
               containers=[running("classify", restarts=2, last=terminated(137, "OOMKilled", finished_s=9))],
-              annotations={b.COMPLETION_INDEX_ANNOTATION: "0"})
+              annotations={names.COMPLETION_INDEX_ANNOTATION: "0"})
     v = PodView.parse(raw)
     assert (v.ref, v.phase, v.node, v.component, v.completion_index) == (
         "team/m-distill-g1-x7k2p", "Running", "edge-1", "classifier", "0")
@@ -368,8 +368,8 @@ def test_a_job_pod_oom_killed_is_the_failure_reason():
 
 def daemonset(desired=2, updated=2, ready_=2, available=2, selector=None):
     return {"metadata": {"name": "m-classifier", "namespace": "team", "generation": 1},
-            "spec": {"template": {"metadata": {"annotations": {b.VERSION_ANNOTATION: "v1", b.GENERATION_LABEL: "1",
-                                                               b.ARTIFACT_ANNOTATION: "models/m/g1"}},
+            "spec": {"template": {"metadata": {"annotations": {names.VERSION_ANNOTATION: "v1", names.GENERATION_LABEL: "1",
+                                                               names.ARTIFACT_ANNOTATION: "models/m/g1"}},
                                   "spec": {"nodeSelector": selector or {"node-role.kubernetes.io/edge": ""}}}},
             "status": {"observedGeneration": 1, "desiredNumberScheduled": desired, "updatedNumberScheduled": updated,
                        "numberReady": ready_, "numberAvailable": available}}

@@ -10,15 +10,16 @@ import kopf
 import pytest
 from kubernetes import client
 
-from logdistill.operator import builders as b
-from logdistill.operator import handlers
+from logdistill.operator import handlers, names, scheduling
+from logdistill.operator.context import Context
+from logdistill.operator.manifests import common
 
 CALLER = contextvars.ContextVar("caller", default=None)
 
 
 def pod_body(model="m", namespace="team"):
     return {"metadata": {"name": "m-classifier-abc", "namespace": namespace,
-                         "labels": {"app.kubernetes.io/managed-by": b.MANAGED_BY, b.MODEL_LABEL: model}}}
+                         "labels": {"app.kubernetes.io/managed-by": names.MANAGED_BY, names.MODEL_LABEL: model}}}
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def ctx(monkeypatch):
         done.set()
 
     monkeypatch.setattr(handlers, "reconcile", fake_reconcile)
-    context = handlers.Context(api=client.ApiClient(), images=b.Images(job="j", edge="e"))
+    context = Context(api=client.ApiClient(), images=common.Images(job="j", edge="e"))
     context.calls, context.done = calls, done  # type: ignore[attr-defined]
     yield context
     asyncio.run(handlers.stop_resync(memo=kopf.Memo(ctx=context)))
@@ -49,15 +50,15 @@ def test_a_burst_of_pod_events_is_one_reconcile_carrying_kopfs_context(ctx):
 
 def test_a_pod_without_a_model_label_wakes_nothing(ctx):
     body = pod_body()
-    del body["metadata"]["labels"][b.MODEL_LABEL]
+    del body["metadata"]["labels"][names.MODEL_LABEL]
     handlers.on_pod(body=body, memo=kopf.Memo(ctx=ctx))
     assert ctx.timers == {}
 
 
 def test_no_wake_up_after_the_operator_stops(ctx):
-    handlers._wake_later(ctx, "team", "m", 60)
+    scheduling.wake_later(ctx, "team", "m", 60, handlers.reconcile)
     (timer,) = ctx.timers.values()
     asyncio.run(handlers.stop_resync(memo=kopf.Memo(ctx=ctx)))
     assert not timer.is_alive() and ctx.timers == {}
-    handlers._wake_later(ctx, "team", "m", 0.01)
+    scheduling.wake_later(ctx, "team", "m", 0.01, handlers.reconcile)
     assert ctx.timers == {} and ctx.calls == []

@@ -57,7 +57,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _worker(node_rank: int, port: int, config: Path, out: Path, summary: Path, soft: Path, cwd: Path,
             nnodes: int = 2, **env: str) -> subprocess.Popen:
-    """The operator's distributed_command for one pod (see logdistill.operator.builders)."""
+    """The operator's distributed_command for one pod (see logdistill.operator.manifests.distill)."""
     command = [str(BIN / "torchrun"), f"--nnodes={nnodes}", "--nproc-per-node=1", f"--node-rank={node_rank}",
                "--rdzv-backend=static", f"--rdzv-endpoint=127.0.0.1:{port}", "--max-restarts=0", "--no-python",
                "logdistill", "operator", "job-run", "--config", str(config), "--out", str(out),
