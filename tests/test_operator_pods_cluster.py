@@ -153,6 +153,10 @@ def test_a_classifier_pod_whose_volume_does_not_mount_is_named_from_its_events(c
         "conditions": [{"type": "Ready", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": now},
                        {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady",
                         "lastTransitionTime": now}],
+        # The kubelet mounts every volume before the first (init) container: none has run.
+        "initContainerStatuses": [{"name": c.name, "image": c.image, "imageID": "", "ready": False,
+                                   "restartCount": 0, "state": {"waiting": {"reason": "PodInitializing"}}}
+                                  for c in pod.spec.init_containers or []],
         "containerStatuses": [{"name": "classify", "image": pod.spec.containers[0].image, "imageID": "",
                                "ready": False, "restartCount": 0, "started": False,
                                "state": {"waiting": {"reason": "ContainerCreating"}}}],
