@@ -228,8 +228,8 @@ def journey(tmp_path_factory):
             pytest.fail(f"image {image} not built: run `make e2e` (hack/e2e-prepare.sh builds it)")
     if os.environ.get("E2E_FRESH") == "1":
         shutil.rmtree(HOST_ARTIFACTS, ignore_errors=True)
-    else:  # keep the content-addressed teachers, drop the rest of the last run
-        for path in HOST_ARTIFACTS.glob("*/*/*/*"):
+    else:  # keep the content-addressed teachers (artifacts/<ns>/<claim>/<subPath>/teachers), drop the rest
+        for path in HOST_ARTIFACTS.glob("artifacts/*/*/*/*"):
             if path.name != "teachers" and path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(HOST_ARTIFACTS / "state", ignore_errors=True)
