@@ -306,7 +306,8 @@ def test_classifier_tails_the_writer_pod_as_non_root(journey):
     def fresh_alerts() -> list:
         return [(p, when, a) for p, when, a in logs.alerts() if when.timestamp() > ready_at + 5]
 
-    recent = wait_for(lambda: len(fresh_alerts()) >= 5 or None, 120, 0.5, "5 alerts from the writer pod's log")
+    recent = wait_for(lambda: (lambda alerts: alerts if len(alerts) >= 5 else None)(fresh_alerts()), 120, 0.5,
+                      "5 alerts from the writer pod's log")
     latencies = sorted((when - _parse_time(alert["time"])).total_seconds() for _, when, alert in recent)
     print(f"[e2e] alert latency (line written -> alert in kubectl logs): "
           f"median {latencies[len(latencies) // 2]:.2f} s, max {latencies[-1]:.2f} s over {len(latencies)}")
@@ -386,6 +387,9 @@ def test_prometheus_discovers_classifier_pods_and_every_panel_has_data(journey):
 def _check_panels(base: str, skip: set[str]) -> None:
     checked = []
     for title, expr, _instant in dashboard_targets():
+        # Grafana's $__rate_interval for a 30 s scrape: latency histograms only move on cache misses, which a
+        # node whose templates are all cached after its first minute no longer has every 5 s.
+        expr = expr.replace("[5s]", "[2m]")
         if any(metric in expr for metric in skip) or "logdistill_operator_" in expr:
             continue  # not a classifier panel, or one exported only once a teacher answers
 
