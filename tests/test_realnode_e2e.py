@@ -320,8 +320,7 @@ def test_classifier_tails_the_writer_pod_as_non_root(journey):
         assert true_label != "-", f"a normal line was flagged: {alert}"
 
     # Memory as the kubelet accounts it (the container's working set, what evictions and limits use).
-    summary = json.loads(cp.kubectl("get", "--raw",
-                                    f"/api/v1/nodes/{journey['node'].name}/proxy/stats/summary").stdout)
+    summary = journey["node"].stats_summary(cp.token)
     (stats,) = [p for p in summary["pods"] if p["podRef"]["name"] == pod["metadata"]["name"]]
     working_set = sum(c["memory"]["workingSetBytes"] for c in stats["containers"]) / 2**20
     TIMINGS["classifier working set (MiB)"] = round(working_set, 1)

@@ -9,11 +9,14 @@ advertises a routable address. Pods really run; images come from podman (``make 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,6 +80,19 @@ class RealNode:
     def import_images(self, *images: str) -> str:
         """podman → containerd (skipped for an image containerd already holds with the same ID)."""
         return self._kit("import", str(self.state), *images, timeout=900)
+
+    def stats_summary(self, token: str) -> dict:
+        """The kubelet's /stats/summary (what evictions use), read on the host: the apiserver's node proxy
+        refuses this node's loopback address."""
+        env = dict(line.removeprefix("export ").split("=", 1) for line in
+                   (self.state / "realnode.env").read_text().splitlines() if "=" in line)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # the kubelet's self-signed serving certificate
+        request = urllib.request.Request(f"https://127.0.0.1:{env.get('KUBELET_PORT', '10250')}/stats/summary",
+                                         headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            return json.loads(response.read())
 
     def log(self, component: str, limit: int = 4000) -> str:
         path = self.state / "logs" / f"{component}.log"
