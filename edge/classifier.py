@@ -317,4 +317,9 @@ class TemplateClassifier:
         if too_long:
             metrics.malformed.labels(reason="too_long").inc(too_long)
         metrics.cache_entries.set(len(self._cache))
-        metrics.classify_seconds.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        metrics.classify_seconds.observe(elapsed)
+        if results:
+            per_line = elapsed / len(results)
+            for _ in results:
+                metrics.classify_line_seconds.observe(per_line)

@@ -80,8 +80,23 @@ PANELS: tuple[PanelSpec, ...] = (
         min_max=(0, 1),
     ),
     PanelSpec(
-        "Inference latency per line (p50 / p99)",
-        "Model time per cache-missed line (batch time / batch size), from the classifier histogram.",
+        "Latency per line (p50 / p99)",
+        "Classification time per line, template cache included (classify call time / lines): what a node pays "
+        "per log line, cached or not.",
+        "timeseries",
+        "s",
+        tuple(
+            Query(
+                f"histogram_quantile({q}, sum by (le) (rate({C}_classify_line_seconds_bucket{{{SEL}}}[$__rate_interval])))",
+                f"p{int(q * 100)}",
+            )
+            for q in (0.5, 0.99)
+        ),
+    ),
+    PanelSpec(
+        "Model inference per cache-missed line (p50 / p99)",
+        "Model time per cache-missed line (batch time / batch size). Moves only when new templates arrive: "
+        "a node whose templates are all cached shows no data here.",
         "timeseries",
         "s",
         tuple(

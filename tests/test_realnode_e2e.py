@@ -61,6 +61,9 @@ HOST_ARTIFACTS = Path("/var/lib/logdistill")
 PROMETHEUS_SD = Path(os.environ.get("PROMETHEUS_K8S_BIN", Path.home() / ".cache/logdistill/prometheus-2.54.1/prometheus"))
 READY_TIMEOUT_S = float(os.environ.get("E2E_READY_TIMEOUT", 1500))
 WRITER_LINES_PER_SECOND = 5
+# Logs keep bringing new templates: a writer that only repeated its lines would leave the classifier nothing to
+# send to the model once every template is cached, and the model-inference panel nothing to show.
+NOVEL_TEMPLATE_EVERY = 25
 BGL = ROOT / "model" / "data" / "BGL_20k.log"
 TIMINGS: dict[str, float] = {}
 
@@ -122,23 +125,27 @@ def writer_lines() -> tuple[list[str], list[str]]:
 
 WRITER = """
 import itertools, sys, time
+NOVEL_EVERY = {novel_every}
 lines = open('/data/lines.txt', encoding='utf-8').read().splitlines()
 period = 1.0 / float(sys.argv[1])
 start = time.monotonic()
 for seq in itertools.count():
     print(lines[seq % len(lines)].replace('{seq}', str(1000000000 + seq)), flush=True)
+    if seq % NOVEL_EVERY == NOVEL_EVERY - 1:  # a never-seen template (letters only: nothing masks it)
+        print('e2e-probe ' + str(seq).translate(str.maketrans('0123456789', 'ghijklmnop')) + ' heartbeat', flush=True)
     time.sleep(max(0.0, start + (seq + 1) * period - time.monotonic()))
 """
 
 
 def writer_manifests(node: str, texts: list[str]) -> str:
+    writer = WRITER.replace("{novel_every}", str(NOVEL_TEMPLATE_EVERY))
     restricted = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
                   "seccompProfile": {"type": "RuntimeDefault"}}
     docs = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {
             "name": WRITER_NS, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bgl-lines", "namespace": WRITER_NS},
-         "data": {"lines.txt": "\n".join(texts) + "\n", "writer.py": WRITER}},
+         "data": {"lines.txt": "\n".join(texts) + "\n", "writer.py": writer}},
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": WRITER_POD, "namespace": WRITER_NS}, "spec": {
             "nodeSelector": {"kubernetes.io/hostname": node}, "automountServiceAccountToken": False,
             "securityContext": restricted, "terminationGracePeriodSeconds": 1,
@@ -201,7 +208,8 @@ class ClassifierLogs(threading.Thread):
                 except ValueError:
                     continue
                 # A correction re-states a line the teacher relabelled; it is not a second classification.
-                if alert.get("pod") == WRITER_POD and "label" in alert and not alert.get("correction"):
+                if (alert.get("pod") == WRITER_POD and "label" in alert and not alert.get("correction")
+                        and alert.get("line", "").split(" ", 1)[0].isdigit()):  # not a novel-template probe
                     out.append((path.stem, _parse_time(stamp), alert))
         return out
 
