@@ -142,6 +142,10 @@ def on_pod(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 # --- reconcile ------------------------------------------------------------------------------
 
+# How often a running Job's status.progress is refreshed from its log (annotations bring their own events).
+PROGRESS_REFRESH_S = 10.0
+
+
 def reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus | None:
     """Bring the CR's children and status in line with its current generation."""
     with ctx.lock(namespace, name):
@@ -193,7 +197,7 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus 
     agreement = loop.agreement_from(teacher_pods, spec, old.agreement, now) if spec.escalation.enabled else None
 
     job_name, job, pods = _ensure_run(ctx, run_owner, spec, retrain, body, old.job, volume)
-    outcome, summary, summary_error, progress = observe.observe_job(_job_view(job), _pod_views(pods), run_gen, old)
+    outcome, summary, summary_error, progress = _observe(ctx, namespace, job, pods, run_gen, old)
 
     last_retrain = old.last_retrain
     request = (meta.get("annotations") or {}).get(names.RETRAIN_REQUEST_ANNOTATION)
@@ -211,10 +215,11 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus 
                      else ")"))
         if agreement is not None:
             agreement = agreement.model_copy(update={"below_since": None})  # a new window starts
-        outcome, summary, summary_error, progress = observe.observe_job(_job_view(job), _pod_views(pods), run_gen,
-                                                                        old)
+        outcome, summary, summary_error, progress = _observe(ctx, namespace, job, pods, run_gen, old)
     elif decision.wake_in is not None:
         scheduling.wake_later(ctx, namespace, name, decision.wake_in, reconcile)
+    if outcome.phase == "Running":  # progress lines in a log bring no pod event: read them again
+        scheduling.wake_later(ctx, namespace, name, PROGRESS_REFRESH_S, reconcile)
 
     apps = client.AppsV1Api(ctx.api)
     ds = kubeapi.read(ctx, apps.read_namespaced_daemon_set, common.daemonset_name(name), namespace)
@@ -292,6 +297,17 @@ def _ensure_run(ctx: Context, owner: common.Owner, spec: DistilledModelSpec, ret
 
 
 # --- observing (the logic is in observe and views) -------------------------------------------
+
+def _observe(ctx: Context, namespace: str, job: dict | None, pods: list[dict], run_gen: int,
+             old: DistilledModelStatus):
+    """observe.observe_job, with progress from the running container's log where no pod annotation has it
+    (a Job's ServiceAccount that may not patch its pod)."""
+    pod_views = _pod_views(pods)
+    outcome, summary, summary_error, progress = observe.observe_job(_job_view(job), pod_views, run_gen, old)
+    if progress is None and outcome.phase == "Running":
+        progress = kubeapi.log_progress(ctx, namespace, observe.working_container(pod_views), run_gen)
+    return outcome, summary, summary_error, progress
+
 
 def _job_view(job: dict | None) -> views.JobView | None:
     return views.JobView.parse(job) if job is not None else None

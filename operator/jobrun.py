@@ -1,14 +1,13 @@
 """``logdistill operator job-run``: the distillation Job's entrypoint.
 
-It runs ``logdistill distill`` as a child process and, while it runs, publishes the engine's
-progress file into an annotation of its own pod (``POD_NAME``/``POD_NAMESPACE`` from the downward
-API), at most once per ``--interval``. The operator copies that annotation into
-``DistilledModel.status.progress``, so it never reads the artifact storage. If the engine dies
+It runs ``logdistill distill`` as a child process and, while it runs, reports the engine's progress
+file at most once per ``--interval`` two ways: a progress line on stdout
+(:data:`~logdistill.contracts.PROGRESS_LOG_PREFIX`), which the operator reads from the pod's log tail,
+and, where the Job's ServiceAccount may patch its own pod, an annotation on it (``POD_NAME``/
+``POD_NAMESPACE`` from the downward API), which the operator prefers. Either way the operator copies it
+into ``DistilledModel.status.progress`` and never reads the artifact storage. If the engine dies
 without writing its summary, the runner writes ``{"error": ...}`` with the last lines of its
 stderr into the summary file (the termination message), so the operator can say why.
-
-Progress publishing is best effort: without API credentials (or RBAC to patch pods) the
-distillation runs anyway and only ``status.progress`` stays empty.
 
 ``--engine teacher`` (the ``teacher`` init container of a ``teacher.train`` run) runs
 ``logdistill teacher ensure`` instead, and publishes its stages as ``teacher-<stage>``
@@ -27,7 +26,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from logdistill.contracts import PROGRESS_ANNOTATION, ContractError, ErrorSummary, Progress
+from logdistill.contracts import PROGRESS_ANNOTATION, ContractError, ErrorSummary, Progress, progress_log_line
 from logdistill.podannotation import PodAnnotationPublisher
 
 log = logging.getLogger("logdistill.operator.jobrun")
@@ -87,12 +86,18 @@ def main(args: argparse.Namespace) -> int:
     forwarder.start()
     signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
 
+    printed: list[str] = []
+
     def read_progress() -> None:
         try:
             state = Progress.parse(progress.read_text(encoding="utf-8")).to_dict()
             if engine == "teacher" and state.get("stage"):
                 state["stage"] = TEACHER_STAGE_PREFIX + str(state["stage"])
             publisher.publish(state)
+            line = progress_log_line(state)
+            if printed[-1:] != [line]:  # the operator's fallback reads the log tail: print changes only
+                print(line, flush=True)
+                printed[:] = [line]
         except OSError:
             pass  # not written yet; the engine replaces it atomically, so never half-written
         except ContractError as err:

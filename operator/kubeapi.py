@@ -13,7 +13,7 @@ import kopf
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from logdistill.operator import names, views
+from logdistill.operator import names, observe, views
 from logdistill.operator.context import Context
 from logdistill.operator.manifests import claims, common, daemonset, teacher_service
 from logdistill.operator.names import GROUP, PLURAL, VERSION
@@ -25,6 +25,7 @@ from logdistill.operator.status import (
     same_status,
     transitions,
 )
+from logdistill.contracts import last_progress_in_log
 from logdistill.spec import DistilledModelSpec
 
 log = logging.getLogger("logdistill.operator")
@@ -93,6 +94,27 @@ def warnings(ctx: Context, namespace: str, pod: str) -> list[dict]:
             log.warning("cannot list the events of pod %s/%s (%s): grant events list", namespace, pod, err.reason)
             return []
         raise
+
+
+# The runner prints a progress line at most every 2 s; the engine's own log lines come between them.
+PROGRESS_LOG_TAIL_BYTES = 64 * 1024
+
+
+def log_progress(ctx: Context, namespace: str, where: tuple[str, str] | None, generation: int):
+    """The last progress line in the log tail of ``where`` = (pod, container), as a :class:`Progress` of
+    ``generation``; None when nothing runs, no line is there yet, or the operator may not read logs."""
+    if where is None:
+        return None
+    pod, container = where
+    try:
+        text = client.CoreV1Api(ctx.api).read_namespaced_pod_log(
+            pod, namespace, container=container, limit_bytes=PROGRESS_LOG_TAIL_BYTES, tail_lines=400)
+    except ApiException as err:
+        if err.status in (401, 403):
+            log.warning("cannot read the log of pod %s/%s (%s): grant pods/log get", namespace, pod, err.reason)
+        return None  # 400/404: the container is starting or gone; the next reconcile reads again
+    found = last_progress_in_log(text or "")
+    return None if found is None else observe.parse_progress(found, generation, f"progress line of pod {pod}")
 
 
 def ensure_storage(ctx: Context, namespace: str, spec: DistilledModelSpec, body: dict) -> claims.ArtifactVolume:

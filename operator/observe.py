@@ -122,16 +122,32 @@ def pod_failure(pod: PodView) -> tuple[str, str]:
     return "PodFailed", f"{reason}, {detail}"
 
 
+def working_container(pods: list[PodView]) -> tuple[str, str] | None:
+    """(pod, container) whose log carries the Job's progress lines now: rank 0's running container, an
+    init container (the teacher stage) included; None when nothing runs."""
+    for pod in reversed([p for p in pods if p.completion_index in (None, "0")]):
+        for container in (*pod.init_containers, *pod.containers):
+            if container.running_since is not None:
+                return pod.name, container.name
+    return None
+
+
 def progress_of(pods: list[PodView], generation: int) -> Progress | None:
     for pod in reversed(pods):
         raw = pod.annotations.get(contracts.PROGRESS_ANNOTATION)
         if raw:
-            try:
-                data = json.loads(raw)
-                return Progress.model_validate({**data, "generation": generation})
-            except (ValueError, TypeError):
-                log.warning("ignoring unreadable progress annotation on pod %s", pod.name)
+            return parse_progress(raw, generation, f"progress annotation on pod {pod.name}")
     return None
+
+
+def parse_progress(raw: str, generation: int, where: str) -> Progress | None:
+    """A published progress body (annotation or log line) as the status's :class:`Progress` of ``generation``."""
+    try:
+        data = json.loads(raw)
+        return Progress.model_validate({**data, "generation": generation})
+    except (ValueError, TypeError):
+        log.warning("ignoring unreadable %s", where)
+        return None
 
 
 def pod_events(pods: Iterable[PodView], now: datetime,

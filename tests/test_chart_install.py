@@ -85,7 +85,7 @@ def test_helm_install_into_restricted_namespace_and_rbac(control_plane, restrict
         must = [
             ("create", "jobs.batch", other), ("delete", "jobs.batch", other), ("watch", "jobs.batch", None),
             ("watch", "distilledmodels.logdistill.io", None), ("patch", "distilledmodels.logdistill.io", other),
-            ("get", "pods", other), ("list", "pods", None), ("create", "configmaps", other),
+            ("get", "pods", other), ("list", "pods", None), ("get", "pods/log", other), ("create", "configmaps", other),
             ("create", "daemonsets.apps", other), ("patch", "daemonsets.apps", other),
             ("create", "services", other), ("create", "events", other), ("create", "events.events.k8s.io", other),
             ("list", "events", other),

@@ -17,6 +17,7 @@ OPERATOR_NEEDS = {
     ("logdistill.io", "distilledmodels/status"): {"patch"},
     ("batch", "jobs"): {"get", "list", "watch", "create"},
     ("", "pods"): {"get", "list", "watch"},
+    ("", "pods/log"): {"get"},
     ("", "configmaps"): {"create"},
     ("apps", "daemonsets"): {"get", "list", "watch", "create", "patch"},
     ("", "services"): {"create", "patch"},

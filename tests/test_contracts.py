@@ -102,3 +102,16 @@ def test_gate_formula_is_shared_by_engine_and_operator():
 
 def test_annotation_keys():
     assert c.PROGRESS_ANNOTATION == "logdistill.io/progress" and c.AGREEMENT_ANNOTATION == "logdistill.io/agreement"
+
+
+def test_progress_travels_as_the_last_log_line_with_its_prefix():
+    """The Job's progress as log lines (what the operator reads without pod-annotation RBAC): the last
+    complete progress line wins; the engine's own lines in between and a line cut by the tail are skipped."""
+    first = c.progress_log_line({"stage": "training", "epoch": 1, "epochs": 3, "percent": 30.0})
+    last = c.progress_log_line({"stage": "teacher-training", "epoch": 2, "epochs": 3, "percent": 60.0})
+    log = "\n".join(["2026-11-30 INFO engine: epoch 1 loss 0.3", first, "INFO engine: step 5/9", last,
+                     "INFO engine: step 6/9"])
+    assert json.loads(c.last_progress_in_log(log)) == {"epoch": 2, "epochs": 3, "percent": 60.0,
+                                                       "stage": "teacher-training"}
+    assert c.last_progress_in_log("INFO nothing yet\n") is None
+    assert c.last_progress_in_log(c.PROGRESS_LOG_PREFIX + "\n") is None

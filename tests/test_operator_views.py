@@ -422,3 +422,21 @@ def test_a_job_pod_training_its_teacher_in_an_init_container_is_running_not_wait
     assert "init container teacher running since" in outcome.message and training["metadata"]["name"] in outcome.message
     waiting_pod = pod(conditions=[scheduled()], containers=[waiting("distill", "ContainerCreating")])
     assert observe_job(job(), [PodView.parse(waiting_pod)], 1, DistilledModelStatus())[0].phase == "Pending"
+
+
+def test_progress_is_read_from_the_container_that_runs_now():
+    from logdistill.operator.observe import parse_progress, working_container
+
+    teacher_stage = PodView.parse(pod(phase="Pending", init=[running("teacher")], containers=[waiting("distill", "PodInitializing")]))
+    assert working_container([teacher_stage]) == (teacher_stage.name, "teacher")
+    distilling = PodView.parse(pod(phase="Running", init=[{**running("teacher"), "state": {"terminated": terminated(0, "Completed")}}],
+                                   containers=[running("distill")]))
+    assert working_container([distilling]) == (distilling.name, "distill")
+    assert working_container([PodView.parse(pod(containers=[waiting("distill", "ContainerCreating")]))]) is None
+    # rank 0 of an Indexed Job reports; other ranks' logs carry no progress
+    rank1 = PodView.parse(pod(name="r1", containers=[running("distill")],
+                              annotations={"batch.kubernetes.io/job-completion-index": "1"}))
+    assert working_container([rank1]) is None
+    progress = parse_progress('{"stage": "teacher-training", "epoch": 1, "epochs": 2}', 3, "x")
+    assert (progress.stage, progress.epoch, progress.generation) == ("teacher-training", 1, 3)
+    assert parse_progress("{cut", 3, "x") is None

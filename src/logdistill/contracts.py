@@ -32,6 +32,9 @@ from pydantic.alias_generators import to_camel
 __all__ = [
     "ANNOTATION_PREFIX",
     "PROGRESS_ANNOTATION",
+    "PROGRESS_LOG_PREFIX",
+    "progress_log_line",
+    "last_progress_in_log",
     "AGREEMENT_ANNOTATION",
     "MAX_ANNOTATION_BYTES",
     "MAX_SUMMARY_BYTES",
@@ -64,6 +67,11 @@ MAX_ANNOTATION_BYTES = 2048
 """Budget of one published annotation value."""
 MAX_SUMMARY_BYTES = 4096
 """The kubelet truncates termination messages to 4096 bytes (and all containers of a pod to 12 KiB)."""
+
+PROGRESS_LOG_PREFIX = "logdistill.io/progress "
+"""A line of the distillation Job's log: this prefix, then the compact :class:`Progress` JSON. The runner
+prints one on every change, so the operator can read progress from the pod's log tail when the Job's
+ServiceAccount may not patch its pod (the default: Jobs need no API access)."""
 
 STAGES = ("loading", "labelling", "training", "evaluating", "exporting", "done")
 """The engine's stages, in order."""
@@ -239,6 +247,21 @@ class Progress(Wire):
     """Best dev macro-F1 so far."""
     updated: str | None = None
     """RFC 3339 time of the last update."""
+
+
+def progress_log_line(progress: dict[str, Any]) -> str:
+    """The log line that carries ``progress`` (see :data:`PROGRESS_LOG_PREFIX`)."""
+    return PROGRESS_LOG_PREFIX + _compact(progress)
+
+
+def last_progress_in_log(text: str) -> str | None:
+    """The JSON body of the last progress line of a log excerpt (validated by the reader, as the
+    annotation's is), or None."""
+    for line in reversed(text.splitlines()):
+        _, found, body = line.partition(PROGRESS_LOG_PREFIX)
+        if found and body.strip():
+            return body.strip()
+    return None
 
 
 class Agreement(Wire):

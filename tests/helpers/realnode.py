@@ -27,6 +27,10 @@ class RealNodeError(RuntimeError):
     """The node could not start, or a kit command failed; the message carries its output."""
 
 
+def _cache() -> Path:
+    return Path(os.environ.get("REALNODE_CACHE", Path.home() / ".cache" / "realnode"))
+
+
 def missing_prerequisites() -> list[str]:
     """What this host lacks to run a real node (empty when ``make e2e``'s preparation has run)."""
     missing = []
@@ -35,15 +39,23 @@ def missing_prerequisites() -> list[str]:
     for tool in ("containerd", "runc", "podman", "iptables", "conntrack"):
         if shutil.which(tool) is None:
             missing.append(tool)
-    cache = Path(os.environ.get("REALNODE_CACHE", Path.home() / ".cache" / "realnode")) / "bin"
+    cache = _cache() / "bin"
     for binary in ("kubelet", "kube-proxy", "crictl", "coredns"):
         if not (cache / binary).is_file():
             missing.append(f"{cache / binary}")
     return missing
 
 
+# The state directory of the node that is up, so that a run killed before its `down` (a CI timeout, ^C) is
+# taken down by the next run instead of failing it on a bridge that "exists already".
+LIVE_STATE = _cache() / "live-state"
+
+
 class RealNode:
-    """``realnode.sh up`` on enter, ``down`` on exit (the host is left as it was; images stay cached)."""
+    """``realnode.sh up`` on enter, ``down`` on exit (the host is left as it was; images stay cached).
+
+    The state directory defaults to one outside pytest's temporary folders, which pytest deletes after a
+    few runs: an interrupted run's state must outlive it for the next run to take that node down."""
 
     def __init__(self, kubeconfig: Path, state_dir: Path | None = None) -> None:
         self.kubeconfig = Path(kubeconfig)
@@ -61,6 +73,9 @@ class RealNode:
 
     def __enter__(self) -> "RealNode":
         began = time.monotonic()
+        self._take_down_stale()
+        LIVE_STATE.parent.mkdir(parents=True, exist_ok=True)
+        LIVE_STATE.write_text(str(self.state))
         try:
             self._kit("up", str(self.kubeconfig), str(self.state), timeout=300)
         except BaseException:
@@ -72,10 +87,24 @@ class RealNode:
     def __exit__(self, *exc) -> None:
         self.down()
 
+    @staticmethod
+    def _take_down_stale() -> None:
+        try:
+            stale = Path(LIVE_STATE.read_text().strip())
+        except OSError:
+            return
+        if (stale / "realnode.env").is_file():
+            print(f"realnode: taking down the node a previous run left up ({stale})", flush=True)
+            subprocess.run(["bash", str(KIT / "realnode.sh"), "down", str(stale)], capture_output=True, text=True,
+                           timeout=300)
+        LIVE_STATE.unlink(missing_ok=True)
+
     def down(self) -> None:
         if (self.state / "realnode.env").is_file():
             subprocess.run(["bash", str(KIT / "realnode.sh"), "down", str(self.state)], capture_output=True,
                            text=True, timeout=300)
+        if LIVE_STATE.is_file() and LIVE_STATE.read_text().strip() == str(self.state):
+            LIVE_STATE.unlink(missing_ok=True)
 
     def import_images(self, *images: str) -> str:
         """podman → containerd (skipped for an image containerd already holds with the same ID)."""

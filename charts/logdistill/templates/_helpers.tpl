@@ -74,6 +74,10 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: ["pods", "pods/status"]
   verbs: ["get", "list", "watch"]
+# A running Job's progress lines, from its log tail (the Job's pods need no API access to report).
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
 # The artifacts claim a DistilledModel mounts: read (is it an operator-made hostPath one?), and
 # created when missing (artifacts.create). Never deleted: it keeps trained teachers other runs reuse.
 - apiGroups: [""]
