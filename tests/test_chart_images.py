@@ -16,6 +16,7 @@ from importlib import metadata
 from packaging.requirements import Requirement
 
 from chart_helpers import ROOT
+from helpers.locks import full_extras, read_lock
 from helpers.onnx_artifacts import build_onnx_artifact
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -54,26 +55,44 @@ def test_two_runtime_targets_non_root_with_the_logdistill_entrypoint():
 
 
 INSTALL = "/opt/installer/bin/pip --python /opt/logdistill/bin/python install --no-cache-dir"
+LOCKED = "--require-hashes --no-deps -r"
+
+
+def test_every_install_is_hash_checked_from_a_lock_in_a_layer_of_its_own():
+    s = stages()
+    # The installer's build backend, the edge's base and the full image's dependencies: each from its lock
+    # file (tests/test_locks.py), copied alone before any source so that its layer stays cached.
+    for stage, lock, pip in (("source", "build.txt", "/opt/installer/bin/pip install --no-cache-dir"),
+                             ("build-edge", "edge.txt", INSTALL), ("deps-full", "full.txt", INSTALL)):
+        body = s[stage]
+        copy = f"COPY locks/{lock} /locks/{lock}"
+        assert copy in body, stage
+        copies = [line for line in body if line.startswith("COPY ")]
+        assert copies[0] == copy, f"{stage}: the lock file must be the first thing copied: {copies}"
+        assert re.search(re.escape(f"{pip} {LOCKED} /locks/{lock}") + r"(\s|$)", " ".join(body)), stage
+    # The own source: built into a wheel with the locked backend (no isolated build downloading setuptools),
+    # then installed without dependencies. No other pip install or upgrade anywhere.
+    wheel = "/opt/installer/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /tmp/dist /src"
+    own = f"{INSTALL} --no-deps /tmp/dist/logdistill-*.whl"
+    for stage in ("build-edge", "build-full"):
+        run = " ".join(s[stage])
+        assert wheel in run and own in run, stage
+        assert run.index("COPY src/") < run.index(wheel) < run.index(own), stage
+    text = "\n".join(line for body in s.values() for line in body)  # (comments dropped)
+    installs = [m.group(0).strip() for m in re.finditer(r"pip (?:--python \S+ )?install [^&\n]*", text)]
+    assert len(installs) == 5, installs
+    assert all(LOCKED in i or i.endswith("--no-deps /tmp/dist/logdistill-*.whl") for i in installs), installs
+    assert "--upgrade" not in text and "PIP_EXTRA_INDEX_URL" not in text and "requirements.txt" not in text
 
 
 def test_edge_installs_the_base_only_and_full_the_train_operator_and_demo_extras():
-    s = stages()
-    edge_install = " ".join(s["build-edge"])
-    full_install = " ".join(s["deps-full"] + s["build-full"])
-    # Dependencies first (from pyproject.toml alone, a cached layer), then the source without them.
-    for install in (edge_install, full_install):
-        assert re.search(re.escape(INSTALL) + r" -r /tmp/requirements.txt", install), install
-        assert re.search(re.escape(INSTALL) + r" --no-deps /src(\s|$)", install), install
-        assert install.index("-r /tmp/requirements.txt") < install.index("COPY src/")
-    assert 'ARG EXTRAS=""' in s["build-edge"]
-    # The operator runs from the full image (one image per node for it and its Jobs); the Jobs publish
-    # progress with the Kubernetes client and train the teacher from the demo extra's MiniLM.
-    (extras_arg,) = [line for line in s["deps-full"] if line.startswith("ARG EXTRAS=")]
-    assert set(extras_arg.split("=", 1)[1].strip('"').split(",")) == {"train", "operator", "demo"}
+    # The extras live in hack/lock.sh (FULL_EXTRAS -> locks/full.txt); tests/test_locks.py checks the locks.
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert {"train", "operator", "demo"} <= set(extras)
+    assert set(full_extras()) == {"train", "operator", "demo"} and set(full_extras()) <= set(extras)
     assert any(req.startswith("kopf") for req in extras["operator"])
     assert any(req.startswith("kubernetes") for req in extras["operator"])
+    edge = {pin.name for pin in read_lock("edge.txt")}
+    assert edge_unused() <= edge, edge_unused() - edge  # what the edge build removes again is what it installed
     make_extras = re.search(r"^EXTRAS \?= (\S+)", (ROOT / "Makefile").read_text(), re.M).group(1).split(",")
     assert {"train", "operator", "demo", "test", "dashboards"} <= set(make_extras)  # `make test` needs them all
 
@@ -93,8 +112,8 @@ def test_build_steps_never_run_in_the_source_directory_and_final_venvs_have_no_p
     assert '! /opt/logdistill/bin/python -c "import pip"' in " ".join(s["build-edge"])
     # Every package folder the install needs is copied into the build context.
     for stage in ("build-edge", "build-full"):
-        copied = {line.split()[1].rstrip("/") for line in s[stage] if line.startswith("COPY ")}
-        assert {"src", "model", "edge", "operator", "README.md"} <= copied, stage
+        copied = {src.rstrip("/") for line in s[stage] if line.startswith("COPY ") for src in line.split()[1:-1]}
+        assert {"src", "model", "edge", "operator", "README.md", "pyproject.toml"} <= copied, stage
     ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.startswith("#")]
     assert not {"src", "model", "edge", "operator", "pyproject.toml", "README.md"} & set(ignored)
