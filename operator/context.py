@@ -14,6 +14,7 @@ from logdistill.operator import views
 from logdistill.operator.manifests.claims import StorageSettings
 from logdistill.operator.manifests.common import Images
 from logdistill.operator.metrics import OperatorMetrics
+from logdistill.policy import AdmissionPolicy
 
 
 @dataclass
@@ -30,6 +31,8 @@ class Context:
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     # How artifact claims are provided (--create-claims, --artifacts-*).
     storage: StorageSettings = field(default_factory=StorageSettings)
+    # What a CR may ask for (--allowed-image-prefix, --allowed-log-root, --allow-*, --https-only-endpoints).
+    policy: AdmissionPolicy = field(default_factory=AdmissionPolicy)
     # Shrinks retrain.windowSeconds/minIntervalSeconds (tests only: the spec's minimums are 60 s/300 s).
     retrain_time_scale: float = 1.0
     timers: dict = field(default_factory=dict)

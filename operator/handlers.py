@@ -41,6 +41,7 @@ from logdistill.operator.status import (
     next_status,
 )
 from logdistill.operator.summary import gate_decision
+from logdistill.policy import Violation, violations
 from logdistill.spec import DistilledModelSpec, SpecError, parse_spec
 
 log = logging.getLogger("logdistill.operator")
@@ -181,6 +182,9 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus 
         new = invalid_spec_status(old, generation, str(err))
         kubeapi.write_status(ctx, custom, body, old, new)
         raise kopf.PermanentError(str(err)) from None
+    refused = violations(spec, ctx.policy)
+    if refused:  # before any child: no Job, claim, DaemonSet, Service or teacher
+        _refuse(ctx, custom, body, old, generation, refused)
 
     owner = common.Owner.from_body(body)
     now = datetime.now(timezone.utc)
@@ -250,6 +254,19 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus 
                                  "agreement": agreement, "last_retrain": last_retrain})
     kubeapi.write_status(ctx, custom, body, old, new)
     return new
+
+
+def _refuse(ctx: Context, custom: client.CustomObjectsApi, body: dict, old: DistilledModelStatus, generation: int,
+            refused: list[Violation]) -> None:
+    """Failed (Degraded while an older release serves), a Warning Event once per new refusal; no retries."""
+    meta = body["metadata"]
+    message = (f"DistilledModel {meta['namespace']}/{meta['name']} is refused by the admission policy: "
+               + "; ".join(map(str, refused)))
+    new = invalid_spec_status(old, generation, message, reason="PolicyViolation")
+    if (old.message, old.observed_generation) != (new.message, new.observed_generation):
+        kopf.warn(body, reason="PolicyViolation", message=message[:1000])
+    kubeapi.write_status(ctx, custom, body, old, new)
+    raise kopf.PermanentError(message)
 
 
 def _ensure_run(ctx: Context, owner: common.Owner, spec: DistilledModelSpec, retrain: int, body: dict,

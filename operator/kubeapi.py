@@ -194,7 +194,7 @@ def apply_daemonset(ctx: Context, owner: common.Owner, spec: DistilledModelSpec,
                      current: dict | None, volume: claims.ArtifactVolume | None = None) -> bool:
     """Create or update the classifier DaemonSet; True when it changed."""
     apps, core = client.AppsV1Api(ctx.api), client.CoreV1Api(ctx.api)
-    manifest = daemonset.build_daemonset(owner, spec, release, ctx.images, volume)
+    manifest = daemonset.build_daemonset(owner, spec, release, ctx.images, volume, ctx.policy.log_roots)
     name, namespace = manifest["metadata"]["name"], owner.namespace
     # Every pass, not only when the DaemonSet changes: a Service lost to one failed call is healed.
     create(core.create_namespaced_service, namespace, daemonset.build_service(owner, spec))

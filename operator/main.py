@@ -25,9 +25,10 @@ from typing import Sequence
 
 from logdistill import __version__
 from logdistill.kube import load_kube_config
+from logdistill.policy import EDGE_REPOSITORY, JOB_REPOSITORY, AdmissionPolicy
 
-DEFAULT_JOB_IMAGE = f"ghcr.io/logdistill/logdistill:{__version__}"
-DEFAULT_EDGE_IMAGE = f"ghcr.io/logdistill/logdistill-edge:{__version__}"
+DEFAULT_JOB_IMAGE = f"{JOB_REPOSITORY}:{__version__}"
+DEFAULT_EDGE_IMAGE = f"{EDGE_REPOSITORY}:{__version__}"
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 DEFAULT_PEERING = "logdistill"
 
@@ -59,6 +60,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     storage.add_argument("--artifacts-host-path", default="", metavar="DIR",
                          help="no dynamic provisioner: back each created claim with a hostPath PersistentVolume "
                               "logdistill-<namespace>-<claim> at DIR/<namespace>/<claim> (single-node clusters)")
+    policy = parser.add_argument_group(
+        "admission policy", "what a DistilledModel may ask for (src/logdistill/policy.py; chart values admissionPolicy.*)")
+    policy.add_argument("--allowed-image-prefix", action="append", default=[], metavar="PREFIX",
+                        help="images a CR may set: a repository (any tag or digest) or a prefix ending in '/' "
+                             f"(repeatable; default {' and '.join(AdmissionPolicy().image_prefixes)})")
+    policy.add_argument("--allowed-log-root", action="append", default=[], metavar="DIR",
+                        help="host folder spec.rollout.logPaths must stay under (repeatable; default "
+                             f"{' and '.join(AdmissionPolicy().log_roots)})")
+    policy.add_argument("--allow-unkeyed-exists-tolerations", action=argparse.BooleanOptionalAction, default=False,
+                        help="allow 'operator: Exists' tolerations without a key (default: refused)")
+    policy.add_argument("--allow-custom-service-accounts", action=argparse.BooleanOptionalAction, default=False,
+                        help="allow spec.job.serviceAccountName (default: refused)")
+    policy.add_argument("--https-only-endpoints", action=argparse.BooleanOptionalAction, default=True,
+                        help="spec.teacher.endpoint.url must be https (default: on; a secretRef always needs https)")
     peering = parser.add_mutually_exclusive_group()
     peering.add_argument("--peering", default=DEFAULT_PEERING, metavar="NAME",
                          help="kopf peering object: of several replicas only the highest priority acts")
@@ -93,6 +108,18 @@ def storage_settings(args: argparse.Namespace):
     )
 
 
+def admission_policy(args: argparse.Namespace) -> AdmissionPolicy:
+    """The operator's admission-policy flags as :class:`~logdistill.policy.AdmissionPolicy` (ValueError if bad)."""
+    defaults = AdmissionPolicy()
+    return AdmissionPolicy(
+        image_prefixes=tuple(args.allowed_image_prefix) or defaults.image_prefixes,
+        log_roots=tuple(args.allowed_log_root) or defaults.log_roots,
+        allow_unkeyed_exists_tolerations=args.allow_unkeyed_exists_tolerations,
+        allow_custom_service_accounts=args.allow_custom_service_accounts,
+        https_only_endpoints=args.https_only_endpoints,
+    )
+
+
 def operator_kwargs(args: argparse.Namespace) -> dict:
     """kopf.operator() keyword arguments from the command line."""
     clusterwide = args.all_namespaces or not args.namespace
@@ -113,7 +140,8 @@ class OperatorThread:
 
     def __init__(self, namespaces: Sequence[str] = (), images=None, api_client=None, standalone: bool = True,
                  peering_name: str | None = None, priority: int = 0, retrain_time_scale: float = 1.0,
-                 resync_seconds: float = 30.0, storage=None, pending_deadline: float = 300.0):
+                 resync_seconds: float = 30.0, storage=None, pending_deadline: float = 300.0,
+                 policy: AdmissionPolicy | None = None):
         from kubernetes import client
 
         from logdistill.operator import handlers  # noqa: F401 - registers the kopf handlers
@@ -129,6 +157,7 @@ class OperatorThread:
             resync_seconds=resync_seconds,
             storage=storage or StorageSettings(),
             pending_deadline=pending_deadline,
+            policy=policy or AdmissionPolicy(),
         )
         self.kwargs = {
             "clusterwide": not namespaces,
@@ -228,12 +257,13 @@ def run(args: argparse.Namespace) -> int:
         args.standalone = True
     try:
         storage = storage_settings(args)
+        policy = admission_policy(args)
     except ValueError as err:
         log.error("%s", err)
         return 2
     images = Images(job=args.job_image, edge=args.edge_image, pull_policy=args.image_pull_policy,
                     edge_pull_policy=args.edge_image_pull_policy)
-    ctx = Context(api=client.ApiClient(), images=images, storage=storage,
+    ctx = Context(api=client.ApiClient(), images=images, storage=storage, policy=policy,
                   namespaces=tuple(kwargs["namespaces"]), peering=kwargs["peering_name"],
                   priority=kwargs["priority"], pending_deadline=args.pod_pending_deadline)
     if args.metrics_port:

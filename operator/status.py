@@ -479,12 +479,13 @@ def problem_records(old: DistilledModelStatus, problems: tuple[PodProblem, ...],
 
 
 def invalid_spec_status(old: DistilledModelStatus, generation: int, message: str,
-                        now: str | None = None) -> DistilledModelStatus:
-    """A spec the operator cannot use (the API server let it through, pydantic did not)."""
+                        now: str | None = None, reason: str = "InvalidSpec") -> DistilledModelStatus:
+    """A spec the operator cannot use: the API server let it through, and pydantic (``InvalidSpec``) or the
+    admission policy (``PolicyViolation``) did not. What serves keeps serving (Degraded)."""
     now = now or rfc3339()
     phase = "Degraded" if old.serving_version else "Failed"
     conds = [
-        _cond(old, DISTILLED, "False", "InvalidSpec", message, generation, now),
+        _cond(old, DISTILLED, "False", reason, message, generation, now),
         _cond(old, READY, "False", phase, message, generation, now),
     ]
     keep = [c for c in old.conditions if c.type not in (DISTILLED, READY)]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
 import yaml
 
 from logdistill.operator import names
@@ -93,7 +96,7 @@ def test_daemonset_serves_the_release_on_edge_nodes():
                       "maxUnavailable": 2, "port": 9500,
                       "tolerations": [{"key": "edge", "operator": "Equal", "value": "true", "effect": "NoExecute"}]})
     release = daemonset.Release(version="v-abc", generation=3, artifact="models/bgl/g3", sha256="f" * 64)
-    ds = daemonset.build_daemonset(OWNER, s, release, IMAGES)
+    ds = daemonset.build_daemonset(OWNER, s, release, IMAGES, log_roots=("/var/log", "/srv"))
     _owned(ds)
     assert ds["metadata"]["name"] == "bgl-classifier"
     assert ds["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}}
@@ -140,8 +143,21 @@ def test_service_selects_the_classifier_pods():
 
 def test_log_directories():
     assert daemonset.log_directories(["/var/log/*.log"]) == ["/var/log"]
-    assert daemonset.log_directories(["/a/b/c.log", "/a/*/d.log", "/a/b/e.log"]) == ["/a"]
-    assert daemonset.log_directories(["/x.log"]) == ["/"]
+    assert daemonset.log_directories(["/var/log/pods/*/*/*.log", "/var/log/syslog"]) == ["/var/log"]
+    assert daemonset.log_directories(["/a/b/c.log", "/a/*/d.log", "/a/b/e.log"], roots=("/a",)) == ["/a"]
+
+
+@pytest.mark.parametrize("path, folder", [
+    ("/x.log", "/"),                      # the host's root
+    ("/var/lo*/x.log", "/var"),           # a parent of the root, through a wildcard
+    ("/var/*/x.log", "/var"),
+    ("/etc/shadow", "/etc"),              # beside the root
+    ("/var/lib/kubelet/pods/*/volumes/*/*/token", "/var/lib/kubelet/pods"),
+    ("/var/logs/x.log", "/var/logs"),     # a sibling sharing the root's name as a prefix
+])
+def test_log_directories_never_mount_a_folder_outside_the_roots(path, folder):
+    with pytest.raises(ValueError, match=f"host folder '{re.escape(folder)}', outside the log roots /var/log"):
+        daemonset.log_directories([path])
 
 
 def test_teacher_deployment_passes_the_alert_bar_only_when_set():

@@ -32,6 +32,7 @@ from logdistill.operator.names import (
     SHA256_ANNOTATION,
     VERSION_ANNOTATION,
 )
+from logdistill.policy import DEFAULT_LOG_ROOTS, GLOB_CHARS, within_roots
 from logdistill.spec import DistilledModelSpec
 
 
@@ -43,17 +44,21 @@ LOG_READER_GROUPS = [0]
 PREPARE_STATE = "prepare-state"
 
 
-def log_directories(log_paths: list[str]) -> list[str]:
-    """The host folders to mount for some paths/globs: each one's folder part before any wildcard."""
+def log_directories(log_paths: list[str], roots: tuple[str, ...] = DEFAULT_LOG_ROOTS) -> list[str]:
+    """The host folders to mount for some paths/globs: each one's folder part before any wildcard. A
+    folder outside ``roots`` (``/``, a parent of a root, a sibling) is never mounted: ValueError."""
     dirs: list[str] = []
     for path in log_paths:
         parts = path.split("/")
         fixed = []
         for part in parts[:-1]:
-            if any(ch in part for ch in "*?["):
+            if any(ch in part for ch in GLOB_CHARS) or part == "..":
                 break
             fixed.append(part)
         folder = "/".join(fixed) or "/"
+        if not within_roots(folder, roots):
+            raise ValueError(f"log path {path!r} would mount host folder {folder!r}, outside the log roots "
+                             f"{', '.join(roots)}")
         if folder not in dirs:
             dirs.append(folder)
     # A folder inside another mounted folder is already visible.
@@ -97,15 +102,16 @@ def state_host_path(owner: Owner) -> str:
 
 
 def build_daemonset(owner: Owner, spec: DistilledModelSpec, release: Release, images: Images,
-                    volume: ArtifactVolume | None = None) -> dict:
+                    volume: ArtifactVolume | None = None, log_roots: tuple[str, ...] = DEFAULT_LOG_ROOTS) -> dict:
     """The classifier on every selected node. It reads host folders (hostPath: its namespace must allow
     Pod Security ``privileged``), as uid 10001 with supplementary group 0 (pod logs are root:root 0640),
     and keeps its read offsets in ``/var/lib/logdistill/state/<namespace>_<name>`` on the node, handed
-    to uid 10001 by the ``prepare-state`` init container (root with CHOWN only)."""
+    to uid 10001 by the ``prepare-state`` init container (root with CHOWN only). Its log folders stay
+    inside ``log_roots`` (:func:`log_directories`)."""
     rollout = spec.rollout
     volume = volume or artifact_volume(spec)
     image = rollout.image or images.edge
-    log_dirs = log_directories(rollout.log_paths)
+    log_dirs = log_directories(rollout.log_paths, log_roots)
     mounts = [{"name": "artifacts", "mountPath": ARTIFACT_MOUNT, "readOnly": True}]
     volumes: list[dict] = [{"name": "artifacts", "persistentVolumeClaim": {"claimName": volume.claim,
                                                                            "readOnly": True}}]

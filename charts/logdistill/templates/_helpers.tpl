@@ -53,6 +53,12 @@ app.kubernetes.io/component: operator
 {{- printf "%s:%s" .Values.edgeImage.repository (default .Chart.AppVersion .Values.edgeImage.tag) -}}
 {{- end -}}
 
+{{/* The images a DistilledModel may set (admissionPolicy.imagePrefixes plus the chart's own repositories), a
+     JSON list: the ValidatingAdmissionPolicy's variable and the operator's --allowed-image-prefix flags. */}}
+{{- define "logdistill.admissionImagePrefixes" -}}
+{{- concat (list .Values.image.repository .Values.edgeImage.repository) .Values.admissionPolicy.imagePrefixes | uniq | toJson -}}
+{{- end -}}
+
 {{/* The operator's permissions, shared by the ClusterRole (all namespaces) and the per-namespace Roles.
      Each rule names only what the operator does; see docs/quickstart-cluster.md#permissions. */}}
 {{- define "logdistill.namespacedRules" -}}
