@@ -156,3 +156,28 @@ def test_committed_admission_policy_template_matches_the_rules():
     proc = subprocess.run([sys.executable, "-P", str(ROOT / "hack" / "gen-admission-policy.py"), "--check"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("settings", [{}, LOOSE_VALUES], ids=["default", "loose"])
+def test_the_chart_gives_the_operator_and_the_admission_policy_the_same_settings(settings):
+    from chart_helpers import find, render
+
+    docs = render(set_values={f"admissionPolicy.{k}": v for k, v in settings.items()})
+    (deployment,) = find(docs, "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    operator = _flags(*[a for a in args if a.split("=")[0].lstrip("-").removeprefix("no-") in (
+        "allowed-image-prefix", "allowed-log-root", "allow-unkeyed-exists-tolerations",
+        "allow-custom-service-accounts", "https-only-endpoints")])
+    (vap,) = find(docs, "ValidatingAdmissionPolicy")
+    variables = {v["name"]: yaml.safe_load(v["expression"]) for v in vap["spec"]["variables"]}  # JSON = CEL literals
+    assert AdmissionPolicy.model_validate(variables) == operator
+    expected = {**settings, "imagePrefixes": [*DEFAULT.image_prefixes, *settings.get("imagePrefixes", [])]}
+    assert operator == AdmissionPolicy.model_validate(expected)
+    assert [v["expression"] for v in vap["spec"]["validations"]] == [r.cel for r in RULES]
+
+
+def test_the_policy_can_be_left_out_of_the_chart():
+    from chart_helpers import render
+
+    kinds = {d["kind"] for d in render(set_values={"admissionPolicy.enabled": False})}
+    assert "Deployment" in kinds and not kinds & {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
