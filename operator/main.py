@@ -5,6 +5,8 @@
                         [--priority N] [--metrics-port 9401] [--default-claim NAME] [--[no-]create-claims]
                         [--artifacts-size Q] [--artifacts-storage-class SC] [--artifacts-access-mode M ...]
                         [--artifacts-host-path DIR] [--pod-pending-deadline 300]
+                        [--allowed-image-prefix P ...] [--allowed-log-root DIR ...] [--[no-]https-only-endpoints]
+                        [--[no-]allow-unkeyed-exists-tolerations] [--[no-]allow-custom-service-accounts]
     logdistill operator crd [--peering]      # print the CRD (and kopf's peering CRDs)
     logdistill operator rbac                 # print the least-privilege RBAC rules
     logdistill operator job-run ...          # the distillation Job's entrypoint
