@@ -155,9 +155,12 @@ def test_operator_refuses_hostile_crs_without_creating_children(cluster, apis, n
         body = example()
         apis["custom"].create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
         name = body["metadata"]["name"]
-        cluster.wait_for(lambda: any(c.startswith("Job ") for c in children(apis, namespace)), 30, 0.1,
-                         f"the Job of the example {name}")
-        assert get_cr(apis, namespace, name)["status"]["phase"] != "Failed"
+        def started():
+            status = get_cr(apis, namespace, name).get("status") or {}
+            return status if status.get("phase") and any(c.startswith("Job ") for c in children(apis, namespace)) \
+                else None
+
+        assert cluster.wait_for(started, 30, 0.1, f"the Job and status of the example {name}")["phase"] != "Failed"
 
 
 def test_a_spec_update_that_violates_the_policy_is_refused_and_then_recovers(cluster, apis, namespace):
