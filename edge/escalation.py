@@ -98,9 +98,10 @@ def read_bounded(response: Any, max_bytes: int, deadline: float, clock: Callable
     if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
         raise TeacherError(f"the answer declares {int(declared)} bytes, over the {max_bytes}-byte limit",
                            reason="too_large")
+    # read1: what one receive brings (read(n) would wait for all n bytes, however slowly they come).
     chunks, size = [], 0
     while True:
-        chunk = response.read(min(_READ_CHUNK, max_bytes + 1 - size))
+        chunk = response.read1(min(_READ_CHUNK, max_bytes + 1 - size))
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
