@@ -101,7 +101,7 @@ class TemplateClassifier:
         # Template -> the student's own label, where the teacher relabelled it; forgotten (and the
         # teacher's answer dropped from both levels) taught_ttl seconds later.
         self._taught: ExpiringMap[str, str] = ExpiringMap(taught_ttl, self.cache_size)
-        self._recheck: dict[str, None] = {}  # templates whose teaching expired: escalate at the next miss
+        self._recheck: OrderedDict[str, None] = OrderedDict()  # taught, expired: escalate at the next miss
         self._clock = clock
         self._teach_lock = threading.Lock()
         self._generation = 0  # bumped (under the lock) whenever teaching or expiry changes the cache
@@ -165,9 +165,9 @@ class TemplateClassifier:
                     self._taught.add(template, student, now)
             if not changed:
                 return []
-            self._generation += 1
             self._store(self._cache, changed.items())
             self._rewrite_key_level(changed)
+            self._generation += 1  # after the change: a call that read the old generation may have read old entries
             self._expire_taught(now)  # also trims the taught map to the cache size
             return [template for template in changed if template in self._taught]
 
@@ -180,14 +180,17 @@ class TemplateClassifier:
     def _expire_taught(self, now: float) -> list[str]:
         gone = self._taught.pop_expired(now)
         if gone:
-            self._generation += 1
             for template in gone:
                 self._cache.pop(template, None)
             self._rewrite_key_level(dict.fromkeys(gone))
+            self._generation += 1
             recheck = self._recheck
             recheck.update(dict.fromkeys(gone))
             for _ in range(len(recheck) - self.cache_size):
-                del recheck[next(iter(recheck))]
+                try:
+                    recheck.popitem(last=False)
+                except KeyError:  # emptied by the hot path meanwhile
+                    break
         self._next_expiry = self._taught.next_expiry
         return gone
 

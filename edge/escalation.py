@@ -20,6 +20,7 @@ per reason and minute, and never reaches the cache. Accepted answers go to
 from __future__ import annotations
 
 import functools
+import http.client
 import json
 import logging
 import threading
@@ -127,7 +128,8 @@ def post_json(url: str, payload: dict, timeout: float, max_bytes: int = DEFAULT_
             raw = read_bounded(response, max_bytes, deadline)
     except urllib.error.HTTPError as err:
         raise TeacherError(f"HTTP {err.code}", retry=err.code >= 500 or err.code == 429) from None
-    except (urllib.error.URLError, OSError, ValueError) as err:  # refused, reset, timeout, bad URL
+    # Refused, reset, timed out, a bad URL, a broken HTTP response (bad chunk framing, status line).
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
         raise TeacherError(f"{type(err).__name__}: {getattr(err, 'reason', err)}",
                            reason="timeout" if _timed_out(err) else None) from None
     try:
@@ -287,8 +289,14 @@ class EscalationClient:
     def _run(self) -> None:
         while not self._stop.is_set():
             batch = self.take(wait=0.2)
-            if batch:
+            if not batch:
+                continue
+            try:
                 self.deliver(batch)
+            except Exception:  # noqa: BLE001 - a bug must not end escalation for the process's life
+                log.exception("escalating %d lines failed", len(batch))
+                self._release(batch)
+                self._count("dropped_error", len(batch))
 
     def _release(self, batch: Sequence[Escalation]) -> None:
         with self._cond:

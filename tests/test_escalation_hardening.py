@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from logdistill.edge.classifier import TemplateClassifier
 from logdistill.edge.escalation import (Escalation, EscalationClient, RejectionLog, TeacherAnswers, TeacherError,
-                                        read_bounded)
+                                        post_json, read_bounded)
 from logdistill.edge.expiring import ExpiringMap
 from logdistill.edge.metrics import ClassifierMetrics
 from logdistill.edge.reload import ModelHolder
@@ -401,6 +401,40 @@ def test_a_thousand_malformed_answers_poison_nothing_and_are_counted_by_reason(s
             assert value(registry, "logdistill_classifier_corrections_total", label="FATAL") == 20
         finally:
             client.stop()
+
+
+def broken_chunks(handler: BaseHTTPRequestHandler, count: int) -> None:
+    handler.send_response(200)
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    handler.wfile.write(b"zz\r\nnot a chunk size\r\n")
+    handler.close_connection = True
+
+
+def test_a_broken_http_answer_is_a_teacher_error_and_the_worker_survives_any_failure():
+    with Stub() as stub:
+        stub.script.append(broken_chunks)
+        with pytest.raises(TeacherError) as caught:
+            post_json(stub.url + "/v1/classify", {"lines": ["x"]}, 2.0)
+        assert caught.value.reason is None  # no answer came: a dropped batch, not a refused answer
+
+    calls = []
+
+    def buggy_post(url, payload, timeout):
+        calls.append(payload)
+        if len(calls) == 1:
+            raise KeyError("a bug, not a TeacherError")
+        return {"results": [{"label": "FATAL", "score": 0.9}] * len(payload["lines"])}
+
+    client = EscalationClient("http://x", labels=lambda: LABELS, rps=1e6, post=buggy_post)
+    client.start()
+    try:
+        client.offer(Escalation("a", "line a", "-", 0.5, False))
+        wait_for(lambda: client.counts["dropped_error"] == 1, timeout=10, what="the failed batch counted")
+        client.offer(Escalation("a", "line a", "-", 0.5, False))  # released: may be offered again
+        wait_for(lambda: client.counts["answered"] == 1, timeout=10, what="the worker still answering")
+    finally:
+        client.stop()
 
 
 # -- the downgrade policy ---------------------------------------------------------------------------
