@@ -34,9 +34,9 @@ from logdistill.edge.agreement import AgreementWindow
 from logdistill.edge.alerts import AlertWriter, alert_record
 from logdistill.edge.expiring import ExpiringMap
 from logdistill.edge.metrics import ESCALATION_RESULTS
-from logdistill.edge.teacher_policy import (DEFAULT_MAX_ANSWER_BYTES, DEFAULT_TAUGHT_TTL_S, DOWNGRADE_POLICIES,
-                                            REJECTION_REASONS, Rejection, TeacherAnswer, downgrade_action,
-                                            validate_results)
+from logdistill.edge.teacher_policy import (DEFAULT_MAX_ANSWER_BYTES, DEFAULT_TAUGHT_TTL_S, DOWNGRADE_ACTIONS,
+                                            REJECTION_REASONS, Rejection, TeacherAnswer, check_downgrade_policy,
+                                            downgrade_action, validate_results)
 from logdistill.timefmt import rfc3339
 
 __all__ = ["Escalation", "TeacherAnswer", "RateLimiter", "EscalationClient", "TeacherAnswers", "TeacherError",
@@ -310,6 +310,9 @@ class EscalationClient:
             self.metrics.escalations.labels(result=result).inc(n)
 
 
+_Allowed = tuple[Escalation, TeacherAnswer, str, "str | None"]  # item, answer, served label, downgrade action
+
+
 class TeacherAnswers:
     """Applies the teacher's answers: the cache learns its labels; a served label turned from normal
     into an alert is written again to ``output`` marked ``"correction": true``; samples feed the agreement.
@@ -323,15 +326,13 @@ class TeacherAnswers:
     def __init__(self, holder: Any, metrics: Any = None, output: AlertWriter | TextIO | None = None,
                  node: str | None = None, agreement: AgreementWindow | None = None, *, downgrade: str = "refuse",
                  report_ttl: float = DEFAULT_TAUGHT_TTL_S, clock: Callable[[], float] = time.monotonic) -> None:
-        if downgrade not in DOWNGRADE_POLICIES:
-            raise ValueError(f"unknown teacher downgrade policy {downgrade!r}; one of {', '.join(DOWNGRADE_POLICIES)}")
+        self.downgrade = check_downgrade_policy(downgrade)
         self.holder = holder
         self.metrics = metrics
         self.alerts = AlertWriter.of(output)
         self.node = node
         self.agreement = agreement if agreement is not None else AgreementWindow()
-        self.downgrade = downgrade
-        self.downgrades = {"refused": 0, "applied": 0}
+        self.downgrades = dict.fromkeys(DOWNGRADE_ACTIONS, 0)
         self._refusals_written: ExpiringMap[str, None] = ExpiringMap(report_ttl, 10_000)
         self._clock = clock
 
@@ -344,31 +345,17 @@ class TeacherAnswers:
         model = self.holder.current
         if model is None:
             return
-        normal = model.normal_label
-        now = self._clock()
-        self._refusals_written.pop_expired(now)
-        records, taught = [], []
-        for item, answer in zip(items, answers):
-            served = model.served_label(item.template, item.student)
-            action = downgrade_action(served, answer.label, normal, self.downgrade)
-            if action is not None:
-                self._count_downgrade(action)
-            if action == "refused":
-                if self._refusals_written.add(item.template, None, now):
-                    records.append(self._record(item, served, item.score, version, downgrade=action,
-                                                teacher=answer.label, student=item.student))
-                continue
-            taught.append((item, answer, served, action))
+        records, allowed = self._apply_downgrade_policy(model, items, answers, version)
         changed = set(model.learn_from_teacher([(item.template, item.student, answer.label, answer.score)
-                                                 for item, answer, _, _ in taught]))
-        for item, answer, served, action in taught:
+                                                 for item, answer, _, _ in allowed]))
+        for item, answer, served, action in allowed:
             if item.template not in changed:
                 continue
             changed.discard(item.template)  # once per template whose served label changed
             if action == "applied":
                 records.append(self._record(item, answer.label, answer.score, version, correction=True,
                                             student=item.student, downgrade=action))
-            elif served == normal:  # normal into an alert
+            elif served == model.normal_label:  # normal into an alert
                 records.append(self._record(item, answer.label, answer.score, version, correction=True,
                                             student=item.student))
                 if self.metrics is not None:
@@ -379,6 +366,25 @@ class TeacherAnswers:
         if samples and self.metrics is not None:
             self.metrics.set_agreement(self.agreement, len(samples))
         self.alerts.write(records)
+
+    def _apply_downgrade_policy(self, model: Any, items: list[Escalation], answers: list[TeacherAnswer],
+                                version: str) -> tuple[list[dict], list[_Allowed]]:
+        """The records of refused downgrades, and ``(item, answer, served label, downgrade action)`` of the
+        answers the cache may learn. Every downgrade is counted."""
+        now = self._clock()
+        self._refusals_written.pop_expired(now)
+        records, allowed = [], []
+        for item, answer in zip(items, answers):
+            served = model.served_label(item.template, item.student)
+            action = downgrade_action(served, answer.label, model.normal_label, self.downgrade)
+            if action is not None:
+                self._count_downgrade(action)
+            if action != "refused":
+                allowed.append((item, answer, served, action))
+            elif self._refusals_written.add(item.template, None, now):
+                records.append(self._record(item, served, item.score, version, downgrade=action,
+                                            teacher=answer.label, student=item.student))
+        return records, allowed
 
     def _count_downgrade(self, action: str) -> None:
         self.downgrades[action] += 1

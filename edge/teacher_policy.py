@@ -20,8 +20,8 @@ import math
 from typing import Any, Collection, NamedTuple
 
 __all__ = ["TeacherAnswer", "Rejection", "REJECTION_REASONS", "RESPONSE_REJECTIONS", "DOWNGRADE_POLICIES",
-           "DOWNGRADE_ACTIONS", "DEFAULT_MAX_ANSWER_BYTES", "DEFAULT_TAUGHT_TTL_S", "MAX_VERSION_CHARS", "validate_answer",
-           "validate_results", "downgrade_action"]
+           "DOWNGRADE_ACTIONS", "DEFAULT_MAX_ANSWER_BYTES", "DEFAULT_TAUGHT_TTL_S", "MAX_VERSION_CHARS",
+           "validate_answer", "validate_results", "downgrade_action", "check_downgrade_policy"]
 
 # Why an answer was refused; a response-level reason refuses the answers of its whole batch.
 RESPONSE_REJECTIONS = ("too_large", "not_json", "timeout", "bad_shape")
@@ -90,8 +90,14 @@ def validate_results(payload: Any, count: int, labels: Collection[str]
 def downgrade_action(served: str, teacher: str, normal: str, policy: str) -> str | None:
     """``None`` unless the teacher calls ``normal`` a line served as an alert; then what happens
     under ``policy``: ``"refused"`` (the alert stands) or ``"applied"`` (normal is served)."""
+    check_downgrade_policy(policy)
     if served == normal or teacher != normal:
         return None
+    return "refused" if policy == "refuse" else "applied"
+
+
+def check_downgrade_policy(policy: str) -> str:
+    """``policy`` if it is one of :data:`DOWNGRADE_POLICIES`, else ``ValueError`` naming them."""
     if policy not in DOWNGRADE_POLICIES:
         raise ValueError(f"unknown teacher downgrade policy {policy!r}; one of {', '.join(DOWNGRADE_POLICIES)}")
-    return "refused" if policy == "refuse" else "applied"
+    return policy
