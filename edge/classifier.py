@@ -10,23 +10,32 @@ digits alike except in the hex prefix ``0x``, so lines with equal keys have equa
 templates; lines where a ``0x`` could be involved keep themselves as key. On the Loghub
 samples 84% of lines hit this level (timestamps, counters and ids differ only in digits).
 
+The teacher's answers (:meth:`TemplateClassifier.learn_from_teacher`) replace cached ones in both
+levels and expire ``taught_ttl`` seconds later (the clock is passed in): a wrong answer cannot stay
+until a restart however often it is hit. An expired template is escalated again at its next miss.
+
 Thread-safe: the HTTP server threads and the tail loop call :meth:`classify` at once.
 OrderedDict operations are atomic under the GIL; the one race (an entry evicted between
-``get`` and ``move_to_end``) is caught, so the hit path takes no lock.
+``get`` and ``move_to_end``) is caught, so the hit path takes no lock. Teaching and expiry bump a
+generation under a lock; a classify call stores its misses under that lock only if no teaching
+happened meanwhile, so it never writes back an entry the teacher just replaced or let expire.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import threading
 import time
 from collections import Counter, OrderedDict
 from operator import itemgetter
-from typing import NamedTuple, Sequence
+from typing import Callable, Collection, Mapping, NamedTuple, Sequence
 
+from logdistill.edge.expiring import ExpiringMap
 from logdistill.edge.lines import DEFAULT_MAX_LINE_BYTES
 from logdistill.edge.metrics import ClassifierMetrics
 from logdistill.edge.selftest import SelfTest
+from logdistill.edge.teacher_policy import DEFAULT_TAUGHT_TTL_S
 from logdistill.model.runtime.inference import OnnxClassifier
 from logdistill.model.runtime.templates import mask
 
@@ -68,6 +77,8 @@ class TemplateClassifier:
         metrics: ClassifierMetrics | None = None,
         max_line_chars: int = DEFAULT_MAX_LINE_BYTES,
         seen_limit: int = 100_000,
+        taught_ttl: float = DEFAULT_TAUGHT_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.model = model
         self.cache_size = max(0, cache_size)
@@ -87,7 +98,15 @@ class TemplateClassifier:
         self._sample_rate = 0.0
         self._to_sample = 0  # lines to skip before the next agreement sample
         self._rng = random.Random()
-        self._taught: dict[str, str] = {}  # template -> the student's own label, where the teacher relabelled it
+        # Template -> the student's own label, where the teacher relabelled it; forgotten (and the
+        # teacher's answer dropped from both levels) taught_ttl seconds later.
+        self._taught: ExpiringMap[str, str] = ExpiringMap(taught_ttl, self.cache_size)
+        self._recheck: OrderedDict[str, None] = OrderedDict()  # taught, expired: escalate at the next miss
+        self._clock = clock
+        self._teach_lock = threading.Lock()
+        self._generation = 0  # bumped (under the lock) whenever teaching or expiry changes the cache
+        self._next_expiry = math.inf
+        self._labels = frozenset(model.labels)
         # Set by load_classifier once the model passed its self-test; /readyz needs it.
         self.self_test: SelfTest | None = None
 
@@ -98,6 +117,16 @@ class TemplateClassifier:
     @property
     def normal_label(self) -> str:
         return self.model.normal_label
+
+    @property
+    def labels(self) -> Collection[str]:
+        """The model's label set: the only labels a teacher answer may bring into the cache."""
+        return self._labels
+
+    def served_label(self, template: str, default: str) -> str:
+        """The label the cache serves for ``template`` now (``default`` when it is not cached)."""
+        current = self._cache.get(template)
+        return default if current is None else current.label
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -119,36 +148,73 @@ class TemplateClassifier:
 
     def learn_from_teacher(self, answers: Sequence[tuple[str, str, str, float]]) -> list[str]:
         """``(template, student label, teacher label, teacher score)`` per answer: where the labels
-        differ, the teacher's answer becomes the cached one (both cache levels). Returns the
-        templates whose cached label changed."""
-        changed: dict[str, Result] = {}
-        taught = self._taught
-        for template, student, label, score in answers:
-            current = self._cache.get(template)
-            if label != (current.label if current is not None else student):
-                changed[template] = Result(label, score, template)
-                taught.setdefault(template, student)
-        if not changed or not self.cache_size:
+        differ, the teacher's answer becomes the cached one (both cache levels) until it expires.
+        Returns the templates whose cached label changed. Labels outside the model's set are
+        ignored (answers are validated against the model served when they arrived; a reload
+        may have changed the set since)."""
+        if not self.cache_size:
             return []
-        for _ in range(len(taught) - self.cache_size):
-            del taught[next(iter(taught))]
-        self._store(self._cache, changed.items())
+        with self._teach_lock:
+            now = self._clock()
+            changed: dict[str, Result] = {}
+            for template, student, label, score in answers:
+                if label not in self._labels:
+                    continue
+                if label != self.served_label(template, student):
+                    changed[template] = Result(label, score, template)
+                    self._taught.add(template, student, now)
+            if not changed:
+                return []
+            self._store(self._cache, changed.items())
+            self._rewrite_key_level(changed)
+            self._generation += 1  # after the change: a call that read the old generation may have read old entries
+            self._expire_taught(now)  # also trims the taught map to the cache size
+            return [template for template in changed if template in self._taught]
+
+    def expire_taught(self) -> list[str]:
+        """Drop the teacher's answers older than ``taught_ttl`` from both levels now (classify does it
+        too, at its first call after an expiry is due). Returns the templates dropped."""
+        with self._teach_lock:
+            return self._expire_taught(self._clock())
+
+    def _expire_taught(self, now: float) -> list[str]:
+        gone = self._taught.pop_expired(now)
+        if gone:
+            for template in gone:
+                self._cache.pop(template, None)
+            self._rewrite_key_level(dict.fromkeys(gone))
+            self._generation += 1
+            recheck = self._recheck
+            recheck.update(dict.fromkeys(gone))
+            for _ in range(len(recheck) - self.cache_size):
+                try:
+                    recheck.popitem(last=False)
+                except KeyError:  # emptied by the hot path meanwhile
+                    break
+        self._next_expiry = self._taught.next_expiry
+        return gone
+
+    def _rewrite_key_level(self, changes: Mapping[str, Result | None]) -> None:
+        """Point first-level entries of the templates in ``changes`` at their new result (``None``: drop them)."""
         by_key = self._by_key
         for _ in range(5):  # the hot path may add keys meanwhile (it takes no lock): then scan again
             try:
-                stale = [key for key, result in by_key.items() if result.template in changed]
+                stale = [key for key, result in by_key.items() if result.template in changes]
                 break
             except RuntimeError:
                 continue
         else:
-            stale = []
             by_key.clear()  # cannot scan: forget the first level; it refills from the second
+            return
         for key in stale:
             try:
-                by_key[key] = changed[by_key[key].template]
+                replacement = changes[by_key[key].template]
+                if replacement is None:
+                    del by_key[key]
+                else:
+                    by_key[key] = replacement
             except KeyError:  # evicted meanwhile
                 pass
-        return list(changed)
 
     def _sample_gap(self) -> int:
         """Lines until the next uniform sample: geometric, so each line is picked with ``sample_rate``."""
@@ -168,7 +234,8 @@ class TemplateClassifier:
             result = results[indices[0]]
             if not template:
                 continue
-            if template in new or result.score < below:
+            if template in new or result.score < below or template in self._recheck:
+                self._recheck.pop(template, None)
                 index = indices[0]
                 client.offer(Escalation(template, lines[index][:limit], result.label, result.score, False,
                                         None if context is None else context[index]))
@@ -188,6 +255,9 @@ class TemplateClassifier:
         ``context`` (optional, one item per line, e.g. the tailed record) travels with the
         lines offered to the teacher, so a correction can name where its line came from."""
         started = time.perf_counter()
+        if self._clock() >= self._next_expiry:
+            self.expire_taught()
+        generation = self._generation
         limit = self.max_line_chars
         too_long = 0
         results: list[Result | None] = [None] * len(lines)
@@ -248,14 +318,17 @@ class TemplateClassifier:
             if misses:
                 distinct = list(misses)
                 computed = self._run_model(distinct, new)
-                self._store(cache, zip(distinct, computed))
                 for answer, indices in zip(computed, misses.values()):
                     for index in indices:
                         results[index] = answer
             for index, first in repeats:
                 results[index] = results[first]
-            if learned:
-                self._store(by_key, ((key, results[index]) for key, index in learned))
+            if misses or learned:
+                with self._teach_lock:
+                    if generation == self._generation:  # else a teaching or expiry may be overwritten
+                        if misses:
+                            self._store(cache, zip(distinct, computed))
+                        self._store(by_key, ((key, results[index]) for key, index in learned))
             if self._escalation is not None:
                 self._escalate(lines, results, misses, new, context)
         else:

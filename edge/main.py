@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from logdistill.edge.lines import DEFAULT_MAX_LINE_BYTES
+from logdistill.edge.teacher_policy import DEFAULT_MAX_ANSWER_BYTES, DEFAULT_TAUGHT_TTL_S, DOWNGRADE_POLICIES
 
 __all__ = ["add_arguments", "main", "load_classifier"]
 
@@ -73,10 +74,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="seconds one teacher request may take (default %(default)s)")
     cascade.add_argument("--agreement-window", type=float, default=600,
                          help="seconds of samples in the agreement estimate (default %(default)s)")
+    cascade.add_argument("--teacher-downgrade", choices=DOWNGRADE_POLICIES, default="refuse",
+                         help="when the teacher calls normal a line served as an alert: refuse = the alert stands"
+                              " and the disagreement is written and counted; record = serve normal and write a"
+                              " correction (default %(default)s)")
+    cascade.add_argument("--teacher-answer-ttl", type=float, default=DEFAULT_TAUGHT_TTL_S,
+                         help="seconds a teacher answer is served from the cache before it is dropped and the"
+                              " template asked again (default %(default)s)")
+    cascade.add_argument("--teacher-max-answer-bytes", type=int, default=DEFAULT_MAX_ANSWER_BYTES,
+                         help="longer teacher answers are refused unread past this size (default %(default)s)")
 
 
 def load_classifier(directory: Path, *, threads: int, cache_size: int, batch_size: int,
-                    max_line_chars: int, metrics=None):
+                    max_line_chars: int, metrics=None, taught_ttl: float = DEFAULT_TAUGHT_TTL_S):
     """Verify and load an artifact, and self-test it (:mod:`logdistill.edge.selftest`) so a broken graph is
     refused before it serves."""
     from logdistill.edge.classifier import TemplateClassifier
@@ -87,7 +97,7 @@ def load_classifier(directory: Path, *, threads: int, cache_size: int, batch_siz
     passed = run_self_test(model)  # raises ArtifactError: the candidate is refused, the old model keeps serving
     log.info("%s: self-test passed (%s %.3f)", directory, passed.label, passed.score)
     classifier = TemplateClassifier(model, cache_size=cache_size, batch_size=batch_size, metrics=metrics,
-                                    max_line_chars=max_line_chars)
+                                    max_line_chars=max_line_chars, taught_ttl=taught_ttl)
     classifier.self_test = passed
     return classifier
 
@@ -124,23 +134,27 @@ def main(args: argparse.Namespace) -> int:
         from logdistill.edge.agreement import AgreementWindow
         from logdistill.edge.escalation import EscalationClient, TeacherAnswers
 
-        if args.escalation_rps <= 0 or args.agreement_window <= 0 or not 0 <= args.sample_rate <= 1:
-            print("logdistill classify: --escalation-rps and --agreement-window must be positive and"
-                  " --sample-rate within [0, 1]", file=sys.stderr)
+        if (args.escalation_rps <= 0 or args.agreement_window <= 0 or args.teacher_answer_ttl <= 0
+                or args.teacher_max_answer_bytes <= 0 or not 0 <= args.sample_rate <= 1):
+            print("logdistill classify: --escalation-rps, --agreement-window, --teacher-answer-ttl and"
+                  " --teacher-max-answer-bytes must be positive and --sample-rate within [0, 1]", file=sys.stderr)
             server.stop()
             return 2
         answers = TeacherAnswers(holder, metrics, alerts, node=os.environ.get("NODE_NAME"),
-                                 agreement=AgreementWindow(args.agreement_window))
-        escalation = EscalationClient(args.teacher_url, queue_size=args.escalation_queue,
+                                 agreement=AgreementWindow(args.agreement_window), downgrade=args.teacher_downgrade,
+                                 report_ttl=args.teacher_answer_ttl)
+        escalation = EscalationClient(args.teacher_url, labels=answers.labels, queue_size=args.escalation_queue,
                                       batch_size=args.escalation_batch, rps=args.escalation_rps,
-                                      timeout=args.escalation_timeout, metrics=metrics, on_answer=answers)
+                                      timeout=args.escalation_timeout, metrics=metrics, on_answer=answers,
+                                      max_answer_bytes=args.teacher_max_answer_bytes)
         escalation.start()
-        log.info("escalating to %s (below %.2f, sampling %.3f)", args.teacher_url, args.escalate_below,
-                 args.sample_rate)
+        log.info("escalating to %s (below %.2f, sampling %.3f, teacher downgrades: %s)", args.teacher_url,
+                 args.escalate_below, args.sample_rate, args.teacher_downgrade)
 
     def load(directory: Path):
         classifier = load_classifier(directory, threads=args.threads, cache_size=args.cache_size,
-                                     batch_size=args.batch_size, max_line_chars=args.max_line_bytes, metrics=metrics)
+                                     batch_size=args.batch_size, max_line_chars=args.max_line_bytes, metrics=metrics,
+                                     taught_ttl=args.teacher_answer_ttl)
         if escalation is not None:
             classifier.attach_escalation(escalation, escalate_below=args.escalate_below, sample_rate=args.sample_rate)
         return classifier

@@ -2,7 +2,9 @@
 
 Names follow ``logdistill_classifier_<name>_<unit>``; every label has a bounded set of
 values (model labels, the closed set of malformed reasons, source kinds/globs, reload
-results), never a file path or a message. Every counter label value known in advance is
+results, teacher answer rejections and downgrades), never a file path or a message. A label
+the teacher sends becomes a label value only after it was checked against the served model's
+label set (:mod:`logdistill.edge.teacher_policy`). Every counter label value known in advance is
 exported at 0 from the start (the closed sets here, the --paths globs at
 :meth:`ClassifierMetrics.set_sources`, the model's labels at :meth:`ClassifierMetrics.set_model`),
 so ``rate()`` and ``increase()`` see the first event instead of a series appearing at 1.
@@ -17,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from logdistill.edge.lines import MALFORMED_REASONS
 from logdistill.edge.sources import SOURCE_ERROR_REASONS
+from logdistill.edge.teacher_policy import DOWNGRADE_ACTIONS, REJECTION_REASONS
 from logdistill.model.runtime.artifact import REPORT, ArtifactError, Manifest, read_labels
 
 __all__ = ["ClassifierMetrics", "RELOAD_RESULTS", "ESCALATION_RESULTS", "HTTP_SOURCE"]
@@ -126,6 +129,18 @@ class ClassifierMetrics:
             f"{p}_corrections", "Lines the teacher turned from normal into an alert, by label.", ["label"],
             registry=registry,
         )
+        self.teacher_rejected = Counter(
+            f"{p}_teacher_answers_rejected",
+            "Teacher answers (one per escalated line and attempt) refused before use, by reason; a reason about"
+            " the whole response (too_large, not_json, timeout, bad_shape) counts every line of its batch.",
+            ["reason"], registry=registry,
+        )
+        self.teacher_downgrades = Counter(
+            f"{p}_teacher_downgrades",
+            "Teacher answers of normal for a line served as an alert, by action (--teacher-downgrade):"
+            " refused (the alert stands) or applied (written as a correction).",
+            ["action"], registry=registry,
+        )
         self.teacher_latency = Histogram(
             f"{p}_teacher_latency_seconds", "Time of one request to the teacher service.",
             buckets=_BATCH_BUCKETS + (10.0, 30.0), registry=registry,
@@ -162,6 +177,10 @@ class ClassifierMetrics:
             self.reloads.labels(result=result)
         for result in ESCALATION_RESULTS:
             self.escalations.labels(result=result)
+        for reason in REJECTION_REASONS:
+            self.teacher_rejected.labels(reason=reason)
+        for action in DOWNGRADE_ACTIONS:
+            self.teacher_downgrades.labels(action=action)
         self.lines_read.labels(source=HTTP_SOURCE)
 
     def set_sources(self, patterns) -> None:

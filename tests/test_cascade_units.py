@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry
 from logdistill.edge.agreement import AgreementWindow
 from logdistill.edge.classifier import TemplateClassifier
 from logdistill.edge.escalation import (Escalation, EscalationClient, RateLimiter, TeacherAnswer, TeacherAnswers,
-                                        TeacherError, parse_answers)
+                                        TeacherError)
+from logdistill.edge.teacher_policy import validate_results
 from logdistill.edge.metrics import ClassifierMetrics
 from logdistill.edge.reload import ModelHolder
 from logdistill.model.runtime.data import read_logs
@@ -23,6 +24,10 @@ from logdistill.model.services.serve_teacher import TeacherMetrics, TeacherServi
 from logdistill.model.runtime.templates import mask
 
 LABELS = ["-", "ERROR", "FATAL"]
+
+
+def known() -> list[str]:
+    return LABELS  # the served model's label set, as EscalationClient asks for it
 
 
 class FakeClock:
@@ -52,7 +57,7 @@ def student(tmp_path_factory) -> OnnxClassifier:
 
 def test_queue_is_bounded_counts_drops_and_never_blocks():
     metrics = ClassifierMetrics(CollectorRegistry())
-    client = EscalationClient("http://127.0.0.1:9", queue_size=3, batch_size=2, metrics=metrics)
+    client = EscalationClient("http://127.0.0.1:9", labels=known, queue_size=3, batch_size=2, metrics=metrics)
     accepted = [client.offer(item(f"t{i}")) for i in range(5)]
     assert accepted == [True, True, True, False, False]
     assert len(client) == 3
@@ -63,7 +68,7 @@ def test_queue_is_bounded_counts_drops_and_never_blocks():
 
 
 def test_take_batches_up_to_batch_size_in_order():
-    client = EscalationClient("http://x", queue_size=10, batch_size=4)
+    client = EscalationClient("http://x", labels=known, queue_size=10, batch_size=4)
     for i in range(6):
         client.offer(item(f"t{i}"))
     assert [e.template for e in client.take()] == ["t0", "t1", "t2", "t3"]
@@ -94,7 +99,7 @@ def test_deliver_retries_with_backoff_then_answers():
                 "model": "v1"}
 
     answered = []
-    client = EscalationClient("http://x", rps=1000, backoff=0.001, retries=3, post=post,
+    client = EscalationClient("http://x", labels=known, rps=1000, backoff=0.001, retries=3, post=post,
                               on_answer=lambda items, answers, version: answered.append((items, answers, version)))
     client.offer(item("a"))
     client.offer(item("b", sample=True, student="ERROR"))
@@ -107,8 +112,7 @@ def test_deliver_retries_with_backoff_then_answers():
     assert client.offer(item("a")) is True  # answered: may be escalated again
 
 
-@pytest.mark.parametrize("failure", [TeacherError("HTTP 500"), {"results": "garbage"}, ["not", "an", "object"],
-                                     {"results": [{"label": 3, "score": "x"}]}])
+@pytest.mark.parametrize("failure", [TeacherError("HTTP 500"), {"results": "garbage"}, ["not", "an", "object"]])
 def test_deliver_drops_and_counts_after_retries(failure):
     def post(url, payload, timeout):
         if isinstance(failure, Exception):
@@ -116,11 +120,15 @@ def test_deliver_drops_and_counts_after_retries(failure):
         return failure
 
     metrics = ClassifierMetrics(CollectorRegistry())
-    client = EscalationClient("http://x", rps=1000, backoff=0.001, retries=2, post=post, metrics=metrics)
+    client = EscalationClient("http://x", labels=known, rps=1000, backoff=0.001, retries=2, post=post,
+                              metrics=metrics)
     client.offer(item("a"))
     assert client.deliver(client.take()) is False
     assert value(metrics.registry, "logdistill_classifier_escalations_total", result="dropped_error") == 1
     assert value(metrics.registry, "logdistill_classifier_teacher_latency_seconds_count") == 3
+    # An answer that came and was refused is counted per attempt; an HTTP error is no answer.
+    refused = value(metrics.registry, "logdistill_classifier_teacher_answers_rejected_total", reason="bad_shape")
+    assert refused == (0 if isinstance(failure, Exception) else 3)
 
 
 def test_client_errors_are_not_retried():
@@ -130,19 +138,20 @@ def test_client_errors_are_not_retried():
         calls.append(1)
         raise TeacherError("HTTP 400", retry=False)
 
-    client = EscalationClient("http://x", rps=1000, backoff=0.001, retries=5, post=post)
+    client = EscalationClient("http://x", labels=known, rps=1000, backoff=0.001, retries=5, post=post)
     client.offer(item("a"))
     assert client.deliver(client.take()) is False and len(calls) == 1
 
 
-def test_parse_answers_checks_count():
-    with pytest.raises(TeacherError):
-        parse_answers({"results": [{"label": "-", "score": 1.0}]}, 2)
-    assert parse_answers({"results": [{"label": "-", "score": 1}]}, 1) == [TeacherAnswer("-", 1.0)]
+def test_validate_results_checks_count():
+    assert validate_results({"results": [{"label": "-", "score": 1.0}]}, 2, LABELS)[0] == "bad_shape"
+    assert validate_results({"results": [{"label": "-", "score": 1}]}, 1, LABELS) == ([TeacherAnswer("-", 1.0)],
+                                                                                       "teacher")
 
 
 def test_worker_thread_against_a_dead_port_drops_without_blocking_offer():
-    client = EscalationClient("http://127.0.0.1:1", queue_size=5, rps=1000, backoff=0.001, retries=1, timeout=0.5)
+    client = EscalationClient("http://127.0.0.1:1", labels=known, queue_size=5, rps=1000, backoff=0.001, retries=1,
+                              timeout=0.5)
     client.start()
     try:
         for i in range(50):
@@ -161,7 +170,7 @@ def test_worker_thread_against_a_dead_port_drops_without_blocking_offer():
 # -- classifier hooks -----------------------------------------------------------------------------
 
 def test_new_and_unsure_templates_are_offered_once(student):
-    client = EscalationClient("http://x", queue_size=100)
+    client = EscalationClient("http://x", labels=known, queue_size=100)
     classifier = TemplateClassifier(student, cache_size=100)
     classifier.attach_escalation(client, escalate_below=0.9, sample_rate=0.0)
     lines = ["kernel panic 1", "kernel panic 2", "disk error 3", "job 4 started"]
@@ -182,7 +191,7 @@ def test_teacher_answer_becomes_the_cached_answer_and_corrections_are_emitted(st
     holder.swap(classifier)
     out = io.StringIO()
     answers = TeacherAnswers(holder, metrics, out, node="n1")
-    client = EscalationClient("http://x", queue_size=100, on_answer=answers, rps=1000,
+    client = EscalationClient("http://x", labels=known, queue_size=100, on_answer=answers, rps=1000,
                               post=lambda url, payload, timeout: {
                                   "results": [{"label": "FATAL" if "panic" in line else "-", "score": 0.97}
                                               for line in payload["lines"]], "model": "teacher-v"})
@@ -200,7 +209,7 @@ def test_teacher_answer_becomes_the_cached_answer_and_corrections_are_emitted(st
 
 
 def test_samples_are_uniform_and_carry_the_students_own_label(student):
-    client = EscalationClient("http://x", queue_size=100_000)
+    client = EscalationClient("http://x", labels=known, queue_size=100_000)
     classifier = TemplateClassifier(student, cache_size=100)
     classifier.attach_escalation(client, escalate_below=0.0, sample_rate=0.05, seed=1)
     lines = [f"job {i} started" for i in range(20_000)]

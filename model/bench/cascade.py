@@ -157,7 +157,7 @@ def _run_label(label: str, args: argparse.Namespace, out: Path, progress: Any) -
         edge = TemplateClassifier(student, cache_size=20_000, metrics=metrics)
         holder.swap(edge)
         answers = TeacherAnswers(holder, metrics)
-        client = EscalationClient(base, queue_size=10_000,
+        client = EscalationClient(base, labels=answers.labels, queue_size=10_000,
                                   batch_size=args.escalation_batch, rps=args.escalation_rps, metrics=metrics,
                                   on_answer=answers)
         edge.attach_escalation(client, escalate_below=args.escalate_below, sample_rate=args.sample_rate, seed=seed)
@@ -224,8 +224,8 @@ def _full_file_throughput(student: Any, base: str, args: argparse.Namespace) -> 
         classifier = TemplateClassifier(student, cache_size=20_000)
         client = None
         if name == "escalationOn":
-            client = EscalationClient(base, queue_size=1000, batch_size=args.escalation_batch,
-                                      rps=args.escalation_rps)
+            client = EscalationClient(base, labels=lambda: classifier.labels, queue_size=1000,
+                                      batch_size=args.escalation_batch, rps=args.escalation_rps)
             classifier.attach_escalation(client, escalate_below=args.escalate_below, sample_rate=args.sample_rate)
             client.start()
         _, seconds = _classify_stream(classifier, texts)
