@@ -130,6 +130,21 @@ PANELS: tuple[PanelSpec, ...] = (
         (Query(f"sum by (node) (rate({C}_new_templates_total{{{SEL}}}[$__rate_interval])) * 60", "{{node}}"),),
     ),
     PanelSpec(
+        "Escalation to the teacher",
+        "Lines sent to the teacher service per second by result; teacher answers refused before use (unknown "
+        "label, bad score, oversized or malformed) by reason; teacher downgrades of an alert to normal by action "
+        "(refused: the alert stands). All zero without escalation.",
+        "timeseries",
+        "ops",
+        (
+            Query(f"sum by (result) (rate({C}_escalations_total{{{SEL}}}[$__rate_interval]))", "{{result}}"),
+            Query(f"sum by (reason) (rate({C}_teacher_answers_rejected_total{{{SEL}}}[$__rate_interval]))",
+                  "refused: {{reason}}"),
+            Query(f"sum by (action) (rate({C}_teacher_downgrades_total{{{SEL}}}[$__rate_interval]))",
+                  "downgrade {{action}}"),
+        ),
+    ),
+    PanelSpec(
         "Model version per node",
         "The artifact version each node's classifier serves (a rollout shows two versions).",
         "table",
