@@ -120,7 +120,7 @@ def test_classify_process_tails_serves_and_never_imports_torch(tmp_path):
         process.wait_for_stderr(r"serving model " + manifest.version)
         (first,) = process.stdout_records(1)
         assert first == {
-            "time": "2024-05-01T10:00:01Z", "source": str(log), "node": "edge-1",
+            "time": "2024-05-01T10:00:01Z", "source": str(log), "id": first["id"], "node": "edge-1",
             "namespace": "shop", "pod": "cart-6b9f",
             "container": "api", "stream": "stderr", "label": "ERROR", "score": first["score"],
             "line": "disk error on node 7", "template": "disk error on node <NUM>", "model": manifest.version,
@@ -129,6 +129,10 @@ def test_classify_process_tails_serves_and_never_imports_torch(tmp_path):
             out.write(b"2024-05-01T10:00:02Z stdout F kernel panic on cpu 3\n")
         (second,) = process.stdout_records(1)
         assert second["label"] == "FATAL" and second["line"] == "kernel panic on cpu 3"
+        # Each alert names its line: a fingerprint of the file and the offset just after the line.
+        content = log.read_bytes()
+        garbage_at = content.index(b"\xff")  # the disk error's record ends where the garbage line starts
+        assert first["id"].endswith(f":{garbage_at}") and second["id"].endswith(f":{len(content)}")
         with urllib.request.urlopen(f"{url}/readyz", timeout=10) as response:
             assert response.read().decode() == f"ready: model {manifest.version}\n"
         request = urllib.request.Request(f"{url}/v1/classify", data=b'{"lines": ["job failed", "ok"]}', method="POST")
