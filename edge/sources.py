@@ -108,7 +108,7 @@ class _File:
 
     __slots__ = (
         "key", "path", "pattern", "handle", "cri", "read_pos", "delivered", "committed", "splitter", "assembler",
-        "orphaned_since", "finished", "head", "fingerprint",
+        "orphaned_since", "finished", "head", "fingerprint", "mtime",
     )
 
     def __init__(self, key: tuple[int, int], path: str, pattern: str, handle: BinaryIO, cri: bool, offset: int,
@@ -125,6 +125,7 @@ class _File:
         self.finished = False  # a rotated/deleted file read to its end: dropped once acknowledged
         self.head = bytearray(head)  # the file's first bytes (at most HEAD_BYTES), all read up to read_pos
         self.fingerprint: str | None = None  # record_id's prefix, cached once head is full
+        self.mtime = -1  # st_mtime_ns when last read: a change without growth may be a same-size rewrite
 
     def restart_at(self, offset: int) -> None:
         """Read again from ``offset`` (a rewind, or 0 after a truncation): forget what is half parsed."""
@@ -218,7 +219,7 @@ class Tailer:
         The caller acknowledges the records (:meth:`checkpoint`) or hands them back (:meth:`rewind`)
         before it polls again."""
         now = self._clock()
-        if now >= self._next_scan:
+        if now >= self._next_scan or self._rotated():
             self._scan(now)
             self._next_scan = now + self.scan_interval
         records: list[Record] = []
@@ -226,6 +227,23 @@ class Tailer:
             if not tailed.finished:
                 self._read(tailed, records, now)
         return records
+
+    def _rotated(self) -> bool:
+        """Whether a scan is due now: the path of a file being followed names another file (or none), or a
+        new file appeared under the name a rotated file had. The file that took its place is then read
+        from its start at this poll, not at the next scan (a short-lived file rotated away before the scan
+        would never be matched by the glob)."""
+        for tailed in self._files.values():
+            try:
+                info = os.stat(tailed.path)
+            except OSError:
+                if tailed.orphaned_since is None:
+                    return True
+                continue
+            key = (info.st_dev, info.st_ino)
+            if key != tailed.key and (tailed.orphaned_since is None or key not in self._files):
+                return True
+        return False
 
     def checkpoint(self) -> None:
         """Acknowledge the last poll's records (their verdicts are written): commit each file's offset
@@ -464,10 +482,12 @@ class Tailer:
         first bytes afterwards: after a truncation, what was read is dropped and the file read from 0."""
         for _attempt in range(2):
             got: list[Record] = []
-            size = os.fstat(tailed.handle.fileno()).st_size
+            info = os.fstat(tailed.handle.fileno())
+            size, touched = info.st_size, info.st_mtime_ns != tailed.mtime
+            tailed.mtime = info.st_mtime_ns
             shrunk = size < tailed.read_pos
             read_any, at_end = (False, True) if shrunk else self._read_some(tailed, got)
-            if not shrunk and (not read_any or self._same_head(tailed)):
+            if not shrunk and (not (read_any or touched) or self._same_head(tailed)):
                 return got, at_end
             log.info("%s: truncated (%d bytes now, %d read); reading from the start", tailed.path, size,
                      tailed.read_pos)
