@@ -15,10 +15,13 @@ the identity is what turns at-least-once into exactly-once for the consumer.
 
 Files are identified by (device, inode), so a rotated file (renamed, a new one created
 in its place) is drained to its end, through its open descriptor, while the new file is read
-from its start. Truncation (copytruncate) is told by the file's first bytes, not only by its
-size: the tailer keeps the first :data:`HEAD_BYTES` it read and compares them with the file
-after every read that returned data. A file that shrank, or was truncated and grew past the old
-size before the next poll, no longer starts with those bytes; what was read from it in that poll
+from its start; a poll that finds a followed path naming another file scans at once, so the new
+file is not left to the next scan (a file renamed away before the tailer ever opened it is out of
+reach unless the glob matches its new name). Truncation (copytruncate) is told by the file's first
+bytes, not only by its size: the tailer keeps the first :data:`HEAD_BYTES` it read and compares
+them with the file after every read that returned data or when its mtime moved. A file that
+shrank, or was truncated and grew back to or past the old size before the next poll, no longer
+starts with those bytes; what was read from it in that poll
 is discarded (it would be a fragment of a new line) and the file is read again from 0. The state
 file keeps each file's path and a hash of those first bytes, so a reused inode, or a file
 truncated while the tailer was down, is not mistaken for the old file either. A file deleted while
