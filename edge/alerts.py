@@ -2,7 +2,7 @@
 
 Each object carries its line's ``id`` (:func:`logdistill.edge.sources.record_id`): after a
 ``kill -9`` the classifier may write the last batch's alerts again, with the same ids, so a
-consumer that keeps the first object of each ``(id, correction)`` sees every line once.
+consumer that keeps the first object of each ``(id, correction, downgrade)`` sees every line once.
 
 One :class:`AlertWriter` serves both writers of that stream, the tail pipeline (alerts) and the
 teacher's answers (corrections, from the escalation thread): one lock, so lines never interleave,

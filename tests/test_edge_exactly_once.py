@@ -86,7 +86,7 @@ class Tally:
             self.torn += 1
             return
         record = json.loads(text)
-        if record.get("correction"):
+        if record.get("correction") or record.get("downgrade"):  # the teacher's second word on a line
             return
         self.objects.append(record)
         self.seen.add(int(record["line"][:6]))
