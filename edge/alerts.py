@@ -1,5 +1,9 @@
 """The alert stream: JSON lines on stdout, one object (:func:`alert_record`) per non-normal line.
 
+Each object carries its line's ``id`` (:func:`logdistill.edge.sources.record_id`): after a
+``kill -9`` the classifier may write the last batch's alerts again, with the same ids, so a
+consumer that keeps the first object of each ``(id, correction, downgrade)`` sees every line once.
+
 One :class:`AlertWriter` serves both writers of that stream, the tail pipeline (alerts) and the
 teacher's answers (corrections, from the escalation thread): one lock, so lines never interleave,
 and once the stream breaks it is given up for both, said once in the log.
@@ -28,6 +32,8 @@ def alert_record(record: Record, label: str, score: float, template: str, versio
         "time": record.time or rfc3339(),
         "source": record.path,
     }
+    if record.id:  # the line's identity: a line repeated after a crash (kill -9) repeats its id
+        out["id"] = record.id
     if node:
         out["node"] = node
     pod = pod_from_path(record.path)

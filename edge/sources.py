@@ -1,19 +1,33 @@
 """Tailing log files by glob: CRI or plain lines, rotation, truncation, persisted offsets.
 
-Delivery contract: :meth:`Tailer.poll` returns the complete records read since the last
-poll; after the caller has handled them it calls :meth:`Tailer.checkpoint`, which writes
-each file's offset *after the last complete record* (a CRI message still in partial
-pieces is re-read after a restart). A restart on the same state directory therefore
-neither loses nor repeats a line; a crash between handling and checkpoint repeats at
-most that one batch.
+Delivery contract (at least once inside, exactly once for a consumer keyed on ``Record.id``):
+:meth:`Tailer.poll` returns the complete records read since the last poll; the caller then
+either acknowledges them with :meth:`Tailer.checkpoint` once their verdicts are written, or
+hands them back with :meth:`Tailer.rewind` when it could not handle them (a failed
+``classify``), and the next poll returns them again. Only an acknowledgement moves a file's
+*committed* offset (the end of the last record whose verdict was written) and saves it, fsync'd,
+in the state file: a record is never dropped before its verdict is out. A crash between the
+verdict and the save (``kill -9``) makes a restart repeat at most that one batch, and every
+repeated record carries the same :attr:`Record.id` as its first copy (see :func:`record_id`), so
+the repeat is recognisable; a restart on the same state directory loses no line. Offsets
+cannot be made atomic with stdout itself (a pipe: what its reader got is not observable), so
+the identity is what turns at-least-once into exactly-once for the consumer.
 
 Files are identified by (device, inode), so a rotated file (renamed, a new one created
-in its place) is drained to its end under its new name while the new file is read from
-its start. The state file also keeps each file's path and a hash of its first bytes, so a
-reused inode is not mistaken for the old file. A file that shrinks was truncated
-(copytruncate) and is read again from 0. A file deleted while open is drained through
-the open descriptor and then dropped. No I/O error stops the tailer: the file is logged
-and dropped, and picked up again on the next scan if it is still there.
+in its place) is drained to its end, through its open descriptor, while the new file is read
+from its start; a poll that finds a followed path naming another file scans at once, so the new
+file is not left to the next scan (a file renamed away before the tailer ever opened it is out of
+reach unless the glob matches its new name). Truncation (copytruncate) is told by the file's first
+bytes, not only by its size: the tailer keeps the first :data:`HEAD_BYTES` it read and compares
+them with the file after every read that returned data or when its mtime moved. A file that
+shrank, or was truncated and grew back to or past the old size before the next poll, no longer
+starts with those bytes; what was read from it in that poll
+is discarded (it would be a fragment of a new line) and the file is read again from 0. The state
+file keeps each file's path and a hash of those first bytes, so a reused inode, or a file
+truncated while the tailer was down, is not mistaken for the old file either. A file deleted while
+open is drained through the open descriptor and then dropped. No I/O error stops the tailer: the
+file is logged and dropped, and picked up again, from its committed offset, on the next scan if it
+is still there.
 
 Never silently reading nothing: ``glob`` skips a directory it may not list without a word
 (``/var/log/pods`` is ``root:root 0750`` under containerd, so a non-root reader without
@@ -50,8 +64,8 @@ from logdistill.edge.lines import (
     pod_from_path,
 )
 
-__all__ = ["Record", "Tailer", "DEFAULT_PATHS", "STATE_FILE", "FORMATS", "SOURCE_ERROR_REASONS", "fixed_directory",
-           "source_error_reason"]
+__all__ = ["Record", "Tailer", "DEFAULT_PATHS", "STATE_FILE", "FORMATS", "SOURCE_ERROR_REASONS", "HEAD_BYTES",
+           "fixed_directory", "record_id", "source_error_reason"]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +74,9 @@ STATE_FILE = "offsets.json"
 FORMATS = ("auto", "cri", "plain")
 # Why a source could not be read: a closed set, so it can be a metric label.
 SOURCE_ERROR_REASONS = ("permission_denied", "not_found", "other")
-_HEAD_BYTES = 64
+# The first bytes that tell a file from its truncated-and-rewritten self: a CRI line's timestamp and
+# the start of its message, a few plain lines.
+HEAD_BYTES = 256
 _MAGIC = re.compile(r"[*?[]")  # what makes a path component a glob (as the glob module decides)
 _CHUNK = 64 * 1024
 
@@ -73,29 +89,62 @@ class Record(NamedTuple):  # a NamedTuple: one per line read, cheaper to build t
     message: str
     time: str | None  # the CRI timestamp; None for plain files
     stream: str | None  # stdout/stderr for CRI files
+    id: str = ""  # :func:`record_id`: the same for every read of this record, also after a restart
+
+
+def record_id(dev: int, ino: int, head: bytes, end: int) -> str:
+    """The identity of the record that ends at byte ``end`` of a file: ``<fingerprint>:<end>``.
+
+    The fingerprint hashes the file's (device, inode) and its first ``min(HEAD_BYTES, end)`` bytes
+    (``head``), all fixed once the record is written, so a re-read after a rewind or a restart gives
+    the same id, a renamed file keeps its ids, and the same offset in a truncated-and-rewritten file
+    (other first bytes) gets another one."""
+    digest = hashlib.blake2b(b"%d:%d:" % (dev, ino), digest_size=6)
+    digest.update(head[: min(HEAD_BYTES, end)])
+    return f"{digest.hexdigest()}:{end}"
 
 
 class _File:
-    """An open, tailed file. ``committed`` <= ``read_pos``: the offset a restart resumes from."""
+    """An open, tailed file. ``committed`` <= ``delivered`` <= ``read_pos``: ``committed`` is the end of the
+    last acknowledged record (what a restart resumes from), ``delivered`` the end of the last record the
+    current poll returned, ``read_pos`` where the descriptor is."""
 
     __slots__ = (
-        "key", "path", "pattern", "handle", "cri", "read_pos", "committed", "splitter", "assembler",
-        "orphaned_since", "head",
+        "key", "path", "pattern", "handle", "cri", "read_pos", "delivered", "committed", "splitter", "assembler",
+        "orphaned_since", "finished", "head", "fingerprint", "mtime",
     )
 
     def __init__(self, key: tuple[int, int], path: str, pattern: str, handle: BinaryIO, cri: bool, offset: int,
-                 max_bytes: int) -> None:
+                 head: bytes, max_bytes: int) -> None:
         self.key = key
         self.path = path
         self.pattern = pattern
         self.handle = handle
         self.cri = cri
-        self.read_pos = offset
-        self.committed = offset
+        self.read_pos = self.delivered = self.committed = offset
         self.splitter = LineSplitter(max_bytes)
         self.assembler = CriAssembler(max_bytes)
         self.orphaned_since: float | None = None
-        self.head: tuple[int, str] | None = None  # (length, hash) of the first bytes, cached once full
+        self.finished = False  # a rotated/deleted file read to its end: dropped once acknowledged
+        self.head = bytearray(head)  # the file's first bytes (at most HEAD_BYTES), all read up to read_pos
+        self.fingerprint: str | None = None  # record_id's prefix, cached once head is full
+        self.mtime = -1  # st_mtime_ns when last read: a change without growth may be a same-size rewrite
+
+    def restart_at(self, offset: int) -> None:
+        """Read again from ``offset`` (a rewind, or 0 after a truncation): forget what is half parsed."""
+        self.handle.seek(offset)
+        self.read_pos = self.delivered = offset
+        self.splitter.reset()
+        self.assembler.reset()
+        self.finished = False
+
+    def record_id(self, end: int) -> str:
+        if self.fingerprint is not None and end >= HEAD_BYTES:
+            return f"{self.fingerprint}:{end}"
+        made = record_id(self.key[0], self.key[1], bytes(self.head), end)
+        if end >= HEAD_BYTES and len(self.head) == HEAD_BYTES:
+            self.fingerprint = made.rsplit(":", 1)[0]
+        return made
 
 
 class Tailer:
@@ -169,27 +218,73 @@ class Tailer:
         return None if self._files else self._problem
 
     def poll(self) -> list[Record]:
-        """Scan for new/rotated files when due, then read what every open file has grown by."""
+        """Scan for new/rotated files when due, then read what every open file has grown by.
+        The caller acknowledges the records (:meth:`checkpoint`) or hands them back (:meth:`rewind`)
+        before it polls again."""
         now = self._clock()
-        if now >= self._next_scan:
+        if now >= self._next_scan or self._rotated():
             self._scan(now)
             self._next_scan = now + self.scan_interval
         records: list[Record] = []
         for tailed in list(self._files.values()):
-            self._read(tailed, records, now)
+            if not tailed.finished:
+                self._read(tailed, records, now)
         return records
 
+    def _rotated(self) -> bool:
+        """Whether a scan is due now: the path of a file being followed names another file (or none), or a
+        new file appeared under the name a rotated file had. The file that took its place is then read
+        from its start at this poll, not at the next scan (a short-lived file rotated away before the scan
+        would never be matched by the glob)."""
+        for tailed in self._files.values():
+            try:
+                info = os.stat(tailed.path)
+            except OSError:
+                if tailed.orphaned_since is None:
+                    return True
+                continue
+            key = (info.st_dev, info.st_ino)
+            if key != tailed.key and (tailed.orphaned_since is None or key not in self._files):
+                return True
+        return False
+
     def checkpoint(self) -> None:
-        """Persist committed offsets atomically (write a temp file, fsync, rename)."""
+        """Acknowledge the last poll's records (their verdicts are written): commit each file's offset
+        after its last record, close the rotated files read to their end, and save the offsets."""
+        for tailed in list(self._files.values()):
+            tailed.committed = tailed.delivered
+            if tailed.finished:
+                log.info("%s: finished reading a rotated or deleted file", tailed.path)
+                self._drop(tailed)
+        self._save()
+
+    def rewind(self) -> None:
+        """Hand the last poll's records back: the next poll reads them again, from each file's
+        committed offset (with the same :attr:`Record.id`)."""
+        for tailed in list(self._files.values()):
+            if tailed.read_pos == tailed.committed and not tailed.finished:
+                continue
+            try:
+                tailed.restart_at(tailed.committed)
+            except OSError as err:
+                self._source_failed(tailed.path, err)
+                self._forget(tailed)
+
+    def close(self) -> None:
+        """Save the committed offsets (records polled but not acknowledged are read again after a
+        restart) and close every file."""
+        self._save()
+        for tailed in self._files.values():
+            tailed.handle.close()
+        self._files.clear()
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        """Write the committed offsets atomically (a temp file, fsync, rename), when they changed."""
         if self._state_path is None:
             return
-        entries = []
-        for tailed in self._files.values():
-            head_len, head = self._head(tailed)
-            entries.append(
-                {"dev": tailed.key[0], "ino": tailed.key[1], "path": tailed.path, "pattern": tailed.pattern,
-                 "offset": tailed.committed, "headLength": head_len, "head": head}
-            )
+        entries = [_state_entry(tailed) for tailed in self._files.values()]
         entries.sort(key=lambda e: e["path"])
         if entries == self._last_written:
             return
@@ -212,14 +307,6 @@ class Tailer:
         self._state_failing = False
         self._last_written = entries
 
-    def close(self) -> None:
-        self.checkpoint()
-        for tailed in self._files.values():
-            tailed.handle.close()
-        self._files.clear()
-
-    # -- state ------------------------------------------------------------------------------
-
     def _load_state(self) -> tuple[dict[tuple[int, int], dict], bool]:
         if self._state_path is None or not self._state_path.exists():
             return {}, False
@@ -231,26 +318,16 @@ class Tailer:
             return {}, False
         return saved, True
 
-    def _head(self, tailed: _File) -> tuple[int, str]:
-        if tailed.head is not None and tailed.head[0] == _HEAD_BYTES:
-            return tailed.head
-        length = min(_HEAD_BYTES, tailed.committed)
-        try:
-            data = os.pread(tailed.handle.fileno(), length, 0)
-        except OSError:
-            data = b""
-        tailed.head = (len(data), hashlib.sha256(data).hexdigest()[:16])
-        return tailed.head
-
-    def _resume_offset(self, saved: dict | None, handle: BinaryIO, size: int) -> int | None:
-        """The saved offset if it still applies to this file (same first bytes, not truncated)."""
+    @staticmethod
+    def _resume_offset(saved: dict | None, prefix: bytes, size: int) -> int | None:
+        """The saved offset if it still applies to this file (same first bytes, not truncated).
+        ``prefix``: the file's first :data:`HEAD_BYTES` now."""
         if saved is None:
             return None
         offset, head_len = int(saved.get("offset", 0)), int(saved.get("headLength", 0))
-        if offset > size:
+        if offset > size or head_len > len(prefix):
             return None
-        data = os.pread(handle.fileno(), head_len, 0)
-        if hashlib.sha256(data).hexdigest()[:16] != saved.get("head"):
+        if _digest(prefix[:head_len]) != saved.get("head"):
             return None
         return offset
 
@@ -342,7 +419,8 @@ class Tailer:
             if key in self._files:
                 handle.close()
                 return True
-            offset = self._resume_offset(self._saved.pop(key, None), handle, info.st_size)
+            prefix = os.pread(handle.fileno(), HEAD_BYTES, 0)
+            offset = self._resume_offset(self._saved.pop(key, None), prefix, info.st_size)
             if offset is None:
                 offset = info.st_size if self._skip_existing and self._first_scan else 0
             handle.seek(offset)
@@ -352,7 +430,8 @@ class Tailer:
             return False
         self._source_ok(path)
         cri = self.fmt == "cri" or (self.fmt == "auto" and _looks_like_cri(path))
-        tailed = _File(key, path, pattern, handle, cri, offset, self.max_line_bytes)
+        tailed = _File(key, path, pattern, handle, cri, offset, prefix[: min(HEAD_BYTES, offset)],
+                       self.max_line_bytes)
         if orphan:
             tailed.orphaned_since = now
         self._files[key] = tailed
@@ -391,43 +470,78 @@ class Tailer:
 
     def _read(self, tailed: _File, records: list[Record], now: float) -> None:
         try:
-            size = os.fstat(tailed.handle.fileno()).st_size
-            if size < tailed.read_pos:
-                log.info("%s: truncated (%d < %d bytes); reading from the start", tailed.path, size, tailed.read_pos)
-                tailed.handle.seek(0)
-                tailed.read_pos = tailed.committed = 0
-                tailed.splitter.reset()
-                tailed.assembler.reset()
-                tailed.head = None
-            budget = self.read_budget
-            while budget > 0:
-                data = tailed.handle.read(min(_CHUNK, budget))
-                if not data:
-                    break
-                budget -= len(data)
-                base = tailed.read_pos
-                tailed.read_pos += len(data)
-                for raw, _truncated, end in tailed.splitter.feed(data):
-                    if self._line(tailed, raw, records):
-                        tailed.committed = base + end
-            at_end = budget > 0
+            got, at_end = self._read_checked(tailed)
         except OSError as err:
-            # Dropped; the next scan opens it again if it is still there (and says so if it recovered).
+            # Dropped; the next scan opens it again, from its committed offset, if it is still there.
             self._source_failed(tailed.path, err)
-            self._drop(tailed)
+            self._forget(tailed)
             return
+        records += got
         if tailed.orphaned_since is not None and at_end and now - tailed.orphaned_since >= self.rotate_wait:
             self._finish(tailed, records)
 
+    def _read_checked(self, tailed: _File) -> tuple[list[Record], bool]:
+        """The records the file grew by, and whether it was read to its end. Checked against the file's
+        first bytes afterwards: after a truncation, what was read is dropped and the file read from 0."""
+        for _attempt in range(2):
+            got: list[Record] = []
+            info = os.fstat(tailed.handle.fileno())
+            size, touched = info.st_size, info.st_mtime_ns != tailed.mtime
+            tailed.mtime = info.st_mtime_ns
+            shrunk = size < tailed.read_pos
+            read_any, at_end = (False, True) if shrunk else self._read_some(tailed, got)
+            if not shrunk and (not (read_any or touched) or self._same_head(tailed)):
+                return got, at_end
+            log.info("%s: truncated (%d bytes now, %d read); reading from the start", tailed.path, size,
+                     tailed.read_pos)
+            tailed.head.clear()
+            tailed.fingerprint = None
+            tailed.committed = 0  # the old content is gone: nothing of it is left to resume
+            tailed.restart_at(0)
+        return [], False  # rewritten again while being read: the next poll tries again
+
+    def _read_some(self, tailed: _File, records: list[Record]) -> tuple[bool, bool]:
+        """Read up to the read budget; (whether anything was read, whether the end was reached)."""
+        budget = self.read_budget
+        read_any = False
+        head = tailed.head
+        while budget > 0:
+            data = tailed.handle.read(min(_CHUNK, budget))
+            if not data:
+                break
+            read_any = True
+            budget -= len(data)
+            base = tailed.read_pos
+            tailed.read_pos += len(data)
+            if len(head) < HEAD_BYTES and base <= len(head):
+                head += data[len(head) - base : HEAD_BYTES - base]
+            for raw, _truncated, end in tailed.splitter.feed(data):
+                if self._line(tailed, raw, records, base + end):
+                    tailed.delivered = base + end
+        return read_any, budget > 0
+
+    @staticmethod
+    def _same_head(tailed: _File) -> bool:
+        """Whether the file still starts with the bytes read from it (a copytruncate that grew past the old
+        size before this poll does not)."""
+        return os.pread(tailed.handle.fileno(), len(tailed.head), 0) == tailed.head
+
     def _finish(self, tailed: _File, records: list[Record]) -> None:
-        """A rotated/deleted file that stopped growing: its unterminated tail is its last line."""
+        """A rotated/deleted file that stopped growing: its unterminated tail is its last line. It is
+        closed once these records are acknowledged."""
+        end = tailed.read_pos
         rest = tailed.splitter.flush()
         if rest is not None:
-            self._line(tailed, rest[0], records)
+            self._line(tailed, rest[0], records, end)
         pending = tailed.assembler.flush()
         if pending is not None:
-            self._emit(tailed, pending.message, pending.time, pending.stream, [], records)
-        log.info("%s: finished reading a rotated or deleted file", tailed.path)
+            self._emit(tailed, pending.message, pending.time, pending.stream, [], records, end)
+        tailed.delivered = end
+        tailed.finished = True
+
+    def _forget(self, tailed: _File) -> None:
+        """Drop a file after an I/O error, remembering its committed offset for when it is opened again."""
+        self._saved[tailed.key] = _state_entry(tailed)
         self._drop(tailed)
 
     def _drop(self, tailed: _File) -> None:
@@ -437,16 +551,17 @@ class Tailer:
         except OSError:
             pass
 
-    def _line(self, tailed: _File, raw: bytes, records: list[Record]) -> bool:
-        """Handle one physical line; True when it completes a record (the offset may advance)."""
+    def _line(self, tailed: _File, raw: bytes, records: list[Record], end: int) -> bool:
+        """Handle one physical line ending at byte ``end``; True when it completes a record (the offset
+        may advance)."""
         text, reasons = decode_line(raw, self.max_line_bytes)
         if not tailed.cri:
-            self._emit(tailed, text, None, None, reasons, records)
+            self._emit(tailed, text, None, None, reasons, records, end)
             return True
         parsed = parse_cri(text)
         if parsed is None:
             reasons.append("bad_cri")
-            self._emit(tailed, text, None, None, reasons, records)
+            self._emit(tailed, text, None, None, reasons, records, end)
             return not tailed.assembler.pending
         done = tailed.assembler.add(parsed)
         if done is None:
@@ -455,17 +570,27 @@ class Tailer:
             return False
         if tailed.assembler.truncated and "too_long" not in reasons:
             reasons.append("too_long")
-        self._emit(tailed, done.message, done.time, done.stream, reasons, records)
+        self._emit(tailed, done.message, done.time, done.stream, reasons, records, end)
         return True
 
     def _emit(self, tailed: _File, message: str, when: str | None, stream: str | None, reasons: list[str],
-              records: list[Record]) -> None:
+              records: list[Record], end: int) -> None:
         for reason in reasons:
             self._on_malformed(reason)
         if not message.strip():
             self._on_malformed("empty")
             return
-        records.append(Record(tailed.path, tailed.pattern, message, when, stream))
+        records.append(Record(tailed.path, tailed.pattern, message, when, stream, tailed.record_id(end)))
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _state_entry(tailed: _File) -> dict:
+    """A file's line in the state file: where to resume, and the first bytes that must still be there."""
+    return {"dev": tailed.key[0], "ino": tailed.key[1], "path": tailed.path, "pattern": tailed.pattern,
+            "offset": tailed.committed, "headLength": len(tailed.head), "head": _digest(bytes(tailed.head))}
 
 
 def fixed_directory(pattern: str) -> str:

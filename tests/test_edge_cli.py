@@ -3,78 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import queue
 import re
-import signal
 import subprocess
 import sys
-import threading
-import time
 import urllib.request
-from pathlib import Path
 
+from helpers.edge_process import Process, command
 from helpers.onnx_artifacts import build_onnx_artifact
 
 LABELS = ["-", "ERROR", "FATAL"]
-
-
-def command(*args: str, importtime: bool = False) -> list[str]:
-    # -P: never put the cwd on sys.path (the repo root's operator/ would shadow the stdlib).
-    return [sys.executable, "-P", *(["-X", "importtime"] if importtime else []), "-m", "logdistill", "classify", *args]
-
-
-class Process:
-    """A classify subprocess whose stdout and stderr lines are collected by reader threads."""
-
-    def __init__(self, argv: list[str], cwd: Path) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "NODE_NAME": "edge-1"}
-        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=env)
-        self.stdout: queue.Queue[str] = queue.Queue()
-        self.stderr: list[str] = []
-        self.readers = [
-            threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout.put), daemon=True),
-            threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr.append), daemon=True),
-        ]
-        for reader in self.readers:
-            reader.start()
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM, wait for the exit, then for the readers to reach end of file."""
-        self.proc.send_signal(signal.SIGTERM)
-        returncode = self.proc.wait(timeout=timeout)
-        for reader in self.readers:
-            reader.join(timeout=timeout)
-        return returncode
-
-    @staticmethod
-    def _pump(stream, sink) -> None:
-        for line in stream:
-            sink(line)
-
-    def wait_for_stderr(self, pattern: str, timeout: float = 30.0) -> re.Match:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.stderr):
-                if match := re.search(pattern, line):
-                    return match
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"no stderr line matching {pattern!r}; stderr:\n{''.join(self.stderr)[-3000:]}")
-
-    def stdout_records(self, count: int, timeout: float = 30.0) -> list[dict]:
-        records = []
-        deadline = time.monotonic() + timeout
-        while len(records) < count:
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"got {len(records)} of {count} alert lines; stderr:\n{''.join(self.stderr)[-2000:]}"
-            try:
-                records.append(json.loads(self.stdout.get(timeout=remaining)))
-            except queue.Empty:
-                continue
-        return records
 
 
 def test_corrupt_artifact_at_startup_exits_non_zero_naming_the_file(tmp_path):
@@ -120,7 +57,7 @@ def test_classify_process_tails_serves_and_never_imports_torch(tmp_path):
         process.wait_for_stderr(r"serving model " + manifest.version)
         (first,) = process.stdout_records(1)
         assert first == {
-            "time": "2024-05-01T10:00:01Z", "source": str(log), "node": "edge-1",
+            "time": "2024-05-01T10:00:01Z", "source": str(log), "id": first["id"], "node": "edge-1",
             "namespace": "shop", "pod": "cart-6b9f",
             "container": "api", "stream": "stderr", "label": "ERROR", "score": first["score"],
             "line": "disk error on node 7", "template": "disk error on node <NUM>", "model": manifest.version,
@@ -129,6 +66,10 @@ def test_classify_process_tails_serves_and_never_imports_torch(tmp_path):
             out.write(b"2024-05-01T10:00:02Z stdout F kernel panic on cpu 3\n")
         (second,) = process.stdout_records(1)
         assert second["label"] == "FATAL" and second["line"] == "kernel panic on cpu 3"
+        # Each alert names its line: a fingerprint of the file and the offset just after the line.
+        content = log.read_bytes()
+        garbage_at = content.index(b"\xff")  # the disk error's record ends where the garbage line starts
+        assert first["id"].endswith(f":{garbage_at}") and second["id"].endswith(f":{len(content)}")
         with urllib.request.urlopen(f"{url}/readyz", timeout=10) as response:
             assert response.read().decode() == f"ready: model {manifest.version}\n"
         request = urllib.request.Request(f"{url}/v1/classify", data=b'{"lines": ["job failed", "ok"]}', method="POST")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from logdistill.edge.sources import STATE_FILE, Tailer
+from logdistill.edge.sources import HEAD_BYTES, STATE_FILE, Tailer
 
 
 def cri(message: str, partial: bool = False, stream: str = "stdout") -> bytes:
@@ -250,3 +250,121 @@ def test_a_restart_midway_through_a_file_neither_loses_nor_repeats_a_line(tmp_pa
         seen += batch
     assert Counter(seen) == Counter(lines) and len(seen) == len(lines)
     assert seen == lines  # and in order
+
+
+def test_copytruncate_that_regrows_past_the_old_size_before_the_next_poll_is_read_from_0(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_bytes(b"old line 1\nold line 2\n")
+    run = Run(str(log), tmp_path / "state")
+    assert run.poll() == ["old line 1", "old line 2"]
+    with open(log, "r+b") as handle:  # copytruncate, then the writer goes on before the tailer looks again
+        handle.truncate(0)
+    append(log, b"new line A, longer than all of the old content\nnew line B\n")
+    assert run.poll() == ["new line A, longer than all of the old content", "new line B"]  # no fragment
+    append(log, b"new line C\n")
+    assert run.poll() == ["new line C"]
+    run.close()
+    # ... and while the tailer is down: the saved first bytes no longer match, so from 0 again.
+    log.write_bytes(b"rewritten while down, and longer than before it all was\n" * 2)
+    run = Run(str(log), tmp_path / "state")
+    assert run.poll() == ["rewritten while down, and longer than before it all was"] * 2
+
+
+def test_a_copytruncate_rewritten_to_the_same_size_is_read_from_0(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_bytes(b"first 1\nfirst 2\n")
+    run = Run(str(log), tmp_path / "state")
+    run.poll()
+    with open(log, "r+b") as handle:  # truncated and grown back to exactly the size already read
+        handle.truncate(0)
+        handle.write(b"again 1\nagain 2\n")
+    os.utime(log, ns=(0, 1))  # an mtime of its own, whatever the file system's resolution
+    assert run.poll() == ["again 1", "again 2"]
+    assert run.poll() == []
+
+
+def test_a_rewound_batch_comes_back_whole_with_the_same_ids_and_is_never_saved(tmp_path):
+    state = tmp_path / "state"
+    pod_dir = tmp_path / "pods" / "shop_cart-6b9f_1111-aaaa" / "api"
+    pod_dir.mkdir(parents=True)
+    log = pod_dir / "0.log"
+    log.write_bytes(cri("one") + cri("tw", partial=True) + cri("o") + cri("thr", partial=True))
+    tailer = Tailer([str(tmp_path / "pods" / "*" / "*" / "*.log")], state_dir=state, scan_interval=0.0)
+    first = tailer.poll()
+    assert [r.message for r in first] == ["one", "two"]
+    tailer.rewind()  # classify failed: nothing is committed
+    assert tailer.files == {str(log): 0}
+    append(log, cri("ee"))
+    again = tailer.poll()
+    assert [r.message for r in again] == ["one", "two", "three"]
+    assert [r.id for r in again[:2]] == [r.id for r in first]
+    assert again[-1].id.endswith(f":{log.stat().st_size}") and len({r.id for r in again}) == 3
+    tailer.close()  # not acknowledged: a restart reads them again
+    assert json.loads((state / STATE_FILE).read_text())["files"][0]["offset"] == 0
+    restarted = Tailer([str(tmp_path / "pods" / "*" / "*" / "*.log")], state_dir=state, scan_interval=0.0)
+    assert [r.id for r in restarted.poll()] == [r.id for r in again]
+    restarted.checkpoint()
+    assert restarted.files == {str(log): log.stat().st_size}
+
+
+def test_a_rotated_file_read_to_its_end_stays_open_until_its_last_records_are_acknowledged(tmp_path):
+    log = tmp_path / "0.log"
+    log.write_bytes(b"a1\n")
+    tailer = Tailer([str(tmp_path / "*.log")], state_dir=tmp_path / "state", scan_interval=0.0, rotate_wait=0.0)
+    assert [r.message for r in tailer.poll()] == ["a1"]
+    tailer.checkpoint()
+    append(log, b"a2\na3 without newline")
+    log.rename(tmp_path / "0.log.1")
+    log.write_bytes(b"b1\n")
+    batch = tailer.poll()
+    assert sorted(r.message for r in batch) == ["a2", "a3 without newline", "b1"]
+    tailer.rewind()  # the rotated file's last lines are handed back, not lost with its descriptor
+    assert sorted(r.message for r in tailer.poll()) == ["a2", "a3 without newline", "b1"]
+    tailer.checkpoint()
+    assert list(tailer.files) == [str(log)]
+    assert tailer.poll() == []
+
+
+def test_ids_name_the_line_not_the_path_and_differ_after_a_rewrite(tmp_path):
+    log = tmp_path / "0.log"
+    log.write_bytes(b"".join(f"line {i:03d} of the first file\n".encode() for i in range(20)))
+    run = Run(str(tmp_path / "*.log*"), tmp_path / "state")
+    run.poll()
+    ids = [r.id for r in run.records]
+    assert len(set(ids)) == 20 and ids[-1].endswith(f":{log.stat().st_size}")
+    # Past the first HEAD_BYTES bytes every id shares the file's fingerprint.
+    assert len({i.split(":")[0] for i in ids if int(i.split(":")[1]) >= HEAD_BYTES}) == 1
+    run.close()
+    log.rename(tmp_path / "0.log.1")  # renamed: the same lines keep their ids
+    run = Run(str(tmp_path / "*.log*"), tmp_path / "state")
+    assert run.poll() == []
+    with open(tmp_path / "0.log.1", "r+b") as handle:
+        handle.truncate(0)
+    (tmp_path / "0.log.1").write_bytes(b"".join(f"line {i:03d} of the other file\n".encode() for i in range(20)))
+    run.poll()
+    assert not {r.id for r in run.records} & set(ids)
+
+
+def test_a_rotation_is_followed_at_the_next_poll_not_the_next_scan(tmp_path):
+    log = tmp_path / "0.log"
+    log.write_bytes(b"a1\n")
+    run = Run(str(tmp_path / "*.log"), tmp_path / "state", scan_interval=3600.0)
+    assert run.poll() == ["a1"]
+    for generation in range(3):  # files that live under the glob's name for less than a scan interval
+        log.rename(tmp_path / f"0.log.{generation}")
+        log.write_bytes(f"b{generation}\n".encode())
+        assert run.poll() == [f"b{generation}"]
+
+
+def test_a_file_created_after_a_poll_saw_its_name_empty_is_still_followed_before_the_next_scan(tmp_path):
+    log = tmp_path / "0.log"
+    log.write_bytes(b"a1\n")
+    run = Run(str(tmp_path / "*.log"), tmp_path / "state", scan_interval=3600.0, rotate_wait=60.0)
+    assert run.poll() == ["a1"]
+    log.rename(tmp_path / "0.log.0")
+    assert run.poll() == []  # the name is empty for a moment: the rotated file is drained meanwhile
+    log.write_bytes(b"b1\n")
+    assert run.poll() == ["b1"]
+    log.rename(tmp_path / "0.log.1")
+    log.write_bytes(b"c1\n")
+    assert run.poll() == ["c1"]
