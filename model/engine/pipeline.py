@@ -54,7 +54,7 @@ from logdistill.model.engine.train import FitOptions, Progress, fit, set_threads
 from logdistill.model.engine.transfer import transfer_set
 from logdistill.spec import DistillSpec
 
-__all__ = ["BALANCE_CLASSES", "PipelineOptions", "run_pipeline", "make_summary", "supported_macro_f1"]
+__all__ = ["BALANCE_CLASSES", "PipelineOptions", "TrainedStudent", "train_student", "run_pipeline", "make_summary", "supported_macro_f1"]
 
 BALANCE_CLASSES = 0.5
 """Class weights ``(max/count)^0.5`` on the hard-label term: BGL has ~130 normal templates and 1-3
@@ -133,34 +133,26 @@ def _check_student(spec: DistillSpec, source: TeacherSource) -> None:
         raise DistillError(str(err)) from None
 
 
-def run_pipeline(spec: DistillSpec, source: TeacherSource, out_dir: str | Path,
-                 options: PipelineOptions | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Distil as ``spec`` says from ``source``; write the artifact to ``out_dir``.
+@dataclass
+class TrainedStudent:
+    """A student fitted in memory, and how (for the report)."""
 
-    Returns ``(summary, report)``: the summary as its wire dict (:class:`logdistill.contracts.Summary`);
-    a non-zero rank of a distributed run returns ``({"rank": r}, {})`` after training.
+    model: Any
+    tokenizer: Any
+    build: Any
+    transfer: Any
+    paraphrased: list[str]
+    result: Any
+    distilled: bool
+
+
+def train_student(spec: DistillSpec, source: TeacherSource, split: Any, labels: list[str],
+                  options: PipelineOptions, *, base_split: Any = None, threads: int = 0) -> TrainedStudent:
+    """Transfer set -> soft targets -> student -> fit, on ``split.train`` (early stopping on ``split.dev``).
+
+    ``base_split``: the split before ``--extra-data`` (what precomputed label shards were made for).
     """
-    options = options or PipelineOptions()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     progress, parallel, training = options.progress, options.parallel, spec.training
-    started = time.monotonic()
-    threads = set_threads(training.threads)
-    progress.update(stage="loading", force=True)
-    _check_student(spec, source)
-    read = load_records(spec.data)
-    split = make_split(read.records, spec.data, training.seed)
-    base_split = None  # the split label shards were made from, when --extra-data changes it
-    if options.extra_data:  # teacher-labelled lines (serve-teacher --store): train part only
-        base_split = split
-        split, extra = add_extra_data(split, options.extra_data)
-        progress.say(extra.describe())
-    if not split.train:
-        raise DistillError("data: the train split is empty")
-    label_set = source.label_set(split)
-    labels, normal = label_set.labels, label_set.normal
-    if source.model is None:
-        progress.say(f"teacher {source.name}; labels from the data: {', '.join(labels)}")
-
     # Identical masked templates are identical inputs: one example per distinct (template, label).
     distil = training.alpha > 0
     transfer = transfer_set(split, labels, distil=distil, augment_per_template=options.augment_per_template,
@@ -198,6 +190,41 @@ def run_pipeline(spec: DistillSpec, source: TeacherSource, out_dir: str | Path,
         dev_templates=[mask(r.text) for r in dev], dev_truth=[r.label for r in dev], labels=labels,
         options=fit_options, progress=progress, parallel=parallel, auxiliary=auxiliary,
     )
+    return TrainedStudent(student, tokenizer, build, transfer, paraphrased, result, distil)
+
+
+def run_pipeline(spec: DistillSpec, source: TeacherSource, out_dir: str | Path,
+                 options: PipelineOptions | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Distil as ``spec`` says from ``source``; write the artifact to ``out_dir``.
+
+    Returns ``(summary, report)``: the summary as its wire dict (:class:`logdistill.contracts.Summary`);
+    a non-zero rank of a distributed run returns ``({"rank": r}, {})`` after training.
+    """
+    options = options or PipelineOptions()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    progress, parallel, training = options.progress, options.parallel, spec.training
+    started = time.monotonic()
+    threads = set_threads(training.threads)
+    progress.update(stage="loading", force=True)
+    _check_student(spec, source)
+    read = load_records(spec.data)
+    split = make_split(read.records, spec.data, training.seed)
+    base_split = None  # the split label shards were made from, when --extra-data changes it
+    if options.extra_data:  # teacher-labelled lines (serve-teacher --store): train part only
+        base_split = split
+        split, extra = add_extra_data(split, options.extra_data)
+        progress.say(extra.describe())
+    if not split.train:
+        raise DistillError("data: the train split is empty")
+    label_set = source.label_set(split)
+    labels, normal = label_set.labels, label_set.normal
+    if source.model is None:
+        progress.say(f"teacher {source.name}; labels from the data: {', '.join(labels)}")
+
+    trained = train_student(spec, source, split, labels, options, base_split=base_split, threads=threads)
+    student, tokenizer, build, transfer, paraphrased, result, distil = (
+        trained.model, trained.tokenizer, trained.build, trained.transfer, trained.paraphrased, trained.result,
+        trained.distilled)
     if parallel is not None and not parallel.is_main:
         return WorkerSummary(rank=parallel.rank).to_dict(), {}
 

@@ -14,9 +14,10 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
-__all__ = ["TeacherOptions", "default_base", "distinct_pairs", "cached_teacher", "ensure_teacher",
+__all__ = ["FineTuned", "fine_tune", "TeacherOptions", "default_base", "distinct_pairs", "cached_teacher", "ensure_teacher",
            "ensure_teacher_shared", "recipe_inputs", "train_teacher", "model_labels", "add_arguments", "main"]
 
 DEFAULT_OUT = "artifacts/teacher"
@@ -64,35 +65,41 @@ class TeacherOptions:
         return dict(vars(self))
 
 
-def train_teacher(data_spec: Any, base: str, out_dir: str | Path, options: TeacherOptions,
-                  progress: Any = None) -> tuple[Any, dict[str, Any]]:
-    """Fine-tune ``base`` on the train split of ``data_spec``; write and return ``(manifest, report)``."""
+@dataclass
+class FineTuned:
+    """A fine-tuned teacher in memory: the model, its tokenizer and label list, and the fit's record."""
+
+    model: Any
+    tokenizer: Any
+    labels: list[str]
+    normal: str
+    result: Any
+    """The :class:`logdistill.model.engine.train.FitResult`."""
+
+
+def fine_tune(split: Any, base: str, options: TeacherOptions, progress: Any = None,
+              text_input: Callable[[str], str] | None = None) -> FineTuned:
+    """Fine-tune ``base`` on ``split.train`` (early stopping on ``split.dev``) in memory.
+
+    ``text_input`` maps a raw line to the model's input (default :func:`mask`, the edge contract:
+    the input is the cache key); one example per distinct (input, label) pair.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from logdistill.model.runtime.data import load_records
-    from logdistill.model.engine.evaluate import evaluate_scorer
-    from logdistill.model.runtime.artifact import staged, verify_artifact
-    from logdistill.model.engine.export import rewrite_report, save_artifact
-    from logdistill.model.runtime.inference import OnnxClassifier
-    from logdistill.model.runtime.splits import make_split
+    from logdistill.model.runtime.data import NORMAL_LABEL
     from logdistill.model.runtime.templates import mask
     from logdistill.model.engine.train import FitOptions, Progress, fit, set_threads
 
     progress = progress or Progress()
-    started = time.monotonic()
+    text_input = text_input or mask
     set_threads(options.threads)
-    progress.update(stage="loading", force=True)
-    read = load_records(data_spec)
-    split = make_split(read.records, data_spec, options.seed)
     train = [r for r in split.train if r.label is not None]
     labels = model_labels([r.label for r in train])
     if len(labels) < 2:
         raise ValueError(f"the training data has {len(labels)} label(s); a classifier needs at least 2")
     index = {label: i for i, label in enumerate(labels)}
-    from logdistill.model.runtime.data import NORMAL_LABEL
-
     normal = NORMAL_LABEL if NORMAL_LABEL in labels else labels[0]
     progress.say(f"teacher: {len(train)} training lines, {len(labels)} labels, base {base}")
 
@@ -105,17 +112,17 @@ def train_teacher(data_spec: Any, base: str, out_dir: str | Path, options: Teach
     except (OSError, ValueError) as err:
         raise ValueError(f"--base {base}: cannot load a pretrained encoder: {err}") from None
     dev = [r for r in split.dev if r.label is not None]
-    # The model input is the masked template, so repeated lines are identical examples:
-    # train once per distinct (template, label) pair (5x fewer steps on BGL, same information).
-    pairs = distinct_pairs([mask(r.text) for r in train], [r.label for r in train])
-    progress.say(f"teacher: {len(pairs)} distinct (template, label) pairs")
+    # Repeated lines are identical examples: train once per distinct (input, label) pair
+    # (5x fewer steps on BGL with the template as input, same information).
+    pairs = distinct_pairs([text_input(r.text) for r in train], [r.label for r in train])
+    progress.say(f"teacher: {len(pairs)} distinct (input, label) pairs")
     result = fit(
         model,
         tokenizer,
         templates=[t for t, _ in pairs],
         targets=[index[label] for _, label in pairs],
         teacher_probs=None,
-        dev_templates=[mask(r.text) for r in dev],
+        dev_templates=[text_input(r.text) for r in dev],
         dev_truth=[r.label for r in dev],
         labels=labels,
         options=FitOptions(
@@ -126,6 +133,27 @@ def train_teacher(data_spec: Any, base: str, out_dir: str | Path, options: Teach
         ),
         progress=progress,
     )
+    return FineTuned(model, tokenizer, labels, normal, result)
+
+
+def train_teacher(data_spec: Any, base: str, out_dir: str | Path, options: TeacherOptions,
+                  progress: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Fine-tune ``base`` on the train split of ``data_spec``; write and return ``(manifest, report)``."""
+    from logdistill.model.runtime.data import load_records
+    from logdistill.model.engine.evaluate import evaluate_scorer
+    from logdistill.model.runtime.artifact import staged, verify_artifact
+    from logdistill.model.engine.export import rewrite_report, save_artifact
+    from logdistill.model.runtime.inference import OnnxClassifier
+    from logdistill.model.runtime.splits import make_split
+    from logdistill.model.engine.train import Progress
+
+    progress = progress or Progress()
+    started = time.monotonic()
+    progress.update(stage="loading", force=True)
+    read = load_records(data_spec)
+    split = make_split(read.records, data_spec, options.seed)
+    tuned = fine_tune(split, base, options, progress)
+    model, tokenizer, labels, normal, result = tuned.model, tuned.tokenizer, tuned.labels, tuned.normal, tuned.result
 
     progress.update(stage="exporting", force=True)
     spec = {"base": str(base), "data": data_spec.model_dump(by_alias=True, mode="json"), "training": options.as_dict()}

@@ -149,6 +149,13 @@ class CheckpointTeacher:
         self.spec = teacher_spec
         self._members: list[tuple[LoadedModel, float]] | None = None
 
+    @classmethod
+    def in_memory(cls, model: LoadedModel) -> "CheckpointTeacher":
+        """A teacher already loaded (fine-tuned in this process, e.g. per fold of ``bench quality``)."""
+        source = cls.__new__(cls)
+        source.spec, source._members = None, [(model, 1.0)]
+        return source
+
     @property
     def members(self) -> list[tuple[LoadedModel, float]]:
         """``(model, weight)`` per checkpoint (one for ``teacher.checkpoint``)."""

@@ -27,6 +27,7 @@ __all__ = [
     "cap_per_template",
     "fold_rare_labels",
     "make_split",
+    "training_split",
     "leave_label_out",
     "majority_label",
 ]
@@ -180,6 +181,16 @@ def make_split(records: Sequence[LogRecord], data_spec: "DataSpec", seed: int) -
         dev=cap_per_template(split.dev, data_spec.max_per_template, seed + 1),
         test=split.test,
     )
+
+
+def training_split(records: Sequence[LogRecord], data_spec: "DataSpec", seed: int) -> Split:
+    """Train and dev parts of lines that are *all* for training (e.g. one fold of a benchmark): rare
+    labels folded, a template-disjoint dev part of ``data_spec.dev_fraction`` of the templates for early
+    stopping, both capped per template as :func:`make_split` does; the test part is empty."""
+    records = fold_rare_labels(records, data_spec.min_class_lines)
+    inner = template_split(records, data_spec.dev_fraction, 0.0, seed)
+    return Split(train=cap_per_template(inner.train, data_spec.max_per_template, seed),
+                 dev=cap_per_template(inner.test, data_spec.max_per_template, seed + 1), test=[])
 
 
 def leave_label_out(records: Sequence[LogRecord], label: str, data_spec: "DataSpec", seed: int) -> Split:
