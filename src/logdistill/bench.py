@@ -2,6 +2,8 @@
 
 * ``distill``  -> :mod:`logdistill.model.bench.distill` (teacher vs distilled vs hard-label student vs TF-IDF)
 * ``classify`` -> :mod:`logdistill.edge.bench` (edge classifier throughput and memory)
+* ``quality`` -> :mod:`logdistill.model.bench.quality` (the quality protocol: k-fold, leave-one-category-out,
+  chronological)
 * ``techniques`` -> :mod:`logdistill.model.bench.techniques` (one row per distillation technique)
 """
 
@@ -16,6 +18,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "classify": ("logdistill.edge.bench", "edge classifier throughput, latency and memory"),
     "cascade": ("logdistill.model.bench.cascade", "leave-one-category-out recall with and without the teacher cascade"),
     "scaleout": ("logdistill.model.bench.scaleout", "sharded labelling and torchrun training for 1 and 2 workers"),
+    "quality": ("logdistill.model.bench.quality", "k-fold, leave-one-category-out and chronological quality of"
+                " teacher, students and baselines (issue 16)"),
     "techniques": ("logdistill.model.bench.techniques", "student macro-F1 and distillation time per technique (issue 4)"),
 }
 

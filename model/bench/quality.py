@@ -1,0 +1,156 @@
+"""``logdistill bench quality``: an evaluation protocol that can fail (issue 16).
+
+On the bundled ``BGL_20k.log`` (or ``--data``): template-disjoint k-fold, leave-one-category-out and
+chronological folds over several seeds (:mod:`logdistill.model.engine.quality`), the same folds for
+every model: the teacher, the distilled student, the same student on hard labels only (both the demo
+recipe, trained per fold by the engine's code), TF-IDF + LR, a Jaccard 1-nearest neighbour on token sets
+and "a never-seen template is an alert". Writes ``<out>/bench-quality.json`` and ``bench-quality.md``
+and prints the tables: mean ± sd and worst fold per model and protocol, and the per-category
+leave-one-category-out table.
+
+``--quick`` (the demo's protocol): one seed, 3 folds, the two largest categories left out, 3 epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from logdistill.model.cli.demo import DEMO_TRAINING, QUICK_EPOCHS
+
+__all__ = ["add_arguments", "main", "MODEL_ROWS"]
+
+DEFAULT_OUT = "artifacts/bench-quality"
+CHEAP = ("tfidf", "jaccard", "unseen")
+EXPENSIVE = ("teacher", "student", "hard")
+MODEL_ROWS = CHEAP + EXPENSIVE
+
+
+def _rows(value: str) -> list[str]:
+    aliases = {"all": list(MODEL_ROWS), "cheap": list(CHEAP), "expensive": list(EXPENSIVE)}
+    rows: list[str] = []
+    for part in value.split(","):
+        part = part.strip()
+        if part in aliases:
+            rows += aliases[part]
+        elif part in MODEL_ROWS:
+            rows.append(part)
+        else:
+            raise argparse.ArgumentTypeError(f"unknown model {part!r}; choose from all, cheap, expensive,"
+                                             f" {', '.join(MODEL_ROWS)}")
+    return list(dict.fromkeys(rows))
+
+
+def _seeds(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(dict.fromkeys(int(part) for part in value.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {value!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from logdistill.model.engine.bases import BASES
+    from logdistill.model.engine.quality_models import TEACHER_INPUTS
+    from logdistill.model.runtime.folds import PROTOCOLS
+
+    parser.add_argument("--data", default=None, help="labelled logs (default: the bundled BGL_20k.log)")
+    parser.add_argument("--format", default="loghub", choices=("loghub", "csv", "jsonl"))
+    parser.add_argument("--text-column", default="Content")
+    parser.add_argument("--label-column", default="EventId")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"where the JSON and markdown go (default {DEFAULT_OUT})")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"the demo's protocol: seed 13, 3 folds, 2 categories left out, {QUICK_EPOCHS} epochs")
+    parser.add_argument("--models", type=_rows, default=list(MODEL_ROWS),
+                        help=f"comma-separated: all, cheap, expensive or of {', '.join(MODEL_ROWS)} (default all)")
+    parser.add_argument("--protocols", default=",".join(PROTOCOLS), help=f"of {', '.join(PROTOCOLS)} (default all)")
+    parser.add_argument("--folds", type=int, default=None, help="k of the k-fold (default 5; --quick 3)")
+    parser.add_argument("--seeds", type=_seeds, default=None, help="seeds (default 13,21,34; --quick 13)")
+    parser.add_argument("--loco-min-lines", type=int, default=None,
+                        help="leave out every alert category with at least this many lines (default 30; --quick 250)")
+    parser.add_argument("--loco-max-categories", type=int, default=None, help="only the N largest such categories")
+    parser.add_argument("--teacher-base", default="minilm", choices=BASES)
+    parser.add_argument("--teacher-input", default="template", choices=sorted(TEACHER_INPUTS),
+                        help="the teacher's input: the masked template (the edge contract) or light masking"
+                             " (message, digits and hex only; measure it with --models teacher)")
+    parser.add_argument("--teacher-epochs", type=int, default=None,
+                        help=f"teacher epochs per fold (default: the teacher recipe's; --quick {QUICK_EPOCHS})")
+    parser.add_argument("--student-epochs", type=int, default=None,
+                        help=f"student epochs per fold (default: the demo recipe's; --quick {QUICK_EPOCHS})")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = all cores")
+
+
+def config_from(args: argparse.Namespace) -> Any:
+    from logdistill.model.engine.quality import FULL, QUICK, ProtocolConfig
+
+    base = QUICK if args.quick else FULL
+    return ProtocolConfig(
+        folds=args.folds or base.folds, seeds=args.seeds or base.seeds,
+        loco_min_lines=args.loco_min_lines or base.loco_min_lines,
+        loco_max_categories=args.loco_max_categories or base.loco_max_categories,
+        protocols=tuple(p.strip() for p in args.protocols.split(",")),
+    )
+
+
+def models_from(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    from logdistill.model.engine.quality import cheap_models
+
+    cheap = dict(zip(CHEAP, cheap_models().items()))
+    models = {cheap[row][0]: cheap[row][1] for row in args.models if row in cheap}
+    wanted = [row for row in args.models if row in EXPENSIVE]
+    if not wanted:
+        return models
+    return {**expensive_from(args, wanted, progress), **models}
+
+
+def expensive_from(args: argparse.Namespace, rows: list[str], progress: Any) -> dict[str, Any]:
+    from logdistill.model.bench.distill import TEACHER_OPTIONS
+    from logdistill.model.cli.demo import protocol_models
+    from logdistill.model.engine.bases import base_path, minilm_path
+    from logdistill.model.engine.teacher import TeacherOptions
+
+    defaults = TeacherOptions()
+    epochs = args.teacher_epochs or (QUICK_EPOCHS if args.quick else defaults.epochs)
+    options = TeacherOptions(**{**TEACHER_OPTIONS[args.teacher_base], "epochs": epochs, "threads": args.threads,
+                                "patience": min(epochs, defaults.patience)})
+    student_epochs = args.student_epochs or (QUICK_EPOCHS if args.quick else DEMO_TRAINING["epochs"])
+    return protocol_models(base_path(args.teacher_base), options, student_epochs, teacher_input=args.teacher_input,
+                           rows=tuple(rows), student_from=None if args.teacher_base == "minilm" else minilm_path(),
+                           progress=progress)
+
+
+def main(args: argparse.Namespace) -> int:
+    from logdistill.model.bench.distill import machine
+    from logdistill.model.engine.quality import markdown, run
+    from logdistill.model.engine.train import Progress
+    from logdistill.model.runtime.data import DataError, load_records
+    from logdistill.spec import DataSpec, SpecError, parse_spec
+
+    started = time.monotonic()
+    progress = Progress(every_s=60.0)
+    try:
+        config = config_from(args)
+        data_spec = parse_spec({"path": args.data, "format": args.format, "textColumn": args.text_column,
+                                "labelColumn": args.label_column}, DataSpec, source="--data")
+        records = load_records(data_spec).records
+        models = models_from(args, progress)
+        result = run(records, config, models, say=progress.say)
+    except (SpecError, DataError, ValueError) as err:
+        print(f"logdistill bench quality: {err}", file=sys.stderr)
+        return 2
+    result.update(machine=machine(), data=str(args.data or "bundled BGL_20k.log"), quick=args.quick,
+                  command=" ".join(sys.argv), wallSeconds=round(time.monotonic() - started, 1))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench-quality.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    table = markdown(result)
+    (out / "bench-quality.md").write_text(table + "\n", encoding="utf-8")
+    m = result["machine"]
+    print(f"\nlogdistill bench quality on {result['data']} ({m['cpu']}, {m['cores']} cores),"
+          f" {result['wallSeconds']:.0f} s\n")
+    print(table)
+    print(f"results: {out / 'bench-quality.json'}", file=sys.stderr)
+    return 0

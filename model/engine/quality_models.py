@@ -1,0 +1,178 @@
+"""The expensive models of the quality protocol (:mod:`logdistill.model.engine.quality`), trained per fold
+by the engine's own code: the teacher by :func:`logdistill.model.engine.teacher.fine_tune`, the students by
+:func:`logdistill.model.engine.pipeline.train_student` from that fold's teacher (in memory, never written).
+
+Each fold's training lines become a :func:`~logdistill.model.runtime.splits.training_split` (rare labels
+folded, a template-disjoint dev part of the *training* templates for early stopping, capped per template),
+as ``logdistill teacher train`` and ``logdistill distill`` do on their own split. Predictions are fp32
+torch (the int8 ONNX export is left out of the loop: it is scored by ``bench distill``).
+
+The teacher of a (fold, seed) is fitted once (:class:`SharedTeacher`) and used by the teacher row and
+both student rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from logdistill.model.runtime.data import LogRecord
+from logdistill.model.runtime.splits import training_split
+from logdistill.model.runtime.templates import mask
+
+__all__ = ["TEACHER_INPUTS", "light_mask", "SharedTeacher", "TeacherModel", "StudentModel", "expensive_models"]
+
+_DIGITS_HEX = re.compile(r"0[xX][0-9a-fA-F]+|\b[0-9a-fA-F]*\d[0-9a-fA-F]*\b|\d+")
+_BGL_HEADER = 6  # EPOCH DATE NODE TIMESTAMP NODE TYPE; then COMPONENT LEVEL MESSAGE
+
+
+def light_mask(text: str) -> str:
+    """The issue-16 alternative teacher input: a BGL line's component, level and message (the
+    header of node ids and timestamps dropped), with only digits and hex runs masked: the words and
+    structure a semantic model generalises from stay. Other lines: the whole text, so masked."""
+    tokens = text.split()
+    if len(tokens) > _BGL_HEADER + 2 and tokens[0].isdigit():
+        tokens = tokens[_BGL_HEADER:]
+    return _DIGITS_HEX.sub("0", " ".join(tokens))
+
+
+TEACHER_INPUTS: dict[str, Callable[[str], str]] = {"template": mask, "light": light_mask}
+"""The teacher's model input: ``template`` (whole-template masking, the edge contract) or ``light``."""
+
+
+def _records(texts: Sequence[str], labels: Sequence[str]) -> list[LogRecord]:
+    return [LogRecord(text, label, "fold", i + 1) for i, (text, label) in enumerate(zip(texts, labels))]
+
+
+def _fingerprint(texts: Sequence[str], labels: Sequence[str], seed: int) -> str:
+    digest = hashlib.sha256(str(seed).encode())
+    for text, label in zip(texts, labels):
+        digest.update(f"{label}\t{text}\n".encode())
+    return digest.hexdigest()
+
+
+def _predict(model: Any, tokenizer: Any, labels: list[str], inputs: list[str], max_length: int) -> list[str]:
+    from logdistill.model.engine.train import predict_logits
+
+    if not inputs:
+        return []
+    logits = predict_logits(model, tokenizer, inputs, max_length)
+    return [labels[i] for i in logits.argmax(dim=1).tolist()]
+
+
+class TeacherModel:
+    """A teacher fine-tuned on one fold's training lines (a :class:`~logdistill.model.engine.quality.Model`)."""
+
+    def __init__(self, base: str, options: Any, data_spec: Any, text_input: str = "template",
+                 progress: Any = None) -> None:
+        self.base, self.options, self.data_spec, self.progress = base, options, data_spec, progress
+        self.text_input = TEACHER_INPUTS[text_input]
+        self.tuned: Any = None
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "TeacherModel":
+        from logdistill.model.engine.teacher import fine_tune
+
+        split = training_split(_records(texts, labels), self.data_spec, self.options.seed)
+        self.tuned = fine_tune(split, self.base, self.options, self.progress, self.text_input)
+        return self
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        t = self.tuned
+        return _predict(t.model, t.tokenizer, t.labels, [self.text_input(x) for x in texts], self.options.max_length)
+
+    def loaded(self) -> Any:
+        """The fitted teacher as the distillation pipeline's teacher source wants it."""
+        from logdistill.model.engine.export import LoadedModel
+
+        t = self.tuned
+        return LoadedModel(t.model, t.tokenizer, t.labels, t.normal, self.options.max_length,
+                           Path("<fold teacher>"), None)
+
+
+class SharedTeacher:
+    """One fitted teacher per (training lines, seed): the teacher row and the student rows share it."""
+
+    def __init__(self, make: Callable[[int], TeacherModel]) -> None:
+        self.make = make
+        self._key: str | None = None
+        self._teacher: TeacherModel | None = None
+
+    def fitted(self, texts: Sequence[str], labels: Sequence[str], seed: int) -> TeacherModel:
+        key = _fingerprint(texts, labels, seed)
+        if key != self._key or self._teacher is None:
+            self._teacher = self.make(seed).fit(texts, labels)
+            self._key = key
+        return self._teacher
+
+
+class _TeacherRow:
+    def __init__(self, shared: SharedTeacher, seed: int) -> None:
+        self.shared, self.seed, self.teacher = shared, seed, None
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "_TeacherRow":
+        self.teacher = self.shared.fitted(texts, labels, self.seed)
+        return self
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return self.teacher.predict(texts)
+
+
+class StudentModel:
+    """The distillation student of ``body`` (a distill spec body, e.g. the demo's) trained from the fold's
+    teacher; ``distil=False``: the same student on hard labels only (``alpha: 0``)."""
+
+    def __init__(self, shared: SharedTeacher, body: dict[str, Any], seed: int, *, distil: bool = True,
+                 progress: Any = None) -> None:
+        from logdistill.spec import parse_spec
+
+        body = {**body, "teacher": {"checkpoint": "<fold teacher>"},
+                "training": {**body["training"], "seed": seed, **({} if distil else {"alpha": 0.0})}}
+        self.spec = parse_spec(body, source="bench quality student")
+        self.shared, self.seed, self.progress = shared, seed, progress
+        self.trained: Any = None
+        self.labels: list[str] = []
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "StudentModel":
+        from logdistill.model.engine.pipeline import PipelineOptions, train_student
+        from logdistill.model.engine.teachers import CheckpointTeacher
+        from logdistill.model.engine.train import Progress
+
+        teacher = self.shared.fitted(texts, labels, self.seed)
+        source = CheckpointTeacher.in_memory(teacher.loaded())
+        split = training_split(_records(texts, labels), self.spec.data, self.seed)
+        self.labels = source.label_set(split).labels
+        options = PipelineOptions(progress=self.progress or Progress())
+        self.trained = train_student(self.spec, source, split, self.labels, options)
+        return self
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return _predict(self.trained.model, self.trained.tokenizer, self.labels, [mask(t) for t in texts],
+                        self.spec.student.max_length)
+
+
+def expensive_models(body: dict[str, Any], base: str, teacher_options: Any, *, teacher_input: str = "template",
+                     progress: Any = None, rows: Sequence[str] = ("teacher", "student", "hard")) -> dict[str, Any]:
+    """Factories (seed -> model) for the teacher, the distilled student and the hard-label student.
+    With ``teacher_input="light"`` measure the teacher row alone: the students are fed templates, so
+    such a teacher's soft targets would be computed on inputs it was not trained on."""
+    from logdistill.model.engine.teacher import TeacherOptions
+    from logdistill.spec import DataSpec
+
+    data_spec = DataSpec()  # dev fraction, cap per template, rare-label folding: the engine's defaults
+
+    def make_teacher(seed: int) -> TeacherModel:
+        options = TeacherOptions(**{**teacher_options.as_dict(), "seed": seed})
+        return TeacherModel(base, options, data_spec, teacher_input, progress)
+
+    shared = SharedTeacher(make_teacher)
+    name = "teacher" + ("" if teacher_input == "template" else f" ({teacher_input} input)")
+    factories = {
+        "teacher": (name, lambda seed: _TeacherRow(shared, seed)),
+        "student": ("student distilled", lambda seed: StudentModel(shared, body, seed, progress=progress)),
+        "hard": ("student hard labels", lambda seed: StudentModel(shared, body, seed, distil=False,
+                                                                   progress=progress)),
+    }
+    return dict(factories[row] for row in rows)

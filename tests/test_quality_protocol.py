@@ -1,0 +1,153 @@
+"""The quality protocol (issue 16): its folds, its cheap baselines, its summary, and `bench quality --quick`
+end to end on a tiny file with the cheap models."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from logdistill.model.engine.baseline import UNSEEN_TEMPLATE, JaccardNearestNeighbour, NeverSeenTemplateAlert
+from logdistill.model.engine.quality import fold_scores, summarise
+from logdistill.model.runtime.data import NORMAL_LABEL, LogRecord
+from logdistill.model.runtime.folds import categories_with, chronological_fold, leave_category_out, template_kfold
+from logdistill.model.runtime.templates import mask
+
+WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split()
+TEMPLATES = {NORMAL_LABEL: 12, "KERNA": 4, "KERNB": 3, "APPC": 1, "APPD": 1}
+
+
+def synthetic(templates_per_label=TEMPLATES, lines_per_template: int = 4) -> list[LogRecord]:
+    """BGL-shaped lines; one masked template per (label, index), variables differ per line."""
+    records = []
+    for repeat in range(lines_per_template):
+        for label, count in templates_per_label.items():
+            for t in range(count):
+                name = "normal" if label == NORMAL_LABEL else label.lower()
+                text = (f"{1117838583 + len(records)} 2005.06.03 R02-M1-N0-C:J12-U11 2005-06-03-15.43.03.62 "
+                        f"R02-M1-N0-C:J12-U11 RAS KERNEL INFO {name} {WORDS[t]} event value {repeat * 7 + t}")
+                records.append(LogRecord(text, label, "synthetic", len(records) + 1))
+    return records
+
+
+def _templates(records, indices):
+    return {mask(records[i].text) for i in indices}
+
+
+@pytest.mark.parametrize("seed", [13, 21])
+def test_kfold_is_template_disjoint_and_every_fold_holds_alert_templates(seed):
+    records = synthetic()
+    folds = template_kfold(records, 5, seed)
+    assert len(folds) == 5
+    seen: set[str] = set()
+    tested = []
+    for fold in folds:
+        test_templates = _templates(records, fold.test)
+        assert not test_templates & _templates(records, fold.train)  # no template on both sides
+        assert not test_templates & seen  # no template in two folds
+        seen |= test_templates
+        tested += fold.test
+        alerts = {records[i].label for i in fold.test} - {NORMAL_LABEL}
+        assert alerts, f"{fold.name} holds no alert template"
+        assert set(fold.train) | set(fold.test) == set(range(len(records)))
+    assert sorted(tested) == list(range(len(records)))  # each line tested exactly once
+    # 9 alert templates over 5 folds: 1 or 2 each (dealt round-robin across categories).
+    per_fold = [len(_templates(records, f.test) & {mask(r.text) for r in records if r.label != NORMAL_LABEL})
+                for f in folds]
+    assert sorted(per_fold) == [1, 2, 2, 2, 2]
+
+
+def test_kfold_seeds_move_single_template_categories_and_refuse_too_few_alert_templates():
+    records = synthetic()
+    where = {seed: next(f.name.split(" fold ")[1] for f in template_kfold(records, 5, seed)
+                        if any(records[i].label == "APPC" for i in f.test)) for seed in range(6)}
+    assert len(set(where.values())) > 1
+    with pytest.raises(ValueError, match="2 alert template"):
+        template_kfold(synthetic({NORMAL_LABEL: 6, "KERNA": 2}), 3, 13)
+
+
+def test_leave_one_category_out_holds_out_exactly_one_category_and_unseen_normal_templates():
+    records = synthetic(lines_per_template=4)  # APPC, APPD: 4 lines each; KERNA 16, KERNB 12
+    assert categories_with(records, 10) == ["KERNA", "KERNB"]
+    folds = leave_category_out(records, 10, seed=13)
+    assert [f.held_out for f in folds] == ["KERNA", "KERNB"]
+    for fold in folds:
+        test_labels = Counter(records[i].label for i in fold.test)
+        assert set(test_labels) == {NORMAL_LABEL, fold.held_out}
+        assert test_labels[fold.held_out] == sum(r.label == fold.held_out for r in records)
+        train_labels = {records[i].label for i in fold.train}
+        assert fold.held_out not in train_labels
+        assert train_labels == set(TEMPLATES) - {fold.held_out}  # the other categories train, whole
+        assert not _templates(records, fold.test) & _templates(records, fold.train)
+    assert leave_category_out(records, 100, seed=13) == []
+
+
+def test_chronological_fold_trains_on_the_first_lines_only():
+    records = synthetic()
+    fold = chronological_fold(records, seed=13, train_fraction=0.8)
+    assert max(fold.train) < min(fold.test)
+    assert len(fold.train) == round(0.8 * len(records)) and len(fold.train) + len(fold.test) == len(records)
+
+
+def test_jaccard_nearest_neighbour_picks_the_template_with_most_shared_tokens():
+    model = JaccardNearestNeighbour().fit(
+        ["disk sda failed on node 4", "user alice logged in", "user bob logged out", "cache parity error corrected"],
+        ["DISK", "-", "-", "-"])
+    assert model.predict(["disk sdb failed on node 9", "user carol logged in from 10.0.0.1",
+                          "cache parity error detected"]) == ["DISK", "-", "-"]
+    # Two equally near neighbours vote; a tie of the vote goes to the smallest label.
+    tie = JaccardNearestNeighbour().fit(["a b x", "a b y"], ["Z", "Y"])
+    assert tie.predict(["a b"]) == ["Y"]
+
+
+def test_never_seen_template_flags_only_unseen_templates():
+    model = NeverSeenTemplateAlert().fit(["job 12 started", "job 13 started", "disk 4 failed"], ["-", "-", "DISK"])
+    assert model.predict(["job 99 started", "disk 7 failed", "kernel panic at 0x1f"]) == ["-", "DISK", UNSEEN_TEMPLATE]
+
+
+def test_fold_scores_count_any_alert_label_as_flagged():
+    truth = ["-", "-", "-", "-", "KERNA", "KERNA", "KERNA", "KERNA"]
+    predicted = ["-", "-", "-", "KERNB", "KERNB", "KERNA", "-", UNSEEN_TEMPLATE]
+    scores = fold_scores(truth, predicted)
+    assert scores["alertRecall"] == pytest.approx(0.75)
+    assert scores["normalFpr"] == pytest.approx(0.25)
+    assert scores["categories"] == {"KERNA": {"lines": 4, "flagged": 3, "named": 1}}
+
+
+def test_summary_reports_mean_sd_and_the_worst_fold_per_metric():
+    def row(f1, fpr):
+        return {"protocol": "kfold", "models": {"m": {"macroF1": f1, "alertRecall": f1, "alertF1": f1,
+                                                      "normalFpr": fpr, "fitSeconds": 1.0}}}
+
+    summary = summarise([row(0.9, 0.01), row(0.5, 0.03), row(0.7, 0.02)])["kfold"]["m"]
+    assert summary["macroF1"]["mean"] == pytest.approx(0.7) and summary["macroF1"]["worst"] == 0.5
+    assert summary["macroF1"]["sd"] == pytest.approx(0.2)
+    assert summary["normalFpr"]["worst"] == 0.03  # the worst false-positive rate is the highest
+
+
+def test_bench_quality_quick_with_cheap_models_writes_json_and_tables(tmp_path, capsys):
+    from logdistill.cli import main as cli
+
+    data = tmp_path / "tiny.log"
+    data.write_text("".join(f"{r.label} {r.text}\n" for r in synthetic()))
+    out = tmp_path / "out"
+    assert cli(["bench", "quality", "--quick", "--models", "cheap", "--data", str(data), "--loco-min-lines", "10",
+                "--out", str(out)]) == 0
+    result = json.loads((out / "bench-quality.json").read_text())
+    assert result["config"]["seeds"] == [13] and result["config"]["folds"] == 3
+    assert [r["protocol"] for r in result["folds"]] == ["kfold"] * 3 + ["loco"] * 2 + ["chrono"]
+    assert set(result["summary"]) == {"kfold", "loco", "chrono"}
+    unseen = result["summary"]["kfold"]["never-seen template = alert"]
+    assert unseen["normalFpr"]["mean"] == 1.0  # every test template of a template-disjoint fold is unseen
+    assert set(result["perCategory"]) == {"KERNA", "KERNB"}
+    printed = capsys.readouterr().out
+    assert "| TF-IDF + LR |" in printed and "per held-out category" in printed
+    assert (out / "bench-quality.md").read_text().strip() in printed
+
+
+def test_bench_quality_refuses_an_unknown_model():
+    from logdistill.cli import main as cli
+
+    with pytest.raises(SystemExit):
+        cli(["bench", "quality", "--models", "tfidf,gpt"])
