@@ -63,15 +63,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-column", default="EventId")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"where the JSON and markdown go (default {DEFAULT_OUT})")
     parser.add_argument("--quick", action="store_true",
-                        help=f"the demo's protocol: seed 13, 3 folds, 2 categories left out, {QUICK_EPOCHS} epochs")
+                        help=f"the demo's protocol: seed 13, 3 folds, the 2 largest categories left out, no chronological"
+                             f" cut, {QUICK_EPOCHS} epochs")
     parser.add_argument("--models", type=_rows, default=list(MODEL_ROWS),
                         help=f"comma-separated: all, cheap, expensive or of {', '.join(MODEL_ROWS)} (default all)")
-    parser.add_argument("--protocols", default=",".join(PROTOCOLS), help=f"of {', '.join(PROTOCOLS)} (default all)")
+    parser.add_argument("--protocols", default=None,
+                        help=f"comma-separated, of {', '.join(PROTOCOLS)} (default all; --quick kfold,loco)")
     parser.add_argument("--folds", type=int, default=None, help="k of the k-fold (default 5; --quick 3)")
     parser.add_argument("--seeds", type=_seeds, default=None, help="seeds (default 13,21,34; --quick 13)")
     parser.add_argument("--loco-min-lines", type=int, default=None,
-                        help="leave out every alert category with at least this many lines (default 30; --quick 250)")
+                        help="leave out every alert category with at least this many lines (default 30; --quick 100)")
     parser.add_argument("--loco-max-categories", type=int, default=None, help="only the N largest such categories")
+    parser.add_argument("--loco-categories", default=None, help="only these categories, comma-separated")
     parser.add_argument("--teacher-base", default="minilm", choices=BASES)
     parser.add_argument("--teacher-input", default="template", choices=sorted(TEACHER_INPUTS),
                         help="the teacher's input: the masked template (the edge contract) or light masking"
@@ -91,7 +94,8 @@ def config_from(args: argparse.Namespace) -> Any:
         folds=args.folds or base.folds, seeds=args.seeds or base.seeds,
         loco_min_lines=args.loco_min_lines or base.loco_min_lines,
         loco_max_categories=args.loco_max_categories or base.loco_max_categories,
-        protocols=tuple(p.strip() for p in args.protocols.split(",")),
+        loco_categories=tuple(args.loco_categories.split(",")) if args.loco_categories else None,
+        protocols=tuple(p.strip() for p in args.protocols.split(",")) if args.protocols else base.protocols,
     )
 
 

@@ -138,14 +138,15 @@ class StudentModel:
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "StudentModel":
         from logdistill.model.engine.pipeline import PipelineOptions, train_student
         from logdistill.model.engine.teachers import CheckpointTeacher
-        from logdistill.model.engine.train import Progress
+        from logdistill.model.engine.train import Progress, set_threads
 
         teacher = self.shared.fitted(texts, labels, self.seed)
         source = CheckpointTeacher.in_memory(teacher.loaded())
         split = training_split(_records(texts, labels), self.spec.data, self.seed)
         self.labels = source.label_set(split).labels
         options = PipelineOptions(progress=self.progress or Progress())
-        self.trained = train_student(self.spec, source, split, self.labels, options)
+        threads = set_threads(self.spec.training.threads)
+        self.trained = train_student(self.spec, source, split, self.labels, options, threads=threads)
         return self
 
     def predict(self, texts: Sequence[str]) -> list[str]:
