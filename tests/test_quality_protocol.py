@@ -163,3 +163,12 @@ def test_protocol_config_picks_folds_per_seed_and_the_chosen_categories():
     assert {f.held_out for f in folds if f.protocol == "loco"} == {"KERNB"}
     with pytest.raises(ValueError, match="unknown protocol"):
         ProtocolConfig(protocols=("kfold", "random"))
+
+
+def test_light_mask_keeps_the_words_of_a_bgl_message_and_masks_only_digits_and_hex():
+    from logdistill.model.engine.quality_models import light_mask
+
+    line = ("1117869876 2005.06.04 R27-M1-L2-U18-C 2005-06-04-00.24.36.222560 R27-M1-L2-U18-C RAS KERNEL FATAL"
+            " rts: kernel terminated for reason 1004 at 0x00d2a4f0 dstat=3f2e added")
+    assert light_mask(line) == "KERNEL FATAL rts: kernel terminated for reason 0 at 0 dstat=0 added"  # "added": hex letters, no digit: a word
+    assert light_mask("user alice logged in 3 times") == "user alice logged in 0 times"  # not BGL: whole text
