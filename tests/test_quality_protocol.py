@@ -172,3 +172,40 @@ def test_light_mask_keeps_the_words_of_a_bgl_message_and_masks_only_digits_and_h
             " rts: kernel terminated for reason 1004 at 0x00d2a4f0 dstat=3f2e added")
     assert light_mask(line) == "KERNEL FATAL rts: kernel terminated for reason 0 at 0 dstat=0 added"  # "added": hex letters, no digit: a word
     assert light_mask("user alice logged in 3 times") == "user alice logged in 0 times"  # not BGL: whole text
+
+
+@pytest.mark.torch
+def test_teacher_and_students_train_per_fold_with_the_engine_and_share_one_teacher(tmp_path, monkeypatch):
+    """The expensive rows on a tiny BERT base: each fold fits one teacher (shared by the three rows), the
+    students are distilled from it by the engine's pipeline, and they learn the alert templates' words."""
+    pytest.importorskip("torch")
+    from helpers.tiny_models import build_tokenizer, tiny_bert, tiny_log_lines
+
+    from logdistill.model.cli.demo import protocol_models
+    from logdistill.model.engine import quality_models
+    from logdistill.model.engine.quality import ProtocolConfig, run
+    from logdistill.model.engine.teacher import TeacherOptions
+
+    lines = tiny_log_lines(seed=3)
+    records = [LogRecord(line.split(" ", 1)[1], line.split(" ", 1)[0], "tiny", i + 1) for i, line in enumerate(lines)]
+    base = tmp_path / "base"
+    tokenizer = build_tokenizer([r.text for r in records])
+    tiny_bert(len(tokenizer), ["-", "APPERR", "KERNFAIL"]).bert.save_pretrained(base)  # an encoder, no head
+    tokenizer.save_pretrained(base)
+    fits = []
+    real_fit = quality_models.TeacherModel.fit
+    monkeypatch.setattr(quality_models.TeacherModel, "fit",
+                        lambda self, texts, labels: fits.append(len(texts)) or real_fit(self, texts, labels))
+    options = TeacherOptions(epochs=20, batch_size=8, learning_rate=3e-3, head_learning_rate=3e-3, max_length=32,
+                             patience=20, threads=1)
+    models = protocol_models(str(base), options, 8, student={"layers": 1, "hidden": 32, "heads": 2,
+                                                              "intermediate": 32, "maxLength": 32})
+    assert list(models) == ["teacher", "student distilled", "student hard labels"]
+    result = run(records, ProtocolConfig(folds=3, seeds=(1,), protocols=("kfold",)), models)
+    assert len(fits) == 3  # one teacher per fold, not one per row
+    summary = result["summary"]["kfold"]
+    for name in models:
+        assert not summary[name]["errors"]
+    # Alert templates share their words ("failure detected", "error raised") across folds: learnable.
+    assert summary["teacher"]["alertRecall"]["mean"] > 0.8
+    assert summary["student distilled"]["alertRecall"]["mean"] > 0.8

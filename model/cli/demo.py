@@ -67,13 +67,15 @@ QUICK_EPOCHS = 3
 
 def protocol_models(base: str, teacher_options: Any, student_epochs: int, *, teacher_input: str = "template",
                     rows: tuple[str, ...] = ("teacher", "student", "hard"), student_from: str | None = None,
-                    progress: Any = None) -> dict[str, Any]:
+                    student: dict[str, Any] | None = None, progress: Any = None) -> dict[str, Any]:
     """The quality protocol's teacher and student rows with the demo recipe (student and distillation
     settings of :func:`demo_spec`, ``student_epochs`` per fold); ``student_from``: start the student from
-    that encoder (a teacher wider than the student, see :func:`start_from_encoder`)."""
+    that encoder (a teacher wider than the student, see :func:`start_from_encoder`); ``student``: fields
+    of :data:`DEMO_STUDENT` to override (a tiny test teacher needs a student no wider than itself)."""
     from logdistill.model.engine.quality_models import expensive_models
 
     body = demo_spec("<fold teacher>")
+    body["student"].update(student or {})
     if student_from:
         start_from_encoder(body, student_from)
     body["training"].update(epochs=student_epochs, patience=min(student_epochs, body["training"]["patience"]),
