@@ -146,11 +146,14 @@ def test_bench_quality_quick_with_cheap_models_writes_json_and_tables(tmp_path, 
     assert (out / "bench-quality.md").read_text().strip() in printed
 
 
-def test_bench_quality_refuses_an_unknown_model():
+def test_bench_quality_refuses_an_unknown_model_and_students_of_a_light_input_teacher(capsys):
     from logdistill.cli import main as cli
 
     with pytest.raises(SystemExit):
         cli(["bench", "quality", "--models", "tfidf,gpt"])
+    assert "unknown model 'gpt'" in capsys.readouterr().err
+    assert cli(["bench", "quality", "--models", "teacher,student", "--teacher-input", "light"]) == 2
+    assert "measure the teacher alone" in capsys.readouterr().err
 
 
 def test_protocol_config_picks_folds_per_seed_and_the_chosen_categories():

@@ -162,6 +162,9 @@ def expensive_models(body: dict[str, Any], base: str, teacher_options: Any, *, t
     from logdistill.model.engine.teacher import TeacherOptions
     from logdistill.spec import DataSpec
 
+    if teacher_input != "template" and set(rows) - {"teacher"}:
+        raise ValueError(f"teacher input {teacher_input!r}: measure the teacher alone (models: teacher); the students"
+                         " learn from soft targets on templates, inputs such a teacher was not trained on")
     data_spec = DataSpec()  # dev fraction, cap per template, rare-label folding: the engine's defaults
 
     def make_teacher(seed: int) -> TeacherModel:
