@@ -188,6 +188,7 @@ def test_teacher_and_students_train_per_fold_with_the_engine_and_share_one_teach
     from logdistill.model.engine import quality_models
     from logdistill.model.engine.quality import ProtocolConfig, run
     from logdistill.model.engine.teacher import TeacherOptions
+    from logdistill.model.engine.train import Progress
 
     lines = tiny_log_lines(seed=3)
     records = [LogRecord(line.split(" ", 1)[1], line.split(" ", 1)[0], "tiny", i + 1) for i, line in enumerate(lines)]
@@ -202,7 +203,8 @@ def test_teacher_and_students_train_per_fold_with_the_engine_and_share_one_teach
     options = TeacherOptions(epochs=20, batch_size=8, learning_rate=3e-3, head_learning_rate=3e-3, max_length=32,
                              patience=20, threads=1)
     models = protocol_models(str(base), options, 8, student={"layers": 1, "hidden": 32, "heads": 2,
-                                                              "intermediate": 32, "maxLength": 32})
+                                                              "intermediate": 32, "maxLength": 32},
+                             progress=Progress(stream=None))  # the default binds sys.stderr at import
     assert list(models) == ["teacher", "student distilled", "student hard labels"]
     result = run(records, ProtocolConfig(folds=3, seeds=(1,), protocols=("kfold",)), models)
     assert len(fits) == 3  # one teacher per fold, not one per row

@@ -206,7 +206,8 @@ def markdown(result: dict[str, Any]) -> str:
                   "| model | macro-F1 | alert recall | alert F1 | normal lines flagged | fit s / fold |",
                   "|---|---|---|---|---|---|"]
         for name, m in models.items():
-            lines.append(f"| {name} | {_cell(m['macroF1'])} | {_cell(m['alertRecall'])} | {_cell(m['alertF1'])} |"
+            failed = f" ({m['errors']} fold(s) failed: see the JSON)" if m["errors"] else ""
+            lines.append(f"| {name}{failed} | {_cell(m['macroF1'])} | {_cell(m['alertRecall'])} | {_cell(m['alertF1'])} |"
                          f" {_cell(m['normalFpr'], percent=True)} | {_fmt(m['fitSeconds'], 1)} |")
         lines.append("")
     categories = result.get("perCategory") or {}
