@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 __all__ = ["BearerToken", "GuardedHTTPServer", "GuardedHandler", "RequestError", "load_json", "tls_context",
            "DEFAULT_MAX_CONNECTIONS", "DEFAULT_DEADLINE_S", "RETRY_AFTER_S", "add_listen_arguments",
-           "listen_options"]
+           "listen_options", "with_bearer"]
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,14 @@ def listen_options(args: Any) -> dict[str, Any]:
         "tls": tls_context(args.tls_cert, args.tls_key) if args.tls_cert is not None else None,
         "max_connections": args.max_connections, "deadline_s": args.request_deadline,
     }
+
+
+def with_bearer(post: Callable[..., Any], token: BearerToken | None) -> Callable[[str, dict, float], Any]:
+    """A client's ``post(url, payload, timeout, headers=...)`` sending ``token``'s ``Authorization``
+    header, read per request (it rotates); ``post`` itself without a token."""
+    if token is None:
+        return post
+    return lambda url, payload, timeout: post(url, payload, timeout, headers=token.header())
 
 
 def tls_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:

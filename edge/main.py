@@ -107,20 +107,13 @@ def load_classifier(directory: Path, *, threads: int, cache_size: int, batch_siz
     return classifier
 
 
-def _authorized_post(post, token):
-    """``post`` sending ``token``'s current ``Authorization`` header (read per request: it rotates)."""
-    if token is None:
-        return post
-    return lambda url, payload, timeout: post(url, payload, timeout, headers=token.header())
-
-
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from prometheus_client import CollectorRegistry
 
     from logdistill.edge.alerts import AlertWriter
-    from logdistill.edge.httpguard import listen_options
+    from logdistill.edge.httpguard import listen_options, with_bearer
     from logdistill.edge.metrics import ClassifierMetrics
     from logdistill.edge.pipeline import TailPipeline
     from logdistill.edge.reload import ModelHolder, Reloader
@@ -170,9 +163,9 @@ def main(args: argparse.Namespace) -> int:
                                       batch_size=args.escalation_batch, rps=args.escalation_rps,
                                       timeout=args.escalation_timeout, metrics=metrics, on_answer=answers,
                                       max_answer_bytes=args.teacher_max_answer_bytes,
-                                      post=_authorized_post(functools.partial(post_json,
-                                                                              max_bytes=args.teacher_max_answer_bytes),
-                                                            server.token))
+                                      post=with_bearer(functools.partial(post_json,
+                                                                         max_bytes=args.teacher_max_answer_bytes),
+                                                       server.token))
         escalation.start()
         log.info("escalating to %s (below %.2f, sampling %.3f, teacher downgrades: %s)", args.teacher_url,
                  args.escalate_below, args.sample_rate, args.teacher_downgrade)
