@@ -129,6 +129,9 @@ class ApiHandler(GuardedHandler):
                 self._not_routed(path, {**self.api_routes, **(OPEN_ROUTES if self.serves == BOTH else {})})
         except RequestError as err:
             self._error(err.status, str(err))
+        except (ConnectionError, TimeoutError) as err:  # the client left, or does not read its answer
+            self.close_connection = True
+            log.debug("%s %s: connection dropped: %s", self.command, path, err)
         except Exception as err:  # a bug must cost one request, not the server
             log.exception("%s %s failed", self.command, path)
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {type(err).__name__}")
