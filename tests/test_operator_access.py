@@ -114,7 +114,7 @@ def test_network_policy_hash_follows_the_ports():
     assert h(spec(escalation=on)) != h(spec(escalation={**on, "port": 8200}))
 
 
-@pytest.mark.parametrize("sections, field", [({"rollout": {"port": 9401}}, "rollout.apiPort"),
+@pytest.mark.parametrize("sections, field", [({"rollout": {"port": 9402}}, "rollout.apiPort"),
                                              ({"escalation": {"metricsPort": 8000}}, "escalation.metricsPort")])
 def test_a_port_clash_is_refused_naming_the_field(sections, field):
     with pytest.raises(SpecError, match=field):

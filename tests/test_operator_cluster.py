@@ -64,6 +64,8 @@ INVALID = [
     ("log-path-relative", {"rollout": {"logPaths": ["var/log/x.log"]}}, "logPaths"),
     ("port-privileged", {"rollout": {"port": 80}}, "port"),
     ("max-unavailable-zero", {"rollout": {"maxUnavailable": 0}}, "maxUnavailable"),
+    ("api-port-is-the-metrics-port", {"rollout": {"port": 9500, "apiPort": 9500}}, "apiPort"),
+    ("teacher-metrics-port-is-its-api-port", {"escalation": {"port": 8000, "metricsPort": 8000}}, "metricsPort"),
     ("subpath-parent", {"storage": {"persistentVolumeClaim": {"subPath": "a/../etc"}}}, "subPath"),
     ("claim-name", {"storage": {"persistentVolumeClaim": {"claimName": "Bad_Name"}}}, "claimName"),
 ]

@@ -409,7 +409,7 @@ class RolloutSpec(SpecModel):
     """Edge image (``logdistill`` without torch); unset = the operator's ``--edge-image``."""
     port: int = Field(default=9400, ge=1024, le=65535)
     """Port of /healthz, /readyz and /metrics (probes and Prometheus; no token)."""
-    api_port: int = Field(default=9401, ge=1024, le=65535)
+    api_port: int = Field(default=9402, ge=1024, le=65535)
     """Port of the classify API (``POST /v1/classify``, ``GET /v1/model``): needs the bearer token of the
     ``<name>-api-token`` Secret; not exposed by the metrics Service."""
 
