@@ -116,15 +116,14 @@ class BearerToken:
         return {"Authorization": f"Bearer {token.decode('utf-8', 'replace')}"} if token else {}
 
 
-def add_listen_arguments(parser: Any, metrics_help: str) -> None:
+def add_listen_arguments(parser: Any, token_note: str = "") -> None:
     """The flags of the guards, the same for ``logdistill classify`` and ``logdistill serve-teacher``."""
     group = parser.add_argument_group("access", "authentication, TLS and limits of the HTTP API")
     group.add_argument("--metrics-port", type=int, default=None,
-                       help=f"serve /healthz, /readyz and /metrics (never a token) on this port, apart from the API;"
-                            f" {metrics_help}")
+                       help="serve /healthz, /readyz and /metrics (never a token) on this port, apart from the API")
     group.add_argument("--token-file", type=Path, default=None,
                        help="file holding the bearer token the API requires (re-read when it changes: a mounted"
-                            " Secret rotates without a restart); without it the API is open")
+                            f" Secret rotates without a restart); without it the API is open{token_note}")
     group.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate: serve the API over HTTPS")
     group.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
     group.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,

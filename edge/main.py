@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-request-lines", type=int, default=DEFAULT_MAX_LINES)
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    add_listen_arguments(parser, "--token-file is also sent to --teacher-url")
+    add_listen_arguments(parser, "; also sent to --teacher-url")
     cascade = parser.add_argument_group("cascade", "escalation of new or unsure templates to a teacher service")
     cascade.add_argument("--teacher-url", default=None,
                          help="base URL of `logdistill serve-teacher`; without it nothing is escalated")

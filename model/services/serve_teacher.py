@@ -309,7 +309,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--agreement-window", type=float, default=600,
                         help="seconds of samples in the agreement estimate (default %(default)s)")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    add_listen_arguments(parser, "the classifiers send --token-file's token")
+    add_listen_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
