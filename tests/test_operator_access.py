@@ -68,6 +68,21 @@ def test_the_classifier_mounts_the_token_and_serves_the_api_apart_from_metrics()
     assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [("metrics", 9500)]  # no API port
 
 
+def test_prometheus_scrapes_the_metrics_port_not_the_api():
+    """The chart's PodMonitor/ServiceMonitor select the container port named ``metrics.portName``."""
+    from pathlib import Path
+
+    import yaml
+
+    values = yaml.safe_load((Path(__file__).resolve().parent.parent / "charts/logdistill/values.yaml").read_text())
+    port_name = values["metrics"]["portName"]
+    s = spec(rollout={"port": 9500, "apiPort": 9600})
+    (scraped,) = [p for p in container(daemonset.build_daemonset(OWNER, s, RELEASE, IMAGES))["ports"]
+                  if p["name"] == port_name]
+    assert scraped["containerPort"] == 9500
+    assert [p["targetPort"] for p in daemonset.build_service(OWNER, s)["spec"]["ports"]] == [port_name]
+
+
 def test_the_teacher_mounts_the_token_and_probes_its_metrics_port():
     dep = teacher_service.build_teacher_deployment(OWNER, spec(escalation={"enabled": True, "port": 8100,
                                                                            "metricsPort": 8101}), IMAGES)
