@@ -46,6 +46,8 @@ DEFAULT_DEADLINE_S = 30.0
 RETRY_AFTER_S = 1
 # Seconds one write of a response may wait for a client that does not read.
 WRITE_TIMEOUT_S = 10.0
+# Seconds a closing connection reads (and drops) what its client still sends, see shutdown_request.
+LINGER_S = 1.0
 
 
 class RequestError(Exception):
@@ -214,10 +216,40 @@ class GuardedHTTPServer(ThreadingHTTPServer):
             if self.tls is None:
                 request.settimeout(1.0)
                 request.sendall(_BUSY)  # a fresh socket's send buffer is empty: this does not wait
+            request.shutdown(socket.SHUT_WR)
+            _discard(request, wait_s=0.0)  # never wait on the accepting thread
         except OSError:
             pass
-        finally:
-            self.shutdown_request(request)
+        self.close_request(request)
+
+    def shutdown_request(self, request: socket.socket) -> None:
+        """Send FIN, then read what the client still sends (an unread body after a 401 or 413) for a
+        moment before closing: a close with unread bytes is a reset, which can destroy the answer
+        before the client has read it."""
+        try:
+            request.shutdown(socket.SHUT_WR)
+            _discard(request, wait_s=LINGER_S)
+        except OSError:
+            pass
+        self.close_request(request)
+
+
+def _discard(request: socket.socket, wait_s: float, limit: int = 1 << 20) -> None:
+    """Read and drop up to ``limit`` bytes until the client closes or ``wait_s`` passes."""
+    deadline = time.monotonic() + wait_s
+    while limit > 0:
+        left = deadline - time.monotonic()
+        if left > 0:
+            request.settimeout(left)
+        else:
+            request.setblocking(False)
+        try:
+            chunk = request.recv(min(limit, 65536))
+        except (BlockingIOError, TimeoutError):
+            return
+        if not chunk:
+            return
+        limit -= len(chunk)
 
 
 class _DeadlineReader(io.RawIOBase):
