@@ -211,10 +211,11 @@ def test_the_escalation_client_sends_the_token_it_reads(tmp_path):
     teacher = start("teacher", tmp_path, token_file)
     try:
         answers = []
-        client = EscalationClient(teacher.url, rps=100, retries=0, timeout=5,
+        client = EscalationClient(teacher.url, labels=lambda: LABELS, rps=100, retries=0, timeout=5,
                                   post=with_bearer(post_json, BearerToken(token_file)),
                                   on_answer=lambda items, got, version: answers.append((got, version)))
-        unauthorised = EscalationClient(teacher.url, rps=100, retries=0, timeout=5, post=post_json)
+        unauthorised = EscalationClient(teacher.url, labels=lambda: LABELS, rps=100, retries=0, timeout=5,
+                                        post=post_json)
         from logdistill.edge.escalation import Escalation
 
         item = Escalation("disk error on node <NUM>", "disk error on node 7", "-", 0.5, False)
