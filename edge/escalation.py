@@ -117,11 +117,13 @@ def _timed_out(err: BaseException) -> bool:
     return isinstance(err, TimeoutError) or isinstance(getattr(err, "reason", None), TimeoutError)
 
 
-def post_json(url: str, payload: dict, timeout: float, max_bytes: int = DEFAULT_MAX_ANSWER_BYTES) -> Any:
-    """POST ``payload``; the decoded JSON answer (at most ``max_bytes``, all of it within
-    ``timeout``), or :class:`TeacherError`."""
+def post_json(url: str, payload: dict, timeout: float, max_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+              headers: dict[str, str] | None = None) -> Any:
+    """POST ``payload`` (with ``headers``, e.g. ``Authorization``); the decoded JSON answer (at most
+    ``max_bytes``, all of it within ``timeout``), or :class:`TeacherError`."""
     body = json.dumps(payload).encode("utf-8")
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **(headers or {})},
+                                     method="POST")
     deadline = time.monotonic() + timeout
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

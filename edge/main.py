@@ -8,6 +8,7 @@ Never imports torch or transformers (tests assert it).
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -24,13 +25,16 @@ log = logging.getLogger("logdistill.edge")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from logdistill.edge.httpguard import add_listen_arguments
     from logdistill.edge.server import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_LINES
     from logdistill.edge.sources import DEFAULT_PATHS, FORMATS
 
     parser.add_argument("--model", required=True, type=Path,
                         help="artifact directory (may be a symlink swapped on update)")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default %(default)s)")
-    parser.add_argument("--port", type=int, default=8080, help="HTTP port; 0 picks a free one (default %(default)s)")
+    parser.add_argument("--port", type=int, default=8080,
+                        help="HTTP port of the API (and of /metrics without --metrics-port); 0 picks a free one"
+                             " (default %(default)s)")
     parser.add_argument("--paths", nargs="+", default=list(DEFAULT_PATHS), metavar="GLOB",
                         help="log files to tail (default: %(default)s)")
     parser.add_argument("--no-tail", action="store_true", help="serve the HTTP API only; tail no files")
@@ -58,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-request-lines", type=int, default=DEFAULT_MAX_LINES)
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    add_listen_arguments(parser, "; also sent to --teacher-url")
     cascade = parser.add_argument_group("cascade", "escalation of new or unsure templates to a teacher service")
     cascade.add_argument("--teacher-url", default=None,
                          help="base URL of `logdistill serve-teacher`; without it nothing is escalated")
@@ -108,6 +113,7 @@ def main(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry
 
     from logdistill.edge.alerts import AlertWriter
+    from logdistill.edge.httpguard import listen_options, with_bearer
     from logdistill.edge.metrics import ClassifierMetrics
     from logdistill.edge.pipeline import TailPipeline
     from logdistill.edge.reload import ModelHolder, Reloader
@@ -119,20 +125,30 @@ def main(args: argparse.Namespace) -> int:
     holder = ModelHolder()
     alerts = AlertWriter(sys.stdout)  # shared: the pipeline's alerts and the teacher's corrections
     try:
+        listen = listen_options(args)
+    except ValueError as err:
+        print(f"logdistill classify: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # ssl.SSLError included
+        print(f"logdistill classify: cannot load --tls-cert/--tls-key: {err}", file=sys.stderr)
+        return 2
+    try:
         # Not ready until the tailer has scanned (it replaces this check below); API-only has no source check.
-        server = ClassifierServer(holder, metrics, host=args.host, port=args.port,
-                                  max_lines=args.max_request_lines, max_body_bytes=args.max_body_bytes,
-                                  sources=None if args.no_tail else (lambda: "no log source scanned yet"))
+        server = ClassifierServer(holder, metrics, max_lines=args.max_request_lines,
+                                  max_body_bytes=args.max_body_bytes,
+                                  sources=None if args.no_tail else (lambda: "no log source scanned yet"), **listen)
     except OSError as err:
-        print(f"logdistill classify: cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr)
+        print(f"logdistill classify: cannot listen on {args.host}:{args.port}/{args.metrics_port}: {err}",
+              file=sys.stderr)
         return 1
     server.start()  # /healthz answers while the model loads; /readyz waits for it
-    log.info("listening on %s", server.url)
+    log.info("listening on %s (metrics on %s)%s", server.url, server.metrics_url,
+             "" if server.token else "; no --token-file: the API is open to all")
 
     escalation = None
     if args.teacher_url:
         from logdistill.edge.agreement import AgreementWindow
-        from logdistill.edge.escalation import EscalationClient, TeacherAnswers
+        from logdistill.edge.escalation import EscalationClient, TeacherAnswers, post_json
 
         if (args.escalation_rps <= 0 or args.agreement_window <= 0 or args.teacher_answer_ttl <= 0
                 or args.teacher_max_answer_bytes <= 0 or not 0 <= args.sample_rate <= 1):
@@ -146,7 +162,10 @@ def main(args: argparse.Namespace) -> int:
         escalation = EscalationClient(args.teacher_url, labels=answers.labels, queue_size=args.escalation_queue,
                                       batch_size=args.escalation_batch, rps=args.escalation_rps,
                                       timeout=args.escalation_timeout, metrics=metrics, on_answer=answers,
-                                      max_answer_bytes=args.teacher_max_answer_bytes)
+                                      max_answer_bytes=args.teacher_max_answer_bytes,
+                                      post=with_bearer(functools.partial(post_json,
+                                                                         max_bytes=args.teacher_max_answer_bytes),
+                                                       server.token))
         escalation.start()
         log.info("escalating to %s (below %.2f, sampling %.3f, teacher downgrades: %s)", args.teacher_url,
                  args.escalate_below, args.sample_rate, args.teacher_downgrade)

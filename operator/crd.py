@@ -23,7 +23,16 @@ import yaml
 
 from logdistill.operator.names import GROUP, KIND, PLURAL, VERSION
 from logdistill.operator.status import DistilledModelStatus
-from logdistill.spec import DataSpec, DistilledModelSpec, PvcStorage, StudentSpec, TeacherSpec, Toleration
+from logdistill.spec import (
+    DataSpec,
+    DistilledModelSpec,
+    EscalationSpec,
+    PvcStorage,
+    RolloutSpec,
+    StudentSpec,
+    TeacherSpec,
+    Toleration,
+)
 
 SINGULAR = "distilledmodel"
 SHORT_NAMES = ["dm"]
@@ -72,6 +81,20 @@ CEL_RULES: dict[str, list[dict[str, str]]] = {
             "rule": "!self.escalation.enabled || !has(self.teacher.endpoint)",
             "message": "escalation.enabled needs teacher.checkpoint, teacher.ensemble or teacher.train",
             "fieldPath": ".escalation.enabled",
+        }
+    ],
+    RolloutSpec.__name__: [
+        {
+            "rule": "self.apiPort != self.port",
+            "message": "rollout.apiPort and rollout.port must differ",
+            "fieldPath": ".apiPort",
+        }
+    ],
+    EscalationSpec.__name__: [
+        {
+            "rule": "self.metricsPort != self.port",
+            "message": "escalation.metricsPort and escalation.port must differ",
+            "fieldPath": ".metricsPort",
         }
     ],
     PvcStorage.__name__: [

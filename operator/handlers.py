@@ -30,7 +30,7 @@ import kopf
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from logdistill.operator import kubeapi, loop, names, observe, scheduling, views
+from logdistill.operator import apiaccess, kubeapi, loop, names, observe, scheduling, views
 from logdistill.operator.context import Context
 from logdistill.operator.manifests import claims, common, daemonset, distill
 from logdistill.operator.names import GROUP, PLURAL, VERSION
@@ -197,7 +197,9 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus 
     run_owner = dataclasses.replace(owner, generation=run_gen)
 
     volume = kubeapi.ensure_storage(ctx, namespace, spec, body)
+    apiaccess.ensure_token_secret(ctx, owner, body)  # before the pods that mount it
     teacher_pods = kubeapi.apply_escalation(ctx, owner, spec, body, old, volume)
+    apiaccess.apply_teacher_policy(ctx, owner, spec, kubeapi.teacher_was_on(old))
     agreement = loop.agreement_from(teacher_pods, spec, old.agreement, now) if spec.escalation.enabled else None
 
     job_name, job, pods = _ensure_run(ctx, run_owner, spec, retrain, body, old.job, volume)

@@ -157,6 +157,11 @@ def ensure_storage(ctx: Context, namespace: str, spec: DistilledModelSpec, body:
     return claims.artifact_volume(spec, claim, settings)
 
 
+def teacher_was_on(old: DistilledModelStatus) -> bool:
+    """Whether escalation was on at the last status (its AgreementLow condition is only set then)."""
+    return old.condition(AGREEMENT_LOW) is not None
+
+
 def apply_escalation(ctx: Context, owner: common.Owner, spec: DistilledModelSpec, body: dict,
                       old: DistilledModelStatus, volume: claims.ArtifactVolume | None = None) -> list[dict]:
     """The teacher Deployment + Service when escalation is on (removed when it is turned off);
@@ -164,7 +169,7 @@ def apply_escalation(ctx: Context, owner: common.Owner, spec: DistilledModelSpec
     apps, core = client.AppsV1Api(ctx.api), client.CoreV1Api(ctx.api)
     name, namespace = common.teacher_name(owner.name), owner.namespace
     if not spec.escalation.enabled:
-        if old.condition(AGREEMENT_LOW) is not None:  # it was on: take the teacher down
+        if teacher_was_on(old):  # take the teacher down
             for delete in (apps.delete_namespaced_deployment, core.delete_namespaced_service):
                 try:
                     delete(name, namespace)

@@ -26,6 +26,11 @@ OPERATOR_RULES: list[dict] = [
     # classifier metrics, teacher (escalation) and rendezvous (workers > 1) Services; the teacher's
     # is deleted when escalation is turned off
     {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "delete"]},
+    # the API token Secret of each CR: created once, never read back (the pods mount it)
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+    # the teacher's NetworkPolicy, updated when its ports change and deleted with the teacher service
+    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"],
+     "verbs": ["get", "create", "update", "delete"]},
     {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list", "watch", "create", "update"]},
     # the teacher service (escalation.enabled)
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "create", "update", "delete"]},

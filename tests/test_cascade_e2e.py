@@ -68,9 +68,15 @@ class Process:
         return self.proc.wait(timeout=30)
 
 
+# The API token both processes read (--token-file): the edge sends it on its escalations.
+TOKEN = "cascade-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
 def classify(base: str, lines: list[str], timeout: float = 10.0) -> list[dict]:
     body = json.dumps({"lines": lines}).encode()
-    request = urllib.request.Request(base + "/v1/classify", data=body, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(base + "/v1/classify", data=body,
+                                     headers={"Content-Type": "application/json", **AUTH})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())["results"]
 
@@ -120,12 +126,15 @@ def test_second_pass_is_flagged_as_the_teacher_would_and_teacher_down_drops_are_
 
     root, teacher_dir, student_dir = artifacts
     store = root / "store"
+    token = root / "token"
+    token.write_text(TOKEN)
     teacher = Process("serve-teacher", "--model", str(teacher_dir), "--host", "127.0.0.1", "--port", "0",
-                      "--store", str(store), "--threads", "1", cwd=root)
+                      "--store", str(store), "--threads", "1", "--token-file", str(token), cwd=root)
     edge = None
     try:
         teacher_url = teacher.url()
         edge = Process("classify", "--model", str(student_dir), "--host", "127.0.0.1", "--port", "0", "--no-tail",
+                       "--token-file", str(token),
                        "--reload-interval", "0", "--teacher-url", teacher_url, "--sample-rate", "0.2",
                        "--escalation-rps", "50", cwd=root)
         edge_url = edge.url()
@@ -158,7 +167,8 @@ def test_second_pass_is_flagged_as_the_teacher_would_and_teacher_down_drops_are_
         assert values[("logdistill_classifier_corrections_total", (("label", "APPERR"),))] == len(unseen)
         assert values[("logdistill_classifier_teacher_latency_seconds_count", ())] >= 1
         # Agreement samples reached the teacher too.
-        with urllib.request.urlopen(teacher_url + "/v1/agreement", timeout=5) as response:
+        with urllib.request.urlopen(urllib.request.Request(teacher_url + "/v1/agreement", headers=AUTH),
+                                    timeout=5) as response:
             agreement = json.loads(response.read())
         assert agreement["samples"] > 0 and 0.0 <= agreement["ratio"] <= 1.0 and agreement["windowSeconds"] == 600
         teacher_metrics = metrics(teacher_url)
@@ -188,6 +198,7 @@ class FaultyTeacher(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.authorizations.add(self.headers.get("Authorization"))
         self.server.requests += 1
         mode = self.server.mode
         if mode == "slow":
@@ -208,9 +219,13 @@ def test_edge_never_blocks_or_crashes_on_a_faulty_teacher(artifacts, mode):
     root, _, student_dir = artifacts
     server = ThreadingHTTPServer(("127.0.0.1", 0), FaultyTeacher)
     server.mode, server.requests, server.release = mode, 0, threading.Event()
+    server.authorizations = set()
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    token = root / "token"
+    token.write_text(TOKEN)
     edge = Process("classify", "--model", str(student_dir), "--host", "127.0.0.1", "--port", "0", "--no-tail",
+                   "--token-file", str(token),
                    "--reload-interval", "0", "--teacher-url", f"http://127.0.0.1:{server.server_address[1]}",
                    "--escalation-queue", "20", "--escalation-batch", "8", "--escalation-timeout", "1",
                    "--sample-rate", "0.5", cwd=root)
@@ -226,6 +241,7 @@ def test_edge_never_blocks_or_crashes_on_a_faulty_teacher(artifacts, mode):
                           and (mode == "slow" or c["dropped_error"] > 0) and c, timeout=30, what="drops")
         assert counts["answered"] == 0
         assert server.requests >= 1
+        assert server.authorizations == {AUTH["Authorization"]}  # every escalation carried the token
         assert edge.proc.poll() is None
     finally:
         server.release.set()

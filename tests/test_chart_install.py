@@ -94,9 +94,13 @@ def test_helm_install_into_restricted_namespace_and_rbac(control_plane, restrict
             # the artifacts claim, and (no StorageClass here: artifacts.hostPath auto) its hostPath PV
             ("get", "persistentvolumeclaims", other), ("create", "persistentvolumeclaims", other),
             ("create", "persistentvolumes", None),
+            # each model's API token Secret (created, never read) and its teacher's NetworkPolicy
+            ("create", "secrets", other), ("create", "networkpolicies.networking.k8s.io", other),
+            ("update", "networkpolicies.networking.k8s.io", other), ("delete", "networkpolicies.networking.k8s.io", other),
         ]
         must_not = [
             ("get", "secrets", other), ("list", "secrets", None), ("get", "secrets", ns), ("watch", "secrets", None),
+            ("update", "secrets", other), ("patch", "secrets", other), ("delete", "secrets", other),
             ("delete", "nodes", None), ("create", "pods", other), ("delete", "pods", other),
             ("create", "leases.coordination.k8s.io", other), ("create", "clusterroles.rbac.authorization.k8s.io", None),
             ("create", "rolebindings.rbac.authorization.k8s.io", other), ("create", "serviceaccounts", other),

@@ -107,3 +107,43 @@ def test_every_edge_module_imports_without_torch():
     assert result.returncode == 0, result.stderr
     count, bad = result.stdout.strip().split(" ", 1)
     assert int(count) >= 8 and bad == "[]"
+
+
+def test_token_file_and_metrics_port_flags_guard_the_api(tmp_path):
+    """`logdistill classify --token-file --metrics-port`: the API port wants the token, the metrics port
+    serves the probes without one; contradictory flags exit 2 naming them."""
+    import urllib.error
+
+    model = tmp_path / "model"
+    build_onnx_artifact(model, LABELS)
+    token = tmp_path / "token"
+    token.write_text("tok-1\n")
+    process = Process(command("--model", str(model), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
+                              "--token-file", str(token), "--no-tail", "--reload-interval", "0"), cwd=tmp_path)
+    try:
+        match = process.wait_for_stderr(r"listening on (http://127\.0\.0\.1:\d+) \(metrics on (http://127\.0\.0\.1:\d+)\)")
+        api, metrics = match.group(1), match.group(2)
+        assert api != metrics
+        process.wait_for_stderr(r"serving model")
+
+        def classify(headers: dict) -> int:
+            request = urllib.request.Request(f"{api}/v1/classify", data=b'{"lines": ["job failed"]}', method="POST",
+                                             headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status
+            except urllib.error.HTTPError as err:
+                return err.code
+
+        assert classify({}) == 401 and classify({"Authorization": "Bearer tok-2"}) == 401
+        assert classify({"Authorization": "Bearer tok-1"}) == 200
+        with urllib.request.urlopen(f"{metrics}/readyz", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        assert process.stop() == 0
+    for flags, message in [(["--tls-cert", str(token)], "--tls-cert and --tls-key go together"),
+                           (["--max-connections", "0"], "--max-connections"),
+                           (["--port", "9999", "--metrics-port", "9999"], "--metrics-port and --port")]:
+        done = subprocess.run(command("--model", str(model), "--no-tail", *flags), capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 2 and message in done.stderr, (flags, done.stderr)

@@ -107,13 +107,16 @@ def test_daemonset_serves_the_release_on_edge_nodes():
     assert pod["tolerations"][0]["effect"] == "NoExecute"
     c, = pod["containers"]
     assert c["image"] == "registry/logdistill-edge:1"
-    assert c["command"] == ["logdistill", "classify", "--model", "/artifacts/models/bgl/g3", "--port", "9500",
+    assert c["command"] == ["logdistill", "classify", "--model", "/artifacts/models/bgl/g3", "--port", "9402",
+                            "--metrics-port", "9500", "--token-file", "/var/run/secrets/logdistill/api/token",
                             "--state-dir", "/var/lib/logdistill/state", "--exclude-pod-uid", "$(POD_UID)",
                             "--paths", "/var/log/bgl/*.log", "/var/log/bgl/sub/x.log", "/srv/app.log"]
     assert c["imagePullPolicy"] == "IfNotPresent"
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert c["ports"] == [{"name": "metrics", "containerPort": 9500, "protocol": "TCP"}]
+    assert c["ports"] == [{"name": "metrics", "containerPort": 9500, "protocol": "TCP"},
+                          {"name": "api", "containerPort": 9402, "protocol": "TCP"}]
+    assert c["readinessProbe"]["httpGet"]["port"] == c["livenessProbe"]["httpGet"]["port"] == "metrics"
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     assert mounts["/artifacts"]["readOnly"] is True
     assert mounts["/var/log/bgl"]["readOnly"] is True and mounts["/srv"]["readOnly"] is True

@@ -64,6 +64,8 @@ INVALID = [
     ("log-path-relative", {"rollout": {"logPaths": ["var/log/x.log"]}}, "logPaths"),
     ("port-privileged", {"rollout": {"port": 80}}, "port"),
     ("max-unavailable-zero", {"rollout": {"maxUnavailable": 0}}, "maxUnavailable"),
+    ("api-port-is-the-metrics-port", {"rollout": {"port": 9500, "apiPort": 9500}}, "apiPort"),
+    ("teacher-metrics-port-is-its-api-port", {"escalation": {"port": 8000, "metricsPort": 8000}}, "metricsPort"),
     ("subpath-parent", {"storage": {"persistentVolumeClaim": {"subPath": "a/../etc"}}}, "subPath"),
     ("claim-name", {"storage": {"persistentVolumeClaim": {"claimName": "Bad_Name"}}}, "claimName"),
 ]
@@ -700,5 +702,66 @@ def test_claims_are_left_alone_when_the_operator_may_not_create_them(cluster, ap
         assert volumes["artifacts"].persistent_volume_claim.claim_name == "team-claim"
         assert not job.spec.template.spec.init_containers
         assert apis["core"].list_namespaced_persistent_volume_claim(namespace).items == []
+    finally:
+        op.stop()
+
+
+# ---- who may call the model's APIs: the token Secret and the teacher's NetworkPolicy ----------------
+
+def test_api_token_secret_and_teacher_network_policy_under_least_privilege(cluster, apis, namespace, storage,
+                                                                            tmp_path):
+    """Under exactly rbac.OPERATOR_RULES: a CR with escalation gets an owned token Secret (random, kept
+    across spec changes: never regenerated) mounted by the teacher, and an owned NetworkPolicy that
+    follows the teacher's ports and goes with the teacher service."""
+    import base64
+
+    from kubernetes import config
+
+    from logdistill.operator.rbac import OPERATOR_RULES
+
+    kubeconfig = service_account_kubeconfig(cluster, namespace, "operator", OPERATOR_RULES,
+                                            tmp_path / "operator.kubeconfig")
+    op = OperatorThread(namespaces=[namespace], api_client=config.new_client_from_config(str(kubeconfig))).start()
+    networking = client.NetworkingV1Api(cluster.api_client())
+    try:
+        body = create_cr(apis, namespace, "guarded", {**BASE, "escalation": {"enabled": True}})
+        uid = body["metadata"]["uid"]
+        secret = cluster.wait_for(lambda: apis["core"].read_namespaced_secret("guarded-api-token", namespace), 30,
+                                  0.1, "the token Secret", ignore=(ApiException,))
+        policy = cluster.wait_for(lambda: networking.read_namespaced_network_policy("guarded-teacher", namespace),
+                                  30, 0.1, "the teacher NetworkPolicy", ignore=(ApiException,))
+        for child in (secret, policy):
+            (ref,) = child.metadata.owner_references
+            assert (ref.kind, ref.uid, ref.controller) == ("DistilledModel", uid, True)
+        token = base64.b64decode(secret.data["token"]).decode()
+        assert len(token) >= 40  # secrets.token_urlsafe(32)
+        ingress = policy.spec.ingress
+        assert [p.port for p in ingress[0].ports] == [8000] and [p.port for p in ingress[1].ports] == [8001]
+        assert ingress[0]._from[0].pod_selector.match_labels[names.COMPONENT_LABEL] == "classifier"
+        deployment = cluster.wait_for(lambda: apis["apps"].read_namespaced_deployment("guarded-teacher", namespace),
+                                      30, 0.1, "the teacher Deployment", ignore=(ApiException,))
+        volumes = {v.name: v for v in deployment.spec.template.spec.volumes}
+        assert volumes["api-token"].secret.secret_name == "guarded-api-token"
+
+        # A spec change (new teacher port, and a new training run): the policy follows, the Secret stays.
+        apis["custom"].patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "guarded", {"spec": {
+            "escalation": {"enabled": True, "port": 8100}, "training": {"epochs": 3}}})
+        wait_job(cluster, apis, namespace, "guarded", 2)
+        cluster.wait_for(lambda: networking.read_namespaced_network_policy(
+            "guarded-teacher", namespace).spec.ingress[0].ports[0].port == 8100, 30, 0.1, "the policy on port 8100")
+        again = apis["core"].read_namespaced_secret("guarded-api-token", namespace)
+        assert base64.b64decode(again.data["token"]).decode() == token
+        assert again.metadata.resource_version == secret.metadata.resource_version  # not even rewritten
+
+        # A user-rotated token is never overwritten either.
+        apis["core"].patch_namespaced_secret("guarded-api-token", namespace, {"stringData": {"token": "rotated"}})
+        apis["custom"].patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "guarded",
+                                                      {"spec": {"escalation": {"enabled": False}}})
+        cluster.wait_for(lambda: not networking.list_namespaced_network_policy(namespace).items, 30, 0.1,
+                         "the policy deleted with the teacher service")
+        cluster.wait_for(lambda: (get_cr(apis, namespace, "guarded").get("status") or {}).get("observedGeneration") == 3,
+                         30, 0.1, "generation 3 reconciled")
+        rotated = apis["core"].read_namespaced_secret("guarded-api-token", namespace)
+        assert base64.b64decode(rotated.data["token"]).decode() == "rotated"
     finally:
         op.stop()

@@ -35,6 +35,8 @@ from typing import Any, Sequence
 
 from logdistill.contracts import AGREEMENT_ANNOTATION
 from logdistill.contracts import Agreement as AgreementReport
+from logdistill.edge.httpguard import RequestError, add_listen_arguments, listen_options, load_json
+from logdistill.edge.server import ApiHandler, HttpService, parse_lines
 from logdistill.model.runtime.inference import decide
 
 __all__ = ["TeacherService", "TeacherStore", "TeacherServer", "TeacherMetrics", "AGREEMENT_ANNOTATION",
@@ -225,68 +227,42 @@ class _Holder:
         self.current: TeacherService | None = None
 
 
-def _handler_class():
-    from logdistill.edge.server import ApiHandler, RequestError
+class TeacherHandler(ApiHandler):
+    server_version = "logdistill-teacher"
+    api_routes = {**ApiHandler.api_routes, ("GET", "/v1/agreement"): "_agreement"}
 
-    class TeacherHandler(ApiHandler):
-        server_version = "logdistill-teacher"
+    def _agreement(self) -> None:
+        service = self.app.holder.current
+        if service is None:
+            raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, "no model loaded yet")
+        self._json(HTTPStatus.OK, service.agreement.snapshot())
 
-        def do_GET(self) -> None:  # noqa: N802
-            if self.path.split("?", 1)[0] == "/v1/agreement":
-                service = self.app.holder.current
-                if service is None:
-                    self._error(HTTPStatus.SERVICE_UNAVAILABLE, "no model loaded yet")
-                else:
-                    self._json(HTTPStatus.OK, service.agreement.snapshot())
-                return
-            super().do_GET()
-
-        def _json(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
-            if self.command == "POST" and self.app.metrics is not None:
-                self.app.metrics.requests.labels(code=str(int(status))).inc()
-            super()._json(status, payload)
-
-    return TeacherHandler, RequestError
+    def _json(self, status: HTTPStatus, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        if self.command == "POST" and self.app.metrics is not None:
+            self.app.metrics.requests.labels(code=str(int(status))).inc()
+        super()._json(status, payload, headers)
 
 
-class TeacherServer:
-    """The edge's HTTP handler (limits, errors, ``/healthz``, ``/readyz``, ``/metrics``) over a teacher."""
+class TeacherServer(HttpService):
+    """The edge's HTTP service (listeners, guards, token, ``/healthz``, ``/readyz``, ``/metrics``) over
+    a teacher; ``listen`` as :class:`~logdistill.edge.server.HttpService` takes it. Its API adds
+    ``GET /v1/agreement``."""
 
-    def __init__(self, metrics: TeacherMetrics, *, host: str = "0.0.0.0", port: int = 8080,
-                 max_lines: int = 10_000, max_body_bytes: int = 8 * 1024 * 1024) -> None:
-        from http.server import ThreadingHTTPServer
+    handler = TeacherHandler
 
-        handler, self._request_error = _handler_class()
-        self.holder = _Holder()
-        self.metrics = metrics
-        self.max_lines, self.max_body_bytes = max_lines, max_body_bytes
-        self.httpd = ThreadingHTTPServer((host, port), type("Handler", (handler,), {"app": self}))
-        self.httpd.daemon_threads = True
-
-    @property
-    def port(self) -> int:
-        return self.httpd.server_address[1]
-
-    def start(self) -> None:
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), name="http", daemon=True).start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def __init__(self, metrics: TeacherMetrics, **listen: Any) -> None:
+        super().__init__(_Holder(), metrics, **listen)
 
     def classify(self, body: bytes) -> dict[str, Any]:
-        from logdistill.edge.server import parse_lines
-
         started = time.perf_counter()
         lines = parse_lines(body, self.max_lines)
-        student = json.loads(body).get("student")
+        student = load_json(body).get("student")
         if student is not None and (not isinstance(student, list) or len(student) != len(lines)
                                     or not all(s is None or isinstance(s, str) for s in student)):
-            raise self._request_error(HTTPStatus.BAD_REQUEST,
-                                      "'student' must be a list of labels (or null), one per line")
+            raise RequestError(HTTPStatus.BAD_REQUEST, "'student' must be a list of labels (or null), one per line")
         service = self.holder.current
         if service is None:
-            raise self._request_error(HTTPStatus.SERVICE_UNAVAILABLE, "no model loaded yet")
+            raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, "no model loaded yet")
         results = service.classify(lines, student)
         self.metrics.request_seconds.observe(time.perf_counter() - started)
         return {"results": results, "model": service.version}
@@ -294,7 +270,7 @@ class TeacherServer:
     def model_info(self) -> dict[str, Any]:
         service = self.holder.current
         if service is None:
-            raise self._request_error(HTTPStatus.SERVICE_UNAVAILABLE, "no model loaded yet")
+            raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, "no model loaded yet")
         return {"version": service.version, "kind": "teacher", "labels": service.labels}
 
 
@@ -316,7 +292,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, type=Path,
                         help="teacher artifact or transformers checkpoint directory")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default %(default)s)")
-    parser.add_argument("--port", type=int, default=8080, help="HTTP port; 0 picks a free one (default %(default)s)")
+    parser.add_argument("--port", type=int, default=8080,
+                        help="HTTP port of the API (and of /metrics without --metrics-port); 0 picks a free one"
+                             " (default %(default)s)")
     parser.add_argument("--store", type=Path, default=None,
                         help="directory for the teacher-labelled templates (<hostname>.jsonl)")
     parser.add_argument("--store-max-bytes", type=int, default=DEFAULT_STORE_MAX_BYTES,
@@ -331,6 +309,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--agreement-window", type=float, default=600,
                         help="seconds of samples in the agreement estimate (default %(default)s)")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    add_listen_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -347,14 +326,24 @@ def main(args: argparse.Namespace) -> int:
     if args.alert_below is not None and not 0.0 < args.alert_below <= 1.0:
         print("logdistill serve-teacher: --alert-below must be in (0, 1]", file=sys.stderr)
         return 2
+    try:
+        listen = listen_options(args)
+    except ValueError as err:
+        print(f"logdistill serve-teacher: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # ssl.SSLError included
+        print(f"logdistill serve-teacher: cannot load --tls-cert/--tls-key: {err}", file=sys.stderr)
+        return 2
     metrics = TeacherMetrics(CollectorRegistry())
     try:
-        server = TeacherServer(metrics, host=args.host, port=args.port)
+        server = TeacherServer(metrics, **listen)
     except OSError as err:
-        print(f"logdistill serve-teacher: cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr)
+        print(f"logdistill serve-teacher: cannot listen on {args.host}:{args.port}/{args.metrics_port}: {err}",
+              file=sys.stderr)
         return 1
     server.start()  # /healthz answers while torch loads; /readyz waits for the model
-    log.info("listening on http://%s:%d", "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host, server.port)
+    log.info("listening on %s (metrics on %s)%s", server.url, server.metrics_url,
+             "" if server.token else "; no --token-file: the API is open to all")
     try:
         scorer, version = load_scorer(args.model, args.threads)
         store = TeacherStore(args.store, max_bytes=args.store_max_bytes) if args.store else None

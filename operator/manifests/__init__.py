@@ -9,5 +9,7 @@ Every child carries an owner reference to its DistilledModel, so deleting the CR
 * :mod:`.claims`: the artifacts claim, its hostPath PersistentVolume, the prepare-storage init container;
 * :mod:`.distill`: the spec ConfigMap, distillation and labelling Jobs, the teacher init container;
 * :mod:`.teacher_service`: the teacher Deployment and Service (escalation);
-* :mod:`.daemonset`: the classifier DaemonSet and its metrics Service.
+* :mod:`.daemonset`: the classifier DaemonSet and its metrics Service;
+* :mod:`.apitoken`: the Secret of the APIs' bearer token and its mount;
+* :mod:`.network_policy`: the teacher's NetworkPolicy (only the model's classifiers reach its API).
 """

@@ -6,6 +6,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
+from logdistill.operator.manifests.apitoken import TOKEN_FILE, token_mount, token_volume
 from logdistill.operator.manifests.claims import ArtifactVolume, artifact_volume
 from logdistill.operator.manifests.common import (
     ARTIFACT_MOUNT,
@@ -122,6 +123,8 @@ def build_daemonset(owner: Owner, spec: DistilledModelSpec, release: Release, im
     mounts.append({"name": "state", "mountPath": STATE_MOUNT})
     volumes.append({"name": "tmp", "emptyDir": {}})
     mounts.append({"name": "tmp", "mountPath": "/tmp"})
+    volumes.append(token_volume(owner.name))
+    mounts.append(token_mount())
     probe = lambda path, period: {  # noqa: E731 - two probes differing only in path and period
         "httpGet": {"path": path, "port": "metrics"}, "periodSeconds": period, "timeoutSeconds": 2,
         "failureThreshold": 3,
@@ -133,7 +136,10 @@ def build_daemonset(owner: Owner, spec: DistilledModelSpec, release: Release, im
         "command": [
             "logdistill", "classify",
             "--model", posixpath.join(ARTIFACT_MOUNT, release.artifact),
-            "--port", str(rollout.port),
+            # the API (token required) apart from the probes and /metrics Prometheus scrapes
+            "--port", str(rollout.api_port),
+            "--metrics-port", str(rollout.port),
+            "--token-file", TOKEN_FILE,
             "--state-dir", STATE_MOUNT,
             # its own log files are under /var/log/pods too: never classify them
             "--exclude-pod-uid", "$(POD_UID)",
@@ -145,7 +151,8 @@ def build_daemonset(owner: Owner, spec: DistilledModelSpec, release: Release, im
             {"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
             {"name": "HOME", "value": "/tmp"},
         ],
-        "ports": [{"name": "metrics", "containerPort": rollout.port, "protocol": "TCP"}],
+        "ports": [{"name": "metrics", "containerPort": rollout.port, "protocol": "TCP"},
+                  {"name": "api", "containerPort": rollout.api_port, "protocol": "TCP"}],
         "readinessProbe": probe("/readyz", 5),
         "livenessProbe": probe("/healthz", 10),
         "securityContext": _container_security(),
@@ -198,7 +205,8 @@ def build_daemonset(owner: Owner, spec: DistilledModelSpec, release: Release, im
 
 
 def build_service(owner: Owner, spec: DistilledModelSpec) -> dict:
-    """A headless Service over the classifier pods, so Prometheus can scrape each node's /metrics."""
+    """A headless Service over the classifier pods, so Prometheus can scrape each node's /metrics (the
+    metrics port only: the API port is not published)."""
     return {
         "apiVersion": "v1",
         "kind": "Service",

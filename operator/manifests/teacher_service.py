@@ -1,10 +1,11 @@
 """The teacher service of escalation: its Deployment (after ``wait-teacher`` for a trained teacher)
-and Service."""
+and Service. The API needs the model's token (:mod:`.apitoken`); probes and /metrics have their own port."""
 
 from __future__ import annotations
 
 import posixpath
 
+from logdistill.operator.manifests.apitoken import TOKEN_FILE, token_mount, token_volume
 from logdistill.operator.manifests.claims import ArtifactVolume, artifact_volume, prepare_storage_container
 from logdistill.operator.manifests.common import (
     ARTIFACT_MOUNT,
@@ -73,7 +74,8 @@ def build_teacher_deployment(owner: Owner, spec: DistilledModelSpec, images: Ima
     volume = volume or artifact_volume(spec)
     image, pull_policy = esc.image or spec.job.image or images.job, job_pull_policy(spec, images)
     probe = lambda path, period: {  # noqa: E731
-        "httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "timeoutSeconds": 2, "failureThreshold": 3,
+        "httpGet": {"path": path, "port": "metrics"}, "periodSeconds": period, "timeoutSeconds": 2,
+        "failureThreshold": 3,
     }
     container = {
         "name": "teacher",
@@ -83,17 +85,21 @@ def build_teacher_deployment(owner: Owner, spec: DistilledModelSpec, images: Ima
             "logdistill", "serve-teacher",
             "--model", teacher_checkpoint(spec),
             "--port", str(esc.port),
+            "--metrics-port", str(esc.metrics_port),
+            "--token-file", TOKEN_FILE,
             "--store", teacher_labels_dir(spec, owner.name),
             *(["--alert-below", str(esc.teacher_alert_below)] if esc.teacher_alert_below is not None else []),
         ],
         "env": _env(spec),
-        "ports": [{"name": "http", "containerPort": esc.port, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": esc.port, "protocol": "TCP"},
+                  {"name": "metrics", "containerPort": esc.metrics_port, "protocol": "TCP"}],
         "readinessProbe": probe("/readyz", 5),
         "livenessProbe": probe("/healthz", 10),
         "securityContext": _container_security(),
         "volumeMounts": [
             {"name": "artifacts", "mountPath": ARTIFACT_MOUNT},
             {"name": "tmp", "mountPath": "/tmp"},
+            token_mount(),
         ],
     }
     if esc.resources is not None:
@@ -110,6 +116,7 @@ def build_teacher_deployment(owner: Owner, spec: DistilledModelSpec, images: Ima
         "volumes": [
             {"name": "artifacts", "persistentVolumeClaim": {"claimName": volume.claim}},
             {"name": "tmp", "emptyDir": {}},
+            token_volume(owner.name),
         ],
     }
     # Same identity as the Job: it patches its own pod (the agreement annotation).

@@ -408,7 +408,16 @@ class RolloutSpec(SpecModel):
     image: Image | None = None
     """Edge image (``logdistill`` without torch); unset = the operator's ``--edge-image``."""
     port: int = Field(default=9400, ge=1024, le=65535)
-    """Port of /healthz, /readyz and /metrics."""
+    """Port of /healthz, /readyz and /metrics (probes and Prometheus; no token)."""
+    api_port: int = Field(default=9402, ge=1024, le=65535)
+    """Port of the classify API (``POST /v1/classify``, ``GET /v1/model``): needs the bearer token of the
+    ``<name>-api-token`` Secret; not exposed by the metrics Service."""
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> "RolloutSpec":
+        if self.api_port == self.port:
+            raise ValueError(f"rollout.apiPort and rollout.port must differ (both {self.port})")
+        return self
 
 
 class EscalationSpec(SpecModel):
@@ -435,7 +444,16 @@ class EscalationSpec(SpecModel):
     rate_limit: float = Field(default=20.0, gt=0.0, le=100_000.0)
     """Requests per second each classifier sends to the teacher at most."""
     port: int = Field(default=8000, ge=1024, le=65535)
-    """Port of the teacher service's HTTP API."""
+    """Port of the teacher service's HTTP API (the bearer token of the ``<name>-api-token`` Secret; a
+    NetworkPolicy lets only this model's classifier pods reach it)."""
+    metrics_port: int = Field(default=8001, ge=1024, le=65535)
+    """Port of the teacher's /healthz, /readyz and /metrics (no token)."""
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> "EscalationSpec":
+        if self.metrics_port == self.port:
+            raise ValueError(f"escalation.metricsPort and escalation.port must differ (both {self.port})")
+        return self
 
 
 class RetrainSpec(SpecModel):

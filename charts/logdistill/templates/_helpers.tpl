@@ -101,6 +101,14 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# The bearer token Secret of each DistilledModel's APIs: created once, never read back (pods mount it).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create"]
+# The teacher's NetworkPolicy: only the model's classifier pods reach its API port.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "update", "delete"]
 # Events on every transition (kopf posts core/v1 events); a stuck pod's Warning events are read
 # (FailedMount, a failing readiness probe) to say why in the status.
 - apiGroups: ["", "events.k8s.io"]
