@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import secrets
 
-import kopf
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from logdistill.operator import kubeapi, names
+from logdistill.operator import events, kubeapi, names
 from logdistill.operator.context import Context
 from logdistill.operator.manifests import apitoken, common, network_policy
 from logdistill.spec import DistilledModelSpec
@@ -24,9 +23,9 @@ def ensure_token_secret(ctx: Context, owner: common.Owner, body: dict) -> None:
     Every pass, like the Services: a Secret deleted by hand comes back (with a new token)."""
     manifest = apitoken.build_token_secret(owner, secrets.token_urlsafe(TOKEN_BYTES))
     if kubeapi.create(client.CoreV1Api(ctx.api).create_namespaced_secret, owner.namespace, manifest):
-        kopf.info(body, reason="TokenCreated",
-                  message=f"Secret {manifest['metadata']['name']} holds the bearer token of the classify and"
-                          " teacher APIs")
+        events.info(ctx.api, body, reason="TokenCreated",
+                    message=f"Secret {manifest['metadata']['name']} holds the bearer token of the classify and"
+                            " teacher APIs")
 
 
 def apply_teacher_policy(ctx: Context, owner: common.Owner, spec: DistilledModelSpec, teacher_was_on: bool) -> None:

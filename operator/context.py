@@ -25,6 +25,8 @@ class Context:
     images: Images
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     resync_seconds: float = 30.0
+    # How often settled CRs are checked for a deleted workload (0: never).
+    repair_seconds: float = 10.0
     tasks: list = field(default_factory=list)
     peering: str | None = None  # kopf peering name; None = standalone
     priority: int = 0

@@ -30,7 +30,7 @@ import kopf
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from logdistill.operator import apiaccess, kubeapi, loop, names, observe, scheduling, views
+from logdistill.operator import apiaccess, events, kubeapi, loop, names, observe, scheduling, views
 from logdistill.operator.context import Context
 from logdistill.operator.manifests import claims, common, daemonset, distill
 from logdistill.operator.names import GROUP, PLURAL, VERSION
@@ -153,6 +153,9 @@ def reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus |
         started = time.monotonic()
         try:
             return _reconcile(ctx, namespace, name)
+        except kubeapi.ForeignChild as err:
+            _fail_foreign_child(ctx, namespace, name, str(err))
+            raise kopf.PermanentError(str(err)) from None
         except ApiException as err:
             if err.status in TRANSIENT:
                 raise kopf.TemporaryError(f"API {err.status} {err.reason}; retrying", delay=2) from err
@@ -216,7 +219,7 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus 
         last_retrain = LastRetrain(reason=decision.reason, at=loop.rfc3339(now),
                                    ratio=agreement.ratio if agreement is not None else None, job=job_name,
                                    token=decision.token)
-        kopf.info(body, reason="RetrainStarted", message=f"Job {job_name} re-distils ({decision.reason}"
+        events.info(ctx.api, body, reason="RetrainStarted", message=f"Job {job_name} re-distils ({decision.reason}"
                   + (f", agreement {agreement.ratio:.4f})" if agreement is not None and agreement.ratio is not None
                      else ")"))
         if agreement is not None:
@@ -242,15 +245,15 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> DistilledModelStatus 
     classifier_pods = kubeapi.classifier_pods(ctx, namespace, name) if ds is not None else []
     all_pods = _pod_views([*(pods if outcome.phase != "Succeeded" else []), *classifier_pods,
                            *teacher_pods])
-    events = observe.pod_events(all_pods, now, lambda ns, pod: kubeapi.warnings(ctx, ns, pod))
-    health = views.pod_problems(all_pods, now, ctx.pending_deadline, events)
+    pod_warnings = observe.pod_events(all_pods, now, lambda ns, pod: kubeapi.warnings(ctx, ns, pod))
+    health = views.pod_problems(all_pods, now, ctx.pending_deadline, pod_warnings)
     if health.recheck_in is not None:  # a deadline or grace ends with no pod event to announce it
         scheduling.wake_later(ctx, namespace, name, health.recheck_in, reconcile)
 
     drift = loop.agreement_condition(spec, agreement)
     new = next_status(old, generation=generation, job_name=job_name, job=outcome, summary=summary,
                       summary_error=summary_error, gate=spec.gate, progress=progress,
-                      rollout=observe.rollout_state(ds, _pod_views(classifier_pods), health, events),
+                      rollout=observe.rollout_state(ds, _pod_views(classifier_pods), health, pod_warnings),
                       run_generation=run_gen, extra_conditions=(drift,) if drift else (), problems=health.problems)
     new = new.model_copy(update={"training_hash": digest, "distill_generation": run_gen, "retrain": retrain,
                                  "agreement": agreement, "last_retrain": last_retrain})
@@ -266,9 +269,18 @@ def _refuse(ctx: Context, custom: client.CustomObjectsApi, body: dict, old: Dist
                + "; ".join(map(str, refused)))
     new = invalid_spec_status(old, generation, message, reason="PolicyViolation")
     if (old.message, old.observed_generation) != (new.message, new.observed_generation):
-        kopf.warn(body, reason="PolicyViolation", message=message[:1000])
+        events.warn(ctx.api, body, reason="PolicyViolation", message=message)
     kubeapi.write_status(ctx, custom, body, old, new)
     raise kopf.PermanentError(message)
+
+
+def _fail_foreign_child(ctx: Context, namespace: str, name: str, message: str) -> None:
+    """A child's name is taken by an object this CR does not own: Failed (Degraded while serving), saying which."""
+    custom = client.CustomObjectsApi(ctx.api)
+    body = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    old = DistilledModelStatus.model_validate(body.get("status") or {})
+    new = invalid_spec_status(old, int(body["metadata"]["generation"]), message, reason="ForeignChild")
+    kubeapi.write_status(ctx, custom, body, old, new)
 
 
 def _ensure_run(ctx: Context, owner: common.Owner, spec: DistilledModelSpec, retrain: int, body: dict,
@@ -290,7 +302,7 @@ def _ensure_run(ctx: Context, owner: common.Owner, spec: DistilledModelSpec, ret
             kubeapi.create(core.create_namespaced_config_map, namespace, distill.build_configmap(owner, spec))
             label_job = distill.build_label_job(owner, spec, ctx.images, volume)
             if kubeapi.create(batch.create_namespaced_job, namespace, label_job):
-                kopf.info(body, reason="LabellingStarted",
+                events.info(ctx.api, body, reason="LabellingStarted",
                           message=f"Job {label_name} labels {spec.job.workers} shards of generation {gen}")
             kubeapi.supersede(ctx, batch, namespace, name, keep, body)
         label = kubeapi.read(ctx, batch.read_namespaced_job, label_name, namespace)
@@ -302,14 +314,14 @@ def _ensure_run(ctx: Context, owner: common.Owner, spec: DistilledModelSpec, ret
             kubeapi.create(core.create_namespaced_service, namespace, rendezvous)
             manifest = distill.build_job(owner, spec, ctx.images, retrain, volume)
             if kubeapi.create(batch.create_namespaced_job, namespace, manifest):
-                kopf.info(body, reason="JobCreated",
+                events.info(ctx.api, body, reason="JobCreated",
                           message=f"Job {job_name} distils generation {gen} on {spec.job.workers} workers")
             kubeapi.supersede(ctx, batch, namespace, name, keep, body)
     elif previous_job != job_name:
         kubeapi.create(core.create_namespaced_config_map, namespace, distill.build_configmap(owner, spec))
         manifest = distill.build_job(owner, spec, ctx.images, retrain, volume)
         if kubeapi.create(batch.create_namespaced_job, namespace, manifest):
-            kopf.info(body, reason="JobCreated", message=f"Job {job_name} distils generation {gen}")
+            events.info(ctx.api, body, reason="JobCreated", message=f"Job {job_name} distils generation {gen}")
         kubeapi.supersede(ctx, batch, namespace, name, keep, body)
     job = kubeapi.read(ctx, batch.read_namespaced_job, job_name, namespace)
     return job_name, job, kubeapi.job_pods(ctx, core, namespace, job_name) if job is not None else []

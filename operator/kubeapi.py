@@ -13,7 +13,7 @@ import kopf
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from logdistill.operator import names, observe, views
+from logdistill.operator import events, names, observe, views
 from logdistill.operator.context import Context
 from logdistill.operator.manifests import claims, common, daemonset, teacher_service
 from logdistill.operator.names import GROUP, PLURAL, VERSION
@@ -40,15 +40,70 @@ def read(ctx: Context, reader: Callable[[str, str], Any], name: str, namespace: 
         raise
 
 
+class ForeignChild(Exception):
+    """A child's deterministic name is taken by an object this CR does not own (a user's, another
+    controller's): the CR cannot proceed until it is renamed or removed."""
+
+
+# How long to wait for the garbage collector to remove a previous incarnation's child.
+PREVIOUS_OWNER_RETRY_S = 5
+
+
 def create(creator: Callable[[str, dict], Any], namespace: str, manifest: dict) -> bool:
-    """Create; False when it already exists (a re-run after a restart or a retry)."""
+    """Create; False when it already exists and is this CR's (a re-run after a restart or a retry).
+
+    On a 409 the existing object is read with the reader paired with ``creator`` (the client's
+    ``create_X``/``read_X`` naming) and its owner checked (see :func:`check_owner`): a CR deleted
+    and re-created under the same name must not adopt its previous incarnation's Job and result."""
     try:
         creator(namespace, manifest)
         return True
     except ApiException as err:
-        if err.status == 409:
-            return False
-        raise
+        if err.status != 409:
+            raise
+    wanted = (manifest["metadata"].get("ownerReferences") or [])
+    if wanted:
+        api = creator.__self__
+        reader = getattr(api, creator.__name__.replace("create_", "read_", 1))
+        try:
+            existing = api.api_client.sanitize_for_serialization(reader(manifest["metadata"]["name"], namespace))
+        except ApiException as err:
+            if err.status == 403:  # not ours to read (a Secret: create only): the name is taken, as before
+                log.debug("cannot read %s %s/%s to check its owner (403)", manifest["kind"], namespace,
+                          manifest["metadata"]["name"])
+                return False
+            if err.status == 404:  # deleted meanwhile (the garbage collector): create it next pass
+                raise kopf.TemporaryError(f"{manifest['kind']} {manifest['metadata']['name']} was being deleted; "
+                                          "retrying", delay=PREVIOUS_OWNER_RETRY_S) from None
+            raise
+        check_owner(views.owner_refs(existing), wanted[0], f"{manifest['kind']} {namespace}/"
+                    f"{manifest['metadata']['name']}")
+    return False
+
+
+def check_owner(refs: list[views.OwnerRef], wanted: dict, what: str) -> None:
+    """Raise unless ``refs`` (an existing child's owner references) include the ``wanted`` owner's UID:
+    kopf.TemporaryError when a previous incarnation (same kind and name, another UID) still owns it
+    (the garbage collector removes it shortly), :class:`ForeignChild` otherwise."""
+    if any(ref.uid == wanted["uid"] for ref in refs):
+        return
+    previous = [ref for ref in refs if (ref.kind, ref.name) == (wanted["kind"], wanted["name"])]
+    if previous:
+        raise kopf.TemporaryError(
+            f"{what} still belongs to a deleted {wanted['kind']} {wanted['name']} (uid {previous[0].uid}), not to "
+            f"this one (uid {wanted['uid']}): waiting for the garbage collector to remove it",
+            delay=PREVIOUS_OWNER_RETRY_S)
+    owners = ", ".join(f"{ref.kind} {ref.name}" for ref in refs) or "nobody"
+    raise ForeignChild(f"{what} exists and is not owned by {wanted['kind']} {wanted['name']} (owned by {owners}): "
+                       "delete or rename it")
+
+
+def _owned_check(current: dict, manifest: dict) -> bool:
+    """:func:`check_owner` on an existing child before it is replaced (never take over another's); True."""
+    meta = manifest["metadata"]
+    check_owner(views.owner_refs(current), meta["ownerReferences"][0],
+                f"{manifest['kind']} {meta['namespace']}/{meta['name']}")
+    return True
 
 
 def job_condition(job: dict, kind: str) -> bool:
@@ -75,7 +130,7 @@ def supersede(ctx: Context, batch: client.BatchV1Api, namespace: str, name: str,
             except ApiException as err:
                 if err.status != 404:
                     raise
-            kopf.info(body, reason="JobSuperseded",
+            events.info(ctx.api, body, reason="JobSuperseded",
                       message=f"Job {job_name} deleted: {', '.join(sorted(keep))} supersedes it")
 
 
@@ -144,14 +199,14 @@ def ensure_storage(ctx: Context, namespace: str, spec: DistilledModelSpec, body:
             if create(core.create_namespaced_persistent_volume_claim, namespace, claim):
                 where = f" on hostPath {claim['metadata']['annotations'][names.HOST_PATH_ANNOTATION]}" \
                     if settings.host_path else ""
-                kopf.info(body, reason="StorageCreated",
+                events.info(ctx.api, body, reason="StorageCreated",
                           message=f"PersistentVolumeClaim {claim_name} ({settings.size}) created{where}")
             else:
                 claim = read(ctx, core.read_namespaced_persistent_volume_claim, claim_name, namespace)
         except ApiException as err:
             if err.status not in (403, 422):
                 raise
-            kopf.warn(body, reason="StorageUnavailable",
+            events.warn(ctx.api, body, reason="StorageUnavailable",
                       message=f"cannot create PersistentVolumeClaim {claim_name}: {err.status} {err.reason}")
             claim = None
     return claims.artifact_volume(spec, claim, settings)
@@ -176,7 +231,7 @@ def apply_escalation(ctx: Context, owner: common.Owner, spec: DistilledModelSpec
                 except ApiException as err:
                     if err.status != 404:
                         raise
-            kopf.info(body, reason="TeacherRemoved", message=f"escalation disabled: Deployment {name} deleted")
+            events.info(ctx.api, body, reason="TeacherRemoved", message=f"escalation disabled: Deployment {name} deleted")
         return []
     manifest = teacher_service.build_teacher_deployment(owner, spec, ctx.images, volume)
     current = read(ctx, apps.read_namespaced_deployment, name, namespace)
@@ -184,13 +239,14 @@ def apply_escalation(ctx: Context, owner: common.Owner, spec: DistilledModelSpec
     create(core.create_namespaced_service, namespace, teacher_service.build_teacher_service(owner, spec))
     if current is None:
         if create(apps.create_namespaced_deployment, namespace, manifest):
-            kopf.info(body, reason="TeacherStarted",
+            events.info(ctx.api, body, reason="TeacherStarted",
                       message=f"Deployment {name} serves the teacher on port {spec.escalation.port}")
-    elif (current["metadata"].get("annotations") or {}).get(names.APPLIED_HASH_ANNOTATION) != \
+    elif _owned_check(current, manifest) and \
+            (current["metadata"].get("annotations") or {}).get(names.APPLIED_HASH_ANNOTATION) != \
             manifest["metadata"]["annotations"][names.APPLIED_HASH_ANNOTATION]:
         manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         apps.replace_namespaced_deployment(name, namespace, manifest)
-        kopf.info(body, reason="TeacherUpdated", message=f"Deployment {name} updated")
+        events.info(ctx.api, body, reason="TeacherUpdated", message=f"Deployment {name} updated")
     selector = ",".join(f"{k}={v}" for k, v in teacher_service.teacher_selector(owner.name).items())
     return ctx.plain(core.list_namespaced_pod(namespace, label_selector=selector))["items"]
 
@@ -205,14 +261,15 @@ def apply_daemonset(ctx: Context, owner: common.Owner, spec: DistilledModelSpec,
     create(core.create_namespaced_service, namespace, daemonset.build_service(owner, spec))
     if current is None:
         if create(apps.create_namespaced_daemon_set, namespace, manifest):
-            kopf.info(body, reason="RolloutStarted", message=f"DaemonSet {name} created with version {release.version}")
+            events.info(ctx.api, body, reason="RolloutStarted", message=f"DaemonSet {name} created with version {release.version}")
         return True
+    _owned_check(current, manifest)
     applied = (current["metadata"].get("annotations") or {}).get(names.APPLIED_HASH_ANNOTATION)
     if applied == manifest["metadata"]["annotations"][names.APPLIED_HASH_ANNOTATION]:
         return False
     manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
     apps.replace_namespaced_daemon_set(name, namespace, manifest)  # 409 on a race: retried
-    kopf.info(body, reason="RolloutStarted", message=f"DaemonSet {name} updated to version {release.version}")
+    events.info(ctx.api, body, reason="RolloutStarted", message=f"DaemonSet {name} updated to version {release.version}")
     return True
 
 
@@ -240,4 +297,4 @@ def write_status(ctx: Context, custom: client.CustomObjectsApi, body: dict, old:
     custom.patch_namespaced_custom_object_status(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
                                                  {"status": new.to_patch()})
     for event in transitions(old, new):
-        (kopf.warn if event.warning else kopf.info)(body, reason=event.reason, message=event.message[:1000])
+        events.post(ctx.api, body, event.reason, event.message, warning=event.warning)

@@ -77,8 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     policy.add_argument("--https-only-endpoints", action=argparse.BooleanOptionalAction, default=True,
                         help="spec.teacher.endpoint.url must be https (default: on; a secretRef always needs https)")
     peering = parser.add_mutually_exclusive_group()
-    peering.add_argument("--peering", default=DEFAULT_PEERING, metavar="NAME",
-                         help="kopf peering object: of several replicas only the highest priority acts")
+    peering.add_argument("--peering", default=None, metavar="NAME",
+                         help="kopf peering object: of several replicas only the highest priority acts; the "
+                              "operator refuses to start when kopf's peering CRDs are missing (default: peering "
+                              f"{DEFAULT_PEERING!r} if they are installed, else standalone)")
     peering.add_argument("--standalone", action="store_true", help="no peering (a single replica)")
     parser.add_argument("--priority", type=int, default=None,
                         help="peering priority (default: random, so two replicas never tie and both pause)")
@@ -130,7 +132,7 @@ def operator_kwargs(args: argparse.Namespace) -> dict:
         "namespaces": [] if clusterwide else list(args.namespace),
         "liveness_endpoint": None if args.liveness == "none" else args.liveness,
         "standalone": True if args.standalone else None,
-        "peering_name": None if args.standalone else args.peering,
+        "peering_name": None if args.standalone else (args.peering or DEFAULT_PEERING),
         "priority": args.priority if args.priority is not None else random.randint(1, 2**31 - 1),
     }
 
@@ -251,8 +253,12 @@ def run(args: argparse.Namespace) -> int:
 
     kwargs = operator_kwargs(args)
     log = logging.getLogger("logdistill.operator")
-    if not args.standalone and not ensure_peering(client.ApiClient(), args.peering, kwargs["clusterwide"],
+    if not args.standalone and not ensure_peering(client.ApiClient(), kwargs["peering_name"], kwargs["clusterwide"],
                                                   kwargs["namespaces"]):
+        if args.peering:  # asked for: two replicas acting at once is worse than not starting
+            log.error("--peering %s: kopf's peering CRDs (kopf.dev/v1) are not installed; apply "
+                      "`logdistill operator crd --peering`, or run a single replica with --standalone", args.peering)
+            return 2
         log.warning("kopf peering CRDs are not installed (logdistill operator crd --peering): running standalone;"
                     " do not run two replicas")
         kwargs.update(standalone=True, peering_name=None)
@@ -275,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
             log.warning("cannot serve metrics on port %d (%s): metrics disabled", args.metrics_port, err)
     log.info(
         "watching %s; peering %s", "all namespaces" if kwargs["clusterwide"] else ", ".join(kwargs["namespaces"]),
-        "off" if args.standalone else f"{args.peering} (priority {kwargs['priority']})")
+        "off" if args.standalone else f"{kwargs['peering_name']} (priority {kwargs['priority']})")
     asyncio.run(kopf.operator(memo=kopf.Memo(ctx=ctx), **kwargs))
     return 0
 

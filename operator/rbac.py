@@ -25,7 +25,8 @@ OPERATOR_RULES: list[dict] = [
     {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "create"]},
     # classifier metrics, teacher (escalation) and rendezvous (workers > 1) Services; the teacher's
     # is deleted when escalation is turned off
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "delete"]},
+    # (list: the drift repair finds the ones deleted under a settled CR)
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "create", "delete"]},
     # the API token Secret of each CR: created once, never read back (the pods mount it)
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
     # the teacher's NetworkPolicy, updated when its ports change and deleted with the teacher service
@@ -33,7 +34,7 @@ OPERATOR_RULES: list[dict] = [
      "verbs": ["get", "create", "update", "delete"]},
     {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list", "watch", "create", "update"]},
     # the teacher service (escalation.enabled)
-    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "create", "update", "delete"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "create", "update", "delete"]},
     # create: kopf's Events on the CR; list: a stuck pod's Warning events (FailedMount, Unhealthy)
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "list"]},
     {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "patch", "create"]},

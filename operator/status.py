@@ -481,7 +481,8 @@ def problem_records(old: DistilledModelStatus, problems: tuple[PodProblem, ...],
 def invalid_spec_status(old: DistilledModelStatus, generation: int, message: str,
                         now: str | None = None, reason: str = "InvalidSpec") -> DistilledModelStatus:
     """A spec the operator cannot use: the API server let it through, and pydantic (``InvalidSpec``) or the
-    admission policy (``PolicyViolation``) did not. What serves keeps serving (Degraded)."""
+    admission policy (``PolicyViolation``) did not; or (``ForeignChild``) a child name taken by an object
+    the CR does not own. What serves keeps serving (Degraded)."""
     now = now or rfc3339()
     phase = "Degraded" if old.serving_version else "Failed"
     conds = [

@@ -78,6 +78,21 @@ def _int(value: Any, default: int = 0) -> int:
 
 
 @dataclass(frozen=True)
+class OwnerRef:
+    """One entry of an object's ``metadata.ownerReferences``."""
+
+    kind: str
+    name: str
+    uid: str
+
+
+def owner_refs(raw: Mapping) -> list[OwnerRef]:
+    """The owner references of any object (a plain dict)."""
+    return [OwnerRef(kind=str(r.get("kind") or ""), name=str(r.get("name") or ""), uid=str(r.get("uid") or ""))
+            for r in _d(_d(raw).get("metadata")).get("ownerReferences") or [] if isinstance(r, Mapping)]
+
+
+@dataclass(frozen=True)
 class Condition:
     """A condition of a Pod or a Job."""
 

@@ -153,6 +153,7 @@ class ControlPlane:
         self.startup_seconds = 0.0
         self._procs: dict[str, subprocess.Popen] = {}
         self._logs: dict[str, Path] = {}
+        self._args: dict[str, tuple[str, ...]] = {}
         self._ssl = ssl.create_default_context()
         self._api_client = None
 
@@ -277,17 +278,7 @@ class ControlPlane:
     def stop(self) -> None:
         """Kills every component's process group (kwok first, etcd last) and removes the temp dir."""
         for name in reversed(list(self._procs)):
-            proc = self._procs.pop(name)
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(timeout=5)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    try:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                    proc.wait()
+            self._kill(name)
         if self._api_client is not None:
             self._api_client.close()
             self._api_client = None
@@ -301,7 +292,8 @@ class ControlPlane:
         assert self.dir is not None
         log = self.dir / f"{name}.log"
         self._logs[name] = log
-        with open(log, "wb") as out:
+        self._args[name] = args
+        with open(log, "ab") as out:
             self._procs[name] = subprocess.Popen(
                 [str(self.bin / name), *map(str, args), *self.extra_args.get(name, [])],
                 stdout=out,
@@ -311,6 +303,28 @@ class ControlPlane:
                 start_new_session=True,  # its own process group, killed as one
                 preexec_fn=die_with_parent,
             )
+
+    def _kill(self, name: str) -> None:
+        proc = self._procs.pop(name)
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=5)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+
+    def restart_apiserver(self) -> float:
+        """Stops kube-apiserver (SIGTERM) and starts it again with the same flags, certificates and
+        etcd data; returns once it is ready again, with the seconds it was unavailable."""
+        began = time.monotonic()
+        self._kill("kube-apiserver")
+        self._spawn("kube-apiserver", *self._args["kube-apiserver"])
+        self._wait_http("kube-apiserver", f"{self.server}/readyz", lambda body: body.strip() == b"ok", auth=True)
+        return time.monotonic() - began
 
     def check_alive(self) -> None:
         """Raises ControlPlaneError naming any component that exited, with its log tail."""
