@@ -6,24 +6,14 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
 
-from chart_helpers import CHART, CI_VALUES, DASHBOARD_JSON, find, helm, render, template_args
+from chart_helpers import CHART, CI_VALUES, DASHBOARD_JSON, ROOT, find, helm, render, template_args
 
-OPERATOR_NEEDS = {
-    ("logdistill.io", "distilledmodels"): {"get", "list", "watch", "patch"},
-    ("logdistill.io", "distilledmodels/status"): {"patch"},
-    ("batch", "jobs"): {"get", "list", "watch", "create"},
-    ("", "pods"): {"get", "list", "watch"},
-    ("", "pods/log"): {"get"},
-    ("", "configmaps"): {"create"},
-    ("apps", "daemonsets"): {"get", "list", "watch", "create", "patch"},
-    ("", "services"): {"create", "patch"},
-    ("", "events"): {"create", "list"},
-    ("", "persistentvolumeclaims"): {"get", "create"},
-}
 
 
 def test_ci_scenarios_exist():
@@ -164,9 +154,6 @@ def _granted(docs, kind):
 
 def test_rbac_grants_what_the_operator_uses_and_reads_no_secrets():
     docs = render()
-    granted = _granted(docs, "ClusterRole")
-    for key, verbs in OPERATOR_NEEDS.items():
-        assert verbs <= granted.get(key, set()), f"{key} lacks {verbs - granted.get(key, set())}"
     for rule, doc in _rules(docs, "ClusterRole") + _rules(docs, "Role"):
         where = doc["metadata"]["name"]
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"], where
@@ -175,10 +162,7 @@ def test_rbac_grants_what_the_operator_uses_and_reads_no_secrets():
             assert rule["resources"] == ["secrets"] and rule["verbs"] == ["create"], where
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), where
     # Pods are only read: the Job controller and the DaemonSet controller create them.
-    assert granted[("", "pods")] == {"get", "list", "watch"}
-    # Leases only in the operator's own namespace.
-    leases = [doc for rule, doc in _rules(docs, "Role") if "leases" in rule["resources"]]
-    assert [d["metadata"]["namespace"] for d in leases] == ["logdistill-system"]
+    assert _granted(docs, "ClusterRole")[("", "pods")] == {"get", "list", "watch"}
 
 
 def test_namespaced_scenario_has_no_cluster_wide_write_access():
@@ -268,17 +252,45 @@ def test_default_storage_flags_and_host_path_when_no_default_class_is_found():
     assert binding["roleRef"]["name"] == storage["metadata"]["name"]
 
 
-def test_chart_rbac_matches_the_operator_rules_it_runs_under():
-    from logdistill.operator.rbac import HOST_PATH_RULES, OPERATOR_RULES
+def test_chart_rules_are_generated_from_rbac_py():
+    from logdistill.operator.rbac import render_chart_rules
 
-    docs = render()
-    granted = _granted(docs, "ClusterRole")
-    # (the chart creates the kopf peering objects itself: the operator only patches them there)
-    for rule in [r for r in OPERATOR_RULES + HOST_PATH_RULES if r["apiGroups"] != ["kopf.dev"]]:
-        for group in rule["apiGroups"]:
-            for resource in rule["resources"]:
-                missing = set(rule["verbs"]) - granted.get((group, resource), set())
-                assert not missing, f"chart lacks {sorted(missing)} on {group}/{resource}"
+    assert (CHART / "templates" / "_rules.tpl").read_text() == render_chart_rules(), \
+        "the chart's RBAC rules drifted from operator/rbac.py: run `python -P hack/gen-rbac.py`"
+    proc = subprocess.run([sys.executable, "-P", str(ROOT / "hack" / "gen-rbac.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+# (values, install mode, claims created, hostPath storage ClusterRole)
+RBAC_MODES = [
+    ({}, "all", True, True),
+    ({"operator.watchNamespaces": ["team-a", "team-b"], "artifacts.hostPath": ""}, "namespaced", True, False),
+    ({"operator.watchNamespaces": ["team-*", "ops"], "artifacts.create": False}, "globs", False, False),
+    ({"artifacts.existingClaim": "team"}, "all", False, False),
+]
+
+
+@pytest.mark.parametrize("values, mode, create_claims, host_path", RBAC_MODES,
+                         ids=["all-namespaces", "namespaced", "globs", "existing-claim"])
+def test_chart_rbac_is_exactly_the_operator_rules(values, mode, create_claims, host_path):
+    """The chart grants the rules the operator runs under in the tests (operator/rbac.py), no more, no less."""
+    from logdistill.operator.rbac import HOST_PATH_RULES, operator_rules
+
+    docs = render(set_values=values)
+    expected = operator_rules(mode, create_claims=create_claims)
+    main = [d for d in docs if d["kind"] in ("ClusterRole", "Role") and d["metadata"]["name"] == "logdistill"]
+    if mode == "namespaced":
+        assert [(d["kind"], d["metadata"]["namespace"]) for d in main] == [("Role", "team-a"), ("Role", "team-b")]
+        assert not [d for d in find(docs, "ClusterRole") if d["metadata"]["name"] == "logdistill"]
+    else:
+        assert [d["kind"] for d in main] == ["ClusterRole"]
+    for doc in main:
+        assert doc["rules"] == expected, doc["metadata"]
+    storage = find(docs, "ClusterRole", "-storage")
+    assert [d["rules"] for d in storage] == ([HOST_PATH_RULES] if host_path else [])
+    roles = {d["metadata"]["name"] for d in find(docs, "ClusterRole") + find(docs, "Role")}
+    assert roles <= {"logdistill", "logdistill-storage"}, roles
 
 
 @pytest.mark.parametrize("values", [{"artifacts.hostPath": ""}, {"artifacts.storageClassName": "fast"},

@@ -590,20 +590,20 @@ def complete_job_pod(cluster, apis, ns, job_name, version):
 
 
 def test_operator_runs_under_the_least_privilege_rules(cluster, apis, namespace, storage, tmp_path):
-    """The CLI operator with a ServiceAccount token bound to exactly rbac.OPERATOR_RULES: create,
+    """The CLI operator with a ServiceAccount token bound to exactly rbac.operator_rules("namespaced"): create,
     supersede (delete), evaluate, roll out (create), roll out again (update), and never a 403."""
     import signal
     import subprocess
     import sys
 
     from helpers.controlplane import free_ports
-    from logdistill.operator.rbac import OPERATOR_RULES
+    from logdistill.operator.rbac import operator_rules
 
     peering = subprocess.run([sys.executable, "-P", "-m", "logdistill", "operator", "crd", "--peering"],
                              capture_output=True, text=True, check=True, cwd="/").stdout
     cluster.kubectl("apply", "-f", "-", input=peering)
     wait_established(cluster, "kopfpeerings.kopf.dev")
-    kubeconfig = service_account_kubeconfig(cluster, namespace, "operator", OPERATOR_RULES,
+    kubeconfig = service_account_kubeconfig(cluster, namespace, "operator", operator_rules("namespaced"),
                                             tmp_path / "operator.kubeconfig")
     port, = free_ports(1)
     log_path = tmp_path / "operator.log"

@@ -59,67 +59,6 @@ app.kubernetes.io/component: operator
 {{- concat (list .Values.image.repository .Values.edgeImage.repository) .Values.admissionPolicy.imagePrefixes | uniq | toJson -}}
 {{- end -}}
 
-{{/* The operator's permissions, shared by the ClusterRole (all namespaces) and the per-namespace Roles.
-     Each rule names only what the operator does; see docs/quickstart-cluster.md#permissions. */}}
-{{- define "logdistill.namespacedRules" -}}
-# The custom resource: watch it, patch its status, and a finalizer only where external artifacts must go.
-- apiGroups: ["logdistill.io"]
-  resources: ["distilledmodels"]
-  verbs: ["get", "list", "watch", "patch", "update"]
-- apiGroups: ["logdistill.io"]
-  resources: ["distilledmodels/status"]
-  verbs: ["get", "patch", "update"]
-- apiGroups: ["logdistill.io"]
-  resources: ["distilledmodels/finalizers"]
-  verbs: ["update"]
-# The distillation Job per spec generation (deletion cascades by owner reference, but a superseded run is deleted).
-- apiGroups: ["batch"]
-  resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# The Job's pod: its termination message carries the result summary. Read only.
-- apiGroups: [""]
-  resources: ["pods", "pods/status"]
-  verbs: ["get", "list", "watch"]
-# A running Job's progress lines, from its log tail (the Job's pods need no API access to report).
-- apiGroups: [""]
-  resources: ["pods/log"]
-  verbs: ["get"]
-# The artifacts claim a DistilledModel mounts: read (is it an operator-made hostPath one?), and
-# created when missing (artifacts.create). Never deleted: it keeps trained teachers other runs reuse.
-- apiGroups: [""]
-  resources: ["persistentvolumeclaims"]
-  verbs: ["get"{{ if include "logdistill.createClaims" . }}, "create"{{ end }}]
-# The spec mounted into the Job.
-- apiGroups: [""]
-  resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# The classifier rollout and its metrics Service; the teacher service (escalation) and the
-# rendezvous Service of a distributed run (job.workers > 1).
-- apiGroups: ["apps"]
-  resources: ["daemonsets", "deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: [""]
-  resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# The bearer token Secret of each DistilledModel's APIs: created once, never read back (pods mount it).
-- apiGroups: [""]
-  resources: ["secrets"]
-  verbs: ["create"]
-# The teacher's NetworkPolicy: only the model's classifier pods reach its API port.
-- apiGroups: ["networking.k8s.io"]
-  resources: ["networkpolicies"]
-  verbs: ["get", "create", "update", "delete"]
-# Events on every transition (kopf posts core/v1 events); a stuck pod's Warning events are read
-# (FailedMount, a failing readiness probe) to say why in the status.
-- apiGroups: ["", "events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch", "get", "list"]
-# kopf peering (namespaced), so two replicas never act at once.
-- apiGroups: ["kopf.dev"]
-  resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
-{{- end -}}
-
 {{/* The claim DistilledModels without a claimName use. */}}
 {{- define "logdistill.defaultClaim" -}}
 {{- default "logdistill-artifacts" .Values.artifacts.existingClaim -}}
