@@ -295,6 +295,7 @@ def _ensure_run(ctx: Context, owner: common.Owner, spec: DistilledModelSpec, ret
     namespace, name, gen = owner.namespace, owner.name, owner.generation
     job_name = common.job_name(name, gen, retrain)
     keep = {job_name}
+    serving = DistilledModelStatus.model_validate(body.get("status") or {}).serving_artifact  # kept by the pruning
     if spec.job.workers > 1:
         label_name = common.label_job_name(name, gen)
         keep.add(label_name)
@@ -312,14 +313,14 @@ def _ensure_run(ctx: Context, owner: common.Owner, spec: DistilledModelSpec, ret
         if previous_job != job_name:
             rendezvous = distill.build_rendezvous_service(owner, spec, retrain)
             kubeapi.create(core.create_namespaced_service, namespace, rendezvous)
-            manifest = distill.build_job(owner, spec, ctx.images, retrain, volume)
+            manifest = distill.build_job(owner, spec, ctx.images, retrain, volume, serving)
             if kubeapi.create(batch.create_namespaced_job, namespace, manifest):
                 events.info(ctx.api, body, reason="JobCreated",
                           message=f"Job {job_name} distils generation {gen} on {spec.job.workers} workers")
             kubeapi.supersede(ctx, batch, namespace, name, keep, body)
     elif previous_job != job_name:
         kubeapi.create(core.create_namespaced_config_map, namespace, distill.build_configmap(owner, spec))
-        manifest = distill.build_job(owner, spec, ctx.images, retrain, volume)
+        manifest = distill.build_job(owner, spec, ctx.images, retrain, volume, serving)
         if kubeapi.create(batch.create_namespaced_job, namespace, manifest):
             events.info(ctx.api, body, reason="JobCreated", message=f"Job {job_name} distils generation {gen}")
         kubeapi.supersede(ctx, batch, namespace, name, keep, body)

@@ -27,6 +27,7 @@ import threading
 from pathlib import Path
 
 from logdistill.contracts import PROGRESS_ANNOTATION, ContractError, ErrorSummary, Progress, progress_log_line
+from logdistill.operator import retention
 from logdistill.podannotation import PodAnnotationPublisher
 
 log = logging.getLogger("logdistill.operator.jobrun")
@@ -41,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="artifact folder to write")
     parser.add_argument("--summary-file", required=True, help="where the summary goes (the termination-message path)")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between progress publications")
+    parser.add_argument("--keep-versions", type=int, default=0, metavar="N",
+                        help="after a successful run, remove the model's version folders beside --out beyond the "
+                             f"newest N (at least {retention.MIN_KEEP}; 0: keep all)")
+    parser.add_argument("--protect", action="append", default=[], metavar="RUN",
+                        help="a version folder never removed (the one the classifier serves); repeatable")
     parser.add_argument("extra", nargs="*", help="more arguments for `logdistill distill` (after --)")
 
 
@@ -124,4 +130,9 @@ def main(args: argparse.Namespace) -> int:
     if text:
         with open(summary, "w", encoding="utf-8") as out:  # in place: never rename over a bind mount
             out.write(text)
+    if code == 0 and engine == "distill" and _summary_written(engine_summary) and getattr(args, "keep_versions", 0):
+        out_dir = Path(args.out)
+        removed = retention.prune(out_dir.parent, args.keep_versions, {out_dir.name, *args.protect})
+        if removed:
+            log.info("removed old versions of %s: %s", out_dir.parent, ", ".join(removed))
     return code

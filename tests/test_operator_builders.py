@@ -65,7 +65,12 @@ def test_job_runs_the_runner_with_spec_storage_and_termination_message():
     c, = pod["containers"]
     assert c["image"] == "registry/logdistill:1"
     assert c["command"] == ["logdistill", "operator", "job-run", "--config", "/etc/logdistill/spec.yaml",
-                            "--out", "/artifacts/team/a/bgl/g3", "--summary-file", "/dev/termination-log"]
+                            "--out", "/artifacts/team/a/bgl/g3", "--summary-file", "/dev/termination-log",
+                            "--keep-versions", "3"]
+    # the served version's folder survives the run's pruning
+    served = distill.build_job(OWNER, s, IMAGES, serving="team/a/bgl/g1-r2")
+    assert served["spec"]["template"]["spec"]["containers"][0]["command"][-4:] == [
+        "--keep-versions", "3", "--protect", "g1-r2"]
     assert c["terminationMessagePath"] == "/dev/termination-log"
     assert c["resources"] == {"limits": {"cpu": "2", "memory": "4Gi"}}
     env = {e["name"]: e for e in c["env"]}

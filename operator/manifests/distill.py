@@ -64,13 +64,17 @@ def build_configmap(owner: Owner, spec: DistilledModelSpec) -> dict:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {SPEC_FILE: spec_yaml(spec)}}
 
 
-def job_command(spec: DistilledModelSpec, owner: Owner, retrain: int = 0, extra: list[str] | None = None) -> list[str]:
+def job_command(spec: DistilledModelSpec, owner: Owner, retrain: int = 0, extra: list[str] | None = None,
+                protect: tuple[str, ...] = ()) -> list[str]:
+    """``protect``: version folders (``g1``, ``g2-r1``) the run's pruning must keep (the serving one)."""
     out = posixpath.join(ARTIFACT_MOUNT, artifact_relpath(spec, owner.name, owner.generation, retrain))
     command = [
         "logdistill", "operator", "job-run",
         "--config", posixpath.join(SPEC_MOUNT, SPEC_FILE),
         "--out", out,
         "--summary-file", TERMINATION_LOG,
+        "--keep-versions", str(spec.artifacts.keep_versions),
+        *(arg for run in protect for arg in ("--protect", run)),
     ]
     return command + ["--", *extra] if extra else command
 
@@ -86,7 +90,8 @@ def engine_extra_args(spec: DistilledModelSpec, owner: Owner, retrain: int) -> l
     return extra
 
 
-def distributed_command(spec: DistilledModelSpec, owner: Owner, retrain: int = 0) -> list[str]:
+def distributed_command(spec: DistilledModelSpec, owner: Owner, retrain: int = 0,
+                        protect: tuple[str, ...] = ()) -> list[str]:
     """torchrun on each worker pod: static rendezvous at pod 0 (``<job>-0.<service>``), node rank =
     completion index, so global rank 0 (which evaluates and writes the summary) is pod 0."""
     job = job_name(owner.name, owner.generation, retrain)
@@ -94,7 +99,7 @@ def distributed_command(spec: DistilledModelSpec, owner: Owner, retrain: int = 0
         "torchrun", f"--nnodes={spec.job.workers}", "--nproc-per-node=1",
         "--node-rank=$(JOB_COMPLETION_INDEX)", "--rdzv-backend=static",
         f"--rdzv-endpoint={job}-0.{job}:{RDZV_PORT}", "--max-restarts=0", "--no-python",
-        *job_command(spec, owner, retrain, engine_extra_args(spec, owner, retrain)),
+        *job_command(spec, owner, retrain, engine_extra_args(spec, owner, retrain), protect),
     ]
 
 
@@ -195,17 +200,20 @@ def _job_manifest(owner: Owner, spec: DistilledModelSpec, images: Images, *, nam
 
 
 def build_job(owner: Owner, spec: DistilledModelSpec, images: Images, retrain: int = 0,
-              volume: ArtifactVolume | None = None) -> dict:
+              volume: ArtifactVolume | None = None, serving: str | None = None) -> dict:
     """The distillation Job of a run: one pod, or (workers > 1) an Indexed Job of torchrun workers.
-    With ``teacher.train`` its pods first run the ``teacher`` init container (a no-op once trained)."""
+    With ``teacher.train`` its pods first run the ``teacher`` init container (a no-op once trained).
+    ``serving``: the served artifact's path in the volume (its version folder survives the run's pruning)."""
+    protect = (posixpath.basename(serving),) if serving else ()
     name = job_name(owner.name, owner.generation, retrain)
     run = run_suffix(owner.generation, retrain)
     workers = spec.job.workers
     if workers == 1:
         return _job_manifest(owner, spec, images, name=name, component="distill", run=run, volume=volume,
-                             command=job_command(spec, owner, retrain, engine_extra_args(spec, owner, retrain)))
+                             command=job_command(spec, owner, retrain, engine_extra_args(spec, owner, retrain),
+                                                 protect))
     manifest = _job_manifest(owner, spec, images, name=name, component="distill", run=run, workers=workers,
-                             subdomain=name, command=distributed_command(spec, owner, retrain), volume=volume)
+                             subdomain=name, command=distributed_command(spec, owner, retrain, protect), volume=volume)
     # A lost worker breaks the collective: fail the whole Job at once, with the pod named in its reason.
     manifest["spec"]["backoffLimit"] = 0
     manifest["spec"]["podFailurePolicy"] = {"rules": [

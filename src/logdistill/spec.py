@@ -498,6 +498,14 @@ class StorageSpec(SpecModel):
     """A PersistentVolumeClaim, mounted read-write in the Job and read-only on the edge."""
 
 
+class ArtifactsSpec(SpecModel):
+    """Retention of the model's artifact versions on the storage volume."""
+
+    keep_versions: int = Field(default=3, ge=2, le=100)
+    """Version folders (``<subPath>/<name>/g<generation>``) kept after a successful run: the newest
+    ones; the served version is always kept too, and trained teachers are never removed."""
+
+
 class DistilledModelSpec(DistillSpec):
     """``DistilledModel.spec``: the engine's sections plus how to run, store and roll out."""
 
@@ -507,6 +515,8 @@ class DistilledModelSpec(DistillSpec):
     """The edge DaemonSet."""
     storage: StorageSpec = StorageSpec()
     """Artifact storage."""
+    artifacts: ArtifactsSpec = ArtifactsSpec()
+    """How many artifact versions are kept."""
     escalation: EscalationSpec = EscalationSpec()
     """Teacher service for escalations from the edge (the closed loop)."""
     retrain: RetrainSpec = RetrainSpec()
