@@ -20,6 +20,7 @@ Timings of each phase are printed (``-s``) and recorded in docs/benchmarks.md.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -28,6 +29,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections import Counter, defaultdict
 from datetime import datetime
@@ -362,6 +364,34 @@ def test_classifier_tails_the_writer_pod_as_non_root(journey):
     TIMINGS["classifier working set (MiB)"] = round(working_set, 1)
     print(f"[e2e] classifier pod working set: {working_set:.1f} MiB")
     assert working_set <= 150, f"classifier working set {working_set:.1f} MiB > 150 MiB"
+
+
+def test_classify_api_answers_only_with_the_operators_token(journey):
+    """docs/quickstart-cluster.md "Calling the classify API": the token from the Secret the operator made, the
+    API port of a classifier pod (pod IPs are routable from the node)."""
+    cp = journey["cp"]
+    token = base64.b64decode(cp.kubectl("get", "secret", f"{CR}-api-token", "-n", CR_NAMESPACE, "-o",
+                                        "jsonpath={.data.token}").stdout).decode()
+    pod = json.loads(cp.kubectl("get", "pods", "-n", CR_NAMESPACE, "-l",
+                                f"app.kubernetes.io/instance={CR},app.kubernetes.io/component=classifier",
+                                "-o", "json").stdout)["items"][0]
+    (api_port,) = [p["containerPort"] for p in pod["spec"]["containers"][0]["ports"] if p.get("name") == "api"]
+    url = f"http://{pod['status']['podIP']}:{api_port}/v1/classify"
+    body = json.dumps({"lines": ["RAS KERNEL FATAL data TLB error interrupt"]}).encode()
+
+    def call(headers: dict) -> tuple[int, dict]:
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **headers})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, {}
+
+    assert call({})[0] == 401
+    assert call({"Authorization": "Bearer not-the-token"})[0] == 401
+    status, answer = call({"Authorization": f"Bearer {token}"})
+    assert status == 200, answer
+    print(f"[e2e] classify API: 401 without the token, 200 with it: {answer}")
 
 
 def _prometheus(journey) -> str:
