@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 import pytest
+from helpers.controlplane import wait_for
 from helpers.onnx_artifacts import build_onnx_artifact
 from prometheus_client import CollectorRegistry
 
@@ -312,10 +313,8 @@ def test_teacher_service_requests_merge_into_batches():
     threads = [threading.Thread(target=service.classify, args=([f"job {w} started"],)) for w in words]
     for thread in threads:
         thread.start()
-    for _ in range(500):  # the worker holds the first request; wait until the others queue up
-        if service._pending.qsize() >= 39:
-            break
-        gate.wait(0.01)
+    # the worker holds the first request; wait until the others queue up
+    wait_for(lambda: service._pending.qsize() >= 39, 60, 0.01, "39 requests queued behind the first")
     gate.set()
     for thread in threads:
         thread.join(10)

@@ -104,7 +104,7 @@ def test_recreated_cr_does_not_adopt_the_previous_incarnations_job(cluster, apis
         annotations = get_cr(apis, namespace, "again")["metadata"].get("annotations") or {}
         return any("still belongs to a deleted DistilledModel again" in v for v in annotations.values())
 
-    cluster.wait_for(deferred, 30, 0.1, "the reconcile deferred while the old Job is being collected")
+    cluster.wait_for(deferred, 90, 0.1, "the reconcile deferred while the old Job is being collected")
     body = get_cr(apis, namespace, "again")
     assert (body.get("status") or {}).get("phase") != "Ready", body.get("status")
     assert not (body.get("status") or {}).get("servingVersion")

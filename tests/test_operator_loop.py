@@ -10,6 +10,7 @@ gated, rolled out); then a ``retrain-request`` annotation starts one more.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from datetime import datetime, timedelta, timezone
@@ -22,7 +23,7 @@ from kubernetes.client.rest import ApiException
 from logdistill import contracts
 from logdistill.operator import loop, names
 from logdistill.operator.main import OperatorThread
-from logdistill.operator.manifests import common, daemonset, distill, teacher_service
+from logdistill.operator.manifests import apitoken, common, daemonset, distill, teacher_service
 from logdistill.operator.names import GROUP, PLURAL, VERSION
 from logdistill.operator.status import Agreement, LastRetrain
 from logdistill.spec import DistilledModelSpec, SpecError, parse_spec
@@ -37,7 +38,7 @@ IMAGES = common.Images(job="registry/logdistill:1", edge="registry/logdistill-ed
 TEACHER = {"checkpoint": "/artifacts/teachers/t"}
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 LOOP = {"escalation": {"enabled": True, "confidenceThreshold": 0.7, "sampleRate": 0.05, "queueSize": 500,
-                       "rateLimit": 10, "port": 8001, "replicas": 2},
+                       "rateLimit": 10, "port": 8002, "replicas": 2},
         "retrain": {"enabled": True, "agreementThreshold": 0.9, "windowSeconds": 60, "minIntervalSeconds": 300,
                     "minSamples": 100}}
 
@@ -114,17 +115,18 @@ def test_teacher_deployment_service_and_classifier_arguments():
     assert pod_spec["serviceAccountName"] == "distiller"  # patches its own pod, like the Job
     container = pod_spec["containers"][0]
     assert container["command"] == ["logdistill", "serve-teacher", "--model", "/artifacts/teachers/t", "--port",
-                                    "8001", "--store", "/artifacts/models/bgl/teacher-labels"]
+                                    "8002", "--metrics-port", "8001", "--token-file", apitoken.TOKEN_FILE,
+                                    "--store", "/artifacts/models/bgl/teacher-labels"]
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert dep["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
     svc = teacher_service.build_teacher_service(OWNER, s)
-    assert svc["spec"]["ports"][0]["port"] == 8001 and svc["spec"]["selector"] == teacher_service.teacher_selector("bgl")
+    assert svc["spec"]["ports"][0]["port"] == 8002 and svc["spec"]["selector"] == teacher_service.teacher_selector("bgl")
     release = daemonset.Release(version="v1", generation=1, artifact="models/bgl/g1", sha256="0" * 64)
     command = daemonset.build_daemonset(OWNER, s, release, IMAGES)["spec"]["template"]["spec"]["containers"][0]["command"]
     tail = command[command.index("--teacher-url"):]
-    assert tail == ["--teacher-url", "http://bgl-teacher.edge-ai.svc:8001", "--escalate-below", "0.7",
+    assert tail == ["--teacher-url", "http://bgl-teacher.edge-ai.svc:8002", "--escalate-below", "0.7",
                     "--sample-rate", "0.05", "--escalation-queue", "500", "--escalation-rps", "10"]
     plain = daemonset.build_daemonset(OWNER, spec(), release, IMAGES)["spec"]["template"]["spec"]["containers"][0]
     assert "--teacher-url" not in plain["command"]
@@ -225,7 +227,7 @@ def test_rollout_or_escalation_change_updates_workloads_without_retraining(clust
     assert body["status"]["servingVersion"] == "v1" and body["status"]["distillGeneration"] == 1
     assert "/artifacts/models/steady/g1" in classifier_command(apis, ns, "steady")
 
-    patch_spec(apis, ns, "steady", {"escalation": {"enabled": True, "port": 8001}})
+    patch_spec(apis, ns, "steady", {"escalation": {"enabled": True, "port": 8002}})
     dep = cluster.wait_for(lambda: apis["apps"].read_namespaced_deployment("steady-teacher", ns), 30, 0.1,
                            "the teacher Deployment", ignore=(ApiException,))
     assert dep.metadata.owner_references[0].uid == body["metadata"]["uid"]
@@ -233,8 +235,8 @@ def test_rollout_or_escalation_change_updates_workloads_without_retraining(clust
                                                                 TEACHER["checkpoint"]]
     svc = cluster.wait_for(lambda: apis["core"].read_namespaced_service("steady-teacher", ns), 10, 0.05,
                            "the teacher Service (created right after the Deployment)", ignore=(ApiException,))
-    assert svc.spec.ports[0].port == 8001
-    cluster.wait_for(lambda: f"http://steady-teacher.{ns}.svc:8001" in classifier_command(apis, ns, "steady"),
+    assert svc.spec.ports[0].port == 8002
+    cluster.wait_for(lambda: f"http://steady-teacher.{ns}.svc:8002" in classifier_command(apis, ns, "steady"),
                      30, 0.1, "the classifier pointed at the teacher")
     body = wait_phase(cluster, apis, ns, "steady", {"Ready", "RollingOut"}, timeout=30, generation=3)
     assert [j.metadata.name for j in jobs_of(apis, ns, "steady")] == ["steady-distill-g1"]  # no retraining
@@ -296,7 +298,7 @@ def test_real_teacher_service_publishes_agreement_that_drives_a_redistillation(c
     # the teacher pod's command (which LocalKubelet rewrites) and in the Job's mounted spec (which it does not).
     home = Path(tempfile.mkdtemp(prefix="logdistill-teacher-", dir="/var/tmp"))
     shutil.copytree(teacher, home / "tiny")
-    spec_body = {**tiny_spec(home / "tiny"), "escalation": {"enabled": True, "port": 8001},
+    spec_body = {**tiny_spec(home / "tiny"), "escalation": {"enabled": True, "port": 8002},
                  # minIntervalSeconds x 0.02 = 60 s: no second automatic run before the request below
                  "retrain": {"enabled": True, "agreementThreshold": 0.9, "windowSeconds": 60,
                              "minIntervalSeconds": 3000, "minSamples": 20}}
@@ -315,11 +317,13 @@ def _real_loop(cluster, apis, ns, kubelet, spec_body, urllib_request):
     pod = kubelet.find_pod("app.kubernetes.io/instance=real,app.kubernetes.io/component=teacher")
     kubelet.wait_running(pod)
     server = kubelet.start_pod(pod)
-    server.wait_http(8001, "/readyz", timeout=120)
+    server.wait_http(8001, "/readyz", timeout=120)  # probes on escalation.metricsPort, the API needs the token
+    token = base64.b64decode(apis["core"].read_namespaced_secret("real-api-token", ns).data["token"]).decode()
     lines = [line.split(" ", 1)[1] for line in BGL_2K.read_text(errors="replace").splitlines()[:60] if " " in line]
     request = json.dumps({"lines": lines, "student": ["NOT-A-LABEL"] * len(lines)}).encode()
-    with urllib_request.urlopen(urllib_request.Request(server.url(8001, "/v1/classify"), data=request,
-                                                       headers={"Content-Type": "application/json"}),
+    with urllib_request.urlopen(urllib_request.Request(server.url(8002, "/v1/classify"), data=request,
+                                                       headers={"Content-Type": "application/json",
+                                                                "Authorization": f"Bearer {token}"}),
                                 timeout=60) as resp:
         assert len(json.loads(resp.read())["results"]) == len(lines)
     # serve-teacher publishes every 10 s; the operator copies it and starts the window
