@@ -136,17 +136,21 @@ def add_listen_arguments(parser: Any, token_note: str = "") -> None:
 
 def listen_options(args: Any) -> dict[str, Any]:
     """:class:`~logdistill.edge.server.HttpService` keywords from the flags of :func:`add_listen_arguments`;
-    ``ValueError`` naming the flag when they do not fit, ``OSError``/``ssl.SSLError`` for unreadable TLS files."""
+    ``ValueError`` naming the flag when they do not fit or the TLS files cannot be loaded."""
     if (args.tls_cert is None) != (args.tls_key is None):
         raise ValueError("--tls-cert and --tls-key go together")
     if args.max_connections < 1 or args.request_deadline <= 0:
         raise ValueError("--max-connections must be at least 1 and --request-deadline positive")
     if args.metrics_port is not None and args.metrics_port == args.port and args.port != 0:
         raise ValueError(f"--metrics-port and --port are both {args.port}")
+    try:
+        tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert is not None else None
+    except OSError as err:  # ssl.SSLError included
+        raise ValueError(f"cannot load --tls-cert/--tls-key: {err}") from err
     return {
         "host": args.host, "port": args.port, "metrics_port": args.metrics_port,
         "token": BearerToken(args.token_file) if args.token_file is not None else None,
-        "tls": tls_context(args.tls_cert, args.tls_key) if args.tls_cert is not None else None,
+        "tls": tls,
         "max_connections": args.max_connections, "deadline_s": args.request_deadline,
     }
 

@@ -129,9 +129,6 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"logdistill classify: {err}", file=sys.stderr)
         return 2
-    except OSError as err:  # ssl.SSLError included
-        print(f"logdistill classify: cannot load --tls-cert/--tls-key: {err}", file=sys.stderr)
-        return 2
     try:
         # Not ready until the tailer has scanned (it replaces this check below); API-only has no source check.
         server = ClassifierServer(holder, metrics, max_lines=args.max_request_lines,

@@ -1,12 +1,14 @@
 """What the operator and its Jobs may do: the least-privilege RBAC rules, as data: the one source.
 
-The chart renders exactly these: ``python -P hack/gen-rbac.py`` writes them into
+The chart renders exactly these: ``python -P hack/generate.py`` writes them into
 charts/logdistill/templates/_rules.tpl (a test fails on drift, another compares the rendered Roles
 per install mode with :func:`operator_rules`); ``logdistill operator rbac`` prints them;
 tests/test_operator_cluster.py runs the operator under exactly them and fails on any 403.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import yaml
 
@@ -81,9 +83,12 @@ def operator_rules(mode: str, create_claims: bool = True) -> list[dict]:
     return [*OPERATOR_RULES, *(CLAIM_RULES if create_claims else []), *extra]
 
 
+RULES_TEMPLATE_PATH = Path("charts/logdistill/templates/_rules.tpl")
+
+
 def render_chart_rules() -> str:
     """charts/logdistill/templates/_rules.tpl: one named template per rule set."""
-    out = ["{{/* Generated from operator/rbac.py by hack/gen-rbac.py: do not edit (a test fails on drift). */}}"]
+    out = ["{{/* Generated from operator/rbac.py by hack/generate.py: do not edit (a test fails on drift). */}}"]
     for name, rules in RULE_SETS.items():
         out += [f'{{{{- define "logdistill.rules.{name}" -}}}}', yaml.safe_dump(rules, sort_keys=False).rstrip(),
                 "{{- end }}"]

@@ -4,8 +4,6 @@ template built from the same definition."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -152,10 +150,7 @@ def test_one_cel_validation_per_rule_naming_its_field():
 
 def test_committed_admission_policy_template_matches_the_rules():
     committed = (ROOT / admission.TEMPLATE_PATH).read_text(encoding="utf-8")
-    assert committed == admission.render_template(), "drifted: run `python -P hack/gen-admission-policy.py`"
-    proc = subprocess.run([sys.executable, "-P", str(ROOT / "hack" / "gen-admission-policy.py"), "--check"],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert committed == admission.render_template(), "drifted: run `python -P hack/generate.py`"
 
 
 @pytest.mark.parametrize("settings", [{}, LOOSE_VALUES], ids=["default", "loose"])

@@ -331,9 +331,6 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"logdistill serve-teacher: {err}", file=sys.stderr)
         return 2
-    except OSError as err:  # ssl.SSLError included
-        print(f"logdistill serve-teacher: cannot load --tls-cert/--tls-key: {err}", file=sys.stderr)
-        return 2
     metrics = TeacherMetrics(CollectorRegistry())
     try:
         server = TeacherServer(metrics, **listen)

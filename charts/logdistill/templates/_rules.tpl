@@ -1,4 +1,4 @@
-{{/* Generated from operator/rbac.py by hack/gen-rbac.py: do not edit (a test fails on drift). */}}
+{{/* Generated from operator/rbac.py by hack/generate.py: do not edit (a test fails on drift). */}}
 {{- define "logdistill.rules.operator" -}}
 - apiGroups:
   - logdistill.io
