@@ -39,12 +39,18 @@ t=$(date +%s); bash "$ROOT/hack/build-prometheus.sh" > /tmp/logdistill-prometheu
 log "Prometheus with Kubernetes service discovery ready ($(( $(date +%s) - t )) s)"
 
 t=$(date +%s); bash "$KIT/images.sh" base >/dev/null; log "python base image ready ($(( $(date +%s) - t )) s)"
+# The stages whose layers are the next build's cache (the dependency installs: torch's is ~5 GB) get a tag,
+# so that the prune below keeps them; every other dangling image is an earlier build's, superseded.
+t=$(date +%s)
+for stage in build-edge deps-full; do
+  bash "$KIT/images.sh" build "$ROOT" "localhost/logdistill-cache:$stage" "$stage" >/dev/null
+done
+log "dependency stages ready ($(( $(date +%s) - t )) s)"
 for target in edge full; do
   t=$(date +%s)
   case $target in edge) name=localhost/logdistill-edge:$IMAGE_TAG ;; *) name=localhost/logdistill:$IMAGE_TAG ;; esac
   bash "$KIT/images.sh" build "$ROOT" "$name" "$target"
   log "$name ready ($(( $(date +%s) - t )) s)"
 done
-# No `podman image prune` here: a multi-stage build's cache is its stages' (dangling) images, and pruning
-# them makes the next build reinstall torch. Old full images share the dependency layer (COPY --from=deps-full
-# is cached), so what a source change leaves behind is a few MB.
+podman image prune -f >/dev/null
+log "superseded build images pruned (disk: $(df -h --output=avail / | tail -1 | tr -d ' ') free)"

@@ -307,15 +307,16 @@ def test_teacher_service_requests_merge_into_batches():
     scorer = KeywordScorer()
     gate = threading.Event()
     inner = scorer.predict_proba
-    scorer.predict_proba = lambda templates: (gate.wait(10), inner(templates))[1]
+    scorer.predict_proba = lambda templates: (gate.wait(120), inner(templates))[1]  # released below
     service = TeacherService(scorer, version="v", max_batch=32, max_concurrency=1)
     words = [chr(97 + i % 26) * (1 + i // 26) for i in range(40)]
     threads = [threading.Thread(target=service.classify, args=([f"job {w} started"],)) for w in words]
     for thread in threads:
         thread.start()
-    # the worker holds the first request; wait until the others queue up
-    wait_for(lambda: service._pending.qsize() >= 39, 60, 0.01, "39 requests queued behind the first")
-    gate.set()
+    try:  # the worker holds the first request; wait until the others queue up
+        wait_for(lambda: service._pending.qsize() >= 39, 60, 0.01, "39 requests queued behind the first")
+    finally:
+        gate.set()
     for thread in threads:
         thread.join(10)
     assert sum(scorer.calls) == 40
