@@ -305,22 +305,30 @@ def test_teacher_store_is_bounded(tmp_path):
 
 def test_teacher_service_requests_merge_into_batches():
     scorer = KeywordScorer()
-    gate = threading.Event()
+    entered, gate = threading.Event(), threading.Event()
     inner = scorer.predict_proba
-    scorer.predict_proba = lambda templates: (gate.wait(120), inner(templates))[1]  # released below
+
+    def held(templates):
+        entered.set()
+        gate.wait(120)  # released below
+        return inner(templates)
+
+    scorer.predict_proba = held
     service = TeacherService(scorer, version="v", max_batch=32, max_concurrency=1)
     words = [chr(97 + i % 26) * (1 + i // 26) for i in range(40)]
     threads = [threading.Thread(target=service.classify, args=([f"job {w} started"],)) for w in words]
-    for thread in threads:
-        thread.start()
-    try:  # the worker holds the first request; wait until the others queue up
+    try:
+        threads[0].start()  # the worker takes it alone and holds it
+        assert entered.wait(60), "the first request never reached the scorer"
+        for thread in threads[1:]:
+            thread.start()
         wait_for(lambda: service._pending.qsize() >= 39, 60, 0.01, "39 requests queued behind the first")
     finally:
         gate.set()
     for thread in threads:
         thread.join(10)
     assert sum(scorer.calls) == 40
-    assert scorer.calls[1:] == [32, 7]  # queued requests merged into full batches
+    assert scorer.calls == [1, 32, 7]  # queued requests merged into full batches
 
 
 def test_agreement_gauge_is_absent_until_a_teacher_has_answered() -> None:
