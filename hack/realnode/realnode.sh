@@ -194,7 +194,15 @@ import_images() {
     if [[ $(cat "$stamp" 2>/dev/null) == "$id" ]] && $CTR images ls -q | grep -qx "$img"; then
       echo "image $img already in containerd (id ${id:0:12})"; continue
     fi
-    podman save --format docker-archive "$img" | $CTR images import - >/dev/null
+    if ! podman save --format docker-archive "$img" | $CTR images import - >/dev/null; then
+      # A snapshot chain left broken (a parent snapshot gone: an image GC under disk pressure, a killed
+      # import): drop the image and its unreferenced content and snapshots (containerd's GC), import again.
+      echo "import of $img failed: removing it from containerd and importing it again" >&2
+      $CTR images rm "$img" >/dev/null 2>&1 || true
+      $CTR content prune references >/dev/null 2>&1 || true
+      podman save --format docker-archive "$img" | $CTR images import - >/dev/null \
+        || die "cannot import $img into containerd; a clean image store: realnode.sh down STATE_DIR --purge"
+    fi
     echo "$id" > "$stamp"
     echo "imported $img ($(since "$t"))"
   done
