@@ -272,6 +272,10 @@ def journey(tmp_path_factory):
             yield state
         finally:
             logs.close()
+            prometheus = state.get("prometheus_proc")
+            if prometheus is not None and prometheus.poll() is None:  # a test failed before the last one stopped it
+                prometheus.terminate()
+                prometheus.wait(timeout=10)
             for what in (["get", "dm,jobs,pods,ds,deploy,svc,pvc", "-A", "-o", "wide"],
                          ["get", "events", "-A", "--sort-by=.lastTimestamp"]):
                 print(cp.kubectl(*what, check=False).stdout[-6000:])
