@@ -92,18 +92,19 @@ def main(args: argparse.Namespace) -> int:
     forwarder.start()
     signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
 
-    printed: list[str] = []
+    last_line = ""
 
     def read_progress() -> None:
+        nonlocal last_line
         try:
             state = Progress.parse(progress.read_text(encoding="utf-8")).to_dict()
             if engine == "teacher" and state.get("stage"):
                 state["stage"] = TEACHER_STAGE_PREFIX + str(state["stage"])
             publisher.publish(state)
             line = progress_log_line(state)
-            if printed[-1:] != [line]:  # the operator's fallback reads the log tail: print changes only
+            if line != last_line:  # the operator's fallback reads the log tail: print changes only
                 print(line, flush=True)
-                printed[:] = [line]
+                last_line = line
         except OSError:
             pass  # not written yet; the engine replaces it atomically, so never half-written
         except ContractError as err:

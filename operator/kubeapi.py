@@ -13,6 +13,7 @@ import kopf
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from logdistill.contracts import last_progress_in_log
 from logdistill.operator import events, names, observe, views
 from logdistill.operator.context import Context
 from logdistill.operator.manifests import claims, common, daemonset, teacher_service
@@ -25,7 +26,6 @@ from logdistill.operator.status import (
     same_status,
     transitions,
 )
-from logdistill.contracts import last_progress_in_log
 from logdistill.spec import DistilledModelSpec
 
 log = logging.getLogger("logdistill.operator")
@@ -98,12 +98,14 @@ def check_owner(refs: list[views.OwnerRef], wanted: dict, what: str) -> None:
                        "delete or rename it")
 
 
-def _owned_check(current: dict, manifest: dict) -> bool:
-    """:func:`check_owner` on an existing child before it is replaced (never take over another's); True."""
+def _outdated(current: dict, manifest: dict) -> bool:
+    """Whether an existing child must be replaced by ``manifest`` (its applied hash differs), after
+    :func:`check_owner`: another's object is never taken over."""
     meta = manifest["metadata"]
     check_owner(views.owner_refs(current), meta["ownerReferences"][0],
                 f"{manifest['kind']} {meta['namespace']}/{meta['name']}")
-    return True
+    applied = (current["metadata"].get("annotations") or {}).get(names.APPLIED_HASH_ANNOTATION)
+    return applied != meta["annotations"][names.APPLIED_HASH_ANNOTATION]
 
 
 def job_condition(job: dict, kind: str) -> bool:
@@ -241,9 +243,7 @@ def apply_escalation(ctx: Context, owner: common.Owner, spec: DistilledModelSpec
         if create(apps.create_namespaced_deployment, namespace, manifest):
             events.info(ctx.api, body, reason="TeacherStarted",
                       message=f"Deployment {name} serves the teacher on port {spec.escalation.port}")
-    elif _owned_check(current, manifest) and \
-            (current["metadata"].get("annotations") or {}).get(names.APPLIED_HASH_ANNOTATION) != \
-            manifest["metadata"]["annotations"][names.APPLIED_HASH_ANNOTATION]:
+    elif _outdated(current, manifest):
         manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         apps.replace_namespaced_deployment(name, namespace, manifest)
         events.info(ctx.api, body, reason="TeacherUpdated", message=f"Deployment {name} updated")
@@ -263,9 +263,7 @@ def apply_daemonset(ctx: Context, owner: common.Owner, spec: DistilledModelSpec,
         if create(apps.create_namespaced_daemon_set, namespace, manifest):
             events.info(ctx.api, body, reason="RolloutStarted", message=f"DaemonSet {name} created with version {release.version}")
         return True
-    _owned_check(current, manifest)
-    applied = (current["metadata"].get("annotations") or {}).get(names.APPLIED_HASH_ANNOTATION)
-    if applied == manifest["metadata"]["annotations"][names.APPLIED_HASH_ANNOTATION]:
+    if not _outdated(current, manifest):
         return False
     manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
     apps.replace_namespaced_daemon_set(name, namespace, manifest)  # 409 on a race: retried
