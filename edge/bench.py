@@ -137,8 +137,10 @@ def bench_artifact(directory: Path, lines: list[str], args: argparse.Namespace, 
         templates = [mask(line) for line in lines]
     distinct = list(dict.fromkeys(templates))
     keys = len({line_key(line) for line in lines})
-    # Real tokens (not padding) per template, truncated at maxLength as the model sees them.
-    tokens = [sum(e.attention_mask) for e in cached.model.tokenizer.encode_batch(distinct)]
+    # Real tokens (not padding) per template's model input, truncated at maxLength as the model sees them.
+    first_line = dict(zip(reversed(templates), reversed(lines)))
+    fed = [cached.model.model_input(first_line[t]) for t in distinct]
+    tokens = [sum(e.attention_mask) for e in cached.model.tokenizer.encode_batch(fed)]
     out.update(lines=len(lines), distinctTemplates=len(distinct), distinctLineKeys=keys,
                lineKeyHitRate=round(1 - keys / len(lines), 3),
                meanTokensPerTemplate=round(statistics.fmean(tokens), 1) if tokens else 0.0,
@@ -172,7 +174,7 @@ def bench_artifact(directory: Path, lines: list[str], args: argparse.Namespace, 
         for chunk in _chunks(sample, args.chunk):
             uncached.classify(chunk)
     with _Clock() as sample_mask:
-        sample_templates = sorted((mask(line) for line in sample), key=len)
+        sample_templates = sorted((cached.model.model_input(line) for line in sample), key=len)
     with _Clock() as tokenizing:  # the tokenizer alone, in the classifier's length-sorted micro-batches
         for chunk in _chunks(sample_templates, args.batch_size):
             cached.model.tokenizer.encode_batch(chunk)

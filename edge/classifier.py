@@ -1,8 +1,9 @@
 """The hot path: mask each line, answer from a bounded LRU template cache, batch the misses.
 
-The cache key is ``mask(line)`` and the model input is the same template, so a cached
-answer is exactly what the model would say (tests assert it). With the cache on, masking
-dominates (the model runs once per distinct template); with it off, the model does.
+The cache key is ``mask(line)``. A model fed templates (the artifact's ``info.input``) sees exactly
+the key, so a cached answer is exactly what the model would say (tests assert it); a model fed the
+lightly masked line sees the first line of each template, and its answer serves the template. With
+the cache on, masking dominates (the model runs once per distinct template); with it off, the model does.
 
 Masking costs ~20 µs a line here, so a first-level cache skips it: :func:`line_key` maps
 every ASCII digit to ``1`` (one C-level ``str.translate``, ~0.3 µs). ``mask`` treats all
@@ -107,6 +108,7 @@ class TemplateClassifier:
         self._generation = 0  # bumped (under the lock) whenever teaching or expiry changes the cache
         self._next_expiry = math.inf
         self._labels = frozenset(model.labels)
+        self._model_input = None if model.input == "template" else model.model_input  # None: the template itself
         # Set by load_classifier once the model passed its self-test; /readyz needs it.
         self.self_test: SelfTest | None = None
 
@@ -317,7 +319,9 @@ class TemplateClassifier:
         if self.cache_size:
             if misses:
                 distinct = list(misses)
-                computed = self._run_model(distinct, new)
+                inputs = None if self._model_input is None else [
+                    self._model_input(lines[indices[0]][:limit]) for indices in misses.values()]
+                computed = self._run_model(distinct, new, inputs)
                 for answer, indices in zip(computed, misses.values()):
                     for index in indices:
                         results[index] = answer
@@ -332,25 +336,29 @@ class TemplateClassifier:
             if self._escalation is not None:
                 self._escalate(lines, results, misses, new, context)
         else:
-            results = self._run_model(templates)  # type: ignore[assignment]
+            inputs = None if self._model_input is None else [self._model_input(line[:limit]) for line in lines]
+            results = self._run_model(templates, None, inputs)  # type: ignore[assignment]
         self._count(results, hits, len(misses) if self.cache_size else len(lines), too_long, started)
         return results  # type: ignore[return-value]
 
-    def _run_model(self, templates: list[str], new_templates: set[str] | None = None) -> list[Result]:
-        """Model output for each template (in order), run in micro-batches of similar length.
-        Templates never seen before are added to ``new_templates`` when given."""
+    def _run_model(self, templates: list[str], new_templates: set[str] | None = None,
+                   inputs: list[str] | None = None) -> list[Result]:
+        """Model output for each template (in order), run in micro-batches of similar length; ``inputs``:
+        what the model is fed for each (default the templates themselves). Templates never seen before
+        are added to ``new_templates`` when given."""
         out: list[Result] = [self._empty] * len(templates)
-        order = sorted((i for i, t in enumerate(templates) if t), key=lambda i: len(templates[i]))
+        fed = templates if inputs is None else inputs
+        order = sorted((i for i, t in enumerate(templates) if t), key=lambda i: len(fed[i]))
         metrics = self.metrics
         seen = self._seen
         new = 0
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            texts = [templates[i] for i in batch]
             began = time.perf_counter()
-            predictions = self.model.predict(texts)
+            predictions = self.model.predict([fed[i] for i in batch])
             elapsed = time.perf_counter() - began
-            for index, template, (label, score) in zip(batch, texts, predictions):
+            for index, (label, score) in zip(batch, predictions):
+                template = templates[index]
                 out[index] = Result(label, score, template)
                 key = hash(template)
                 if key not in seen:

@@ -34,7 +34,7 @@ def run_self_test(model: OnnxClassifier) -> SelfTest:
     """Classify :data:`SELF_TEST_LINE`; :class:`ArtifactError` naming the directory if the answer is unusable."""
     template = mask(SELF_TEST_LINE)
     try:
-        probs = model.predict_proba([template])
+        probs = model.predict_proba([model.model_input(SELF_TEST_LINE)])
     except Exception as err:  # noqa: BLE001 - whatever ONNX Runtime raises, the model is unusable
         raise ArtifactError(f"{model.directory}: the model fails its self-test line: {err}") from None
     row = [float(p) for p in probs[0]] if len(probs) == 1 else []

@@ -261,6 +261,7 @@ class KeywordScorer:
 
     labels = LABELS
     normal_label = "-"
+    model_input = staticmethod(mask)
 
     def __init__(self) -> None:
         self.calls: list[int] = []

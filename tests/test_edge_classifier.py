@@ -136,3 +136,28 @@ def test_fuzz_equal_line_keys_mean_equal_templates(line, digits):
     other = "".join(next(replaced, "5") if ch.isascii() and ch.isdigit() else ch for ch in line)
     if line_key(line) == line_key(other):
         assert mask(line) == mask(other)
+
+
+BGL_CORE_LINE = ("1117838570 2005.06.03 R02-M1-N0-C:J12-U11 2005-06-03-15.42.50.363779 R02-M1-N0-C:J12-U11 RAS"
+                 " KERNEL INFO generating core.103")
+
+
+def test_a_light_input_model_is_fed_the_lightly_masked_line_and_serves_its_template(tmp_path):
+    """info.input "light": the model sees the words the template masks away ("core" of core.103); the
+    cache still keys on the template, so the first line of a template decides for the lines after it."""
+    rules = {"core": "ERROR"}
+    build_onnx_artifact(tmp_path / "template", LABELS, rules)
+    build_onnx_artifact(tmp_path / "light", LABELS, rules, model_input="light")
+    templated, light = OnnxClassifier(tmp_path / "template"), OnnxClassifier(tmp_path / "light")
+    assert (templated.input, light.input) == ("template", "light")
+
+    assert TemplateClassifier(templated, cache_size=100).classify([BGL_CORE_LINE])[0].label == "-"
+    for cache_size in (100, 0):
+        (result,) = TemplateClassifier(light, cache_size=cache_size).classify([BGL_CORE_LINE])
+        assert result == ("ERROR", result.score, mask(BGL_CORE_LINE))
+
+    cached = TemplateClassifier(light, cache_size=100)
+    first, second = cached.classify(["node core.7 started", "node disk.7 started"])  # one template
+    assert (first.label, second.label) == ("ERROR", "ERROR")
+    assert cached.classify(["node disk.8 started"])[0].label == "ERROR"  # a hit
+    assert TemplateClassifier(light, cache_size=100).classify(["node disk.8 started"])[0].label == "-"

@@ -27,6 +27,7 @@ from logdistill.edge.metrics import ClassifierMetrics
 from logdistill.edge.reload import ModelHolder
 from logdistill.edge.server import OPEN_ROUTES, ClassifierServer
 from logdistill.model.services.serve_teacher import TeacherMetrics, TeacherServer, TeacherService
+from logdistill.model.runtime.templates import mask
 
 LABELS = ["-", "ERROR", "FATAL"]
 TOKEN = "s3cret-token_value"
@@ -40,6 +41,7 @@ MAX_CONNECTIONS = 16
 class KeywordScorer:
     labels = LABELS
     normal_label = "-"
+    model_input = staticmethod(mask)
 
     def predict_proba(self, templates):
         probs = np.full((len(templates), 3), 0.05, dtype=np.float32)

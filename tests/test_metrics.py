@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from logdistill.model.runtime.metrics import classification_report, latency_summary
+from logdistill.model.runtime.templates import mask
 
 
 def test_hand_computed_report() -> None:
@@ -157,6 +158,7 @@ class _RecordingScorer:
     """Records which lines it scored, in a call log shared with the other scorers."""
 
     labels = ["-", "A"]
+    model_input = staticmethod(mask)
 
     def __init__(self, name: str, calls: list[tuple[str, str]]) -> None:
         self.name, self.calls = name, calls

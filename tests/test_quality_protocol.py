@@ -146,14 +146,15 @@ def test_bench_quality_quick_with_cheap_models_writes_json_and_tables(tmp_path, 
     assert (out / "bench-quality.md").read_text().strip() in printed
 
 
-def test_bench_quality_refuses_an_unknown_model_and_students_of_a_light_input_teacher(capsys):
+def test_bench_quality_refuses_an_unknown_model_or_input(capsys):
     from logdistill.cli import main as cli
 
     with pytest.raises(SystemExit):
         cli(["bench", "quality", "--models", "tfidf,gpt"])
     assert "unknown model 'gpt'" in capsys.readouterr().err
-    assert cli(["bench", "quality", "--models", "teacher,student", "--teacher-input", "light"]) == 2
-    assert "measure the teacher alone" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli(["bench", "quality", "--teacher-input", "raw"])
+    assert "invalid choice: 'raw'" in capsys.readouterr().err
 
 
 def test_protocol_config_picks_folds_per_seed_and_the_chosen_categories():
@@ -169,7 +170,7 @@ def test_protocol_config_picks_folds_per_seed_and_the_chosen_categories():
 
 
 def test_light_mask_keeps_the_words_of_a_bgl_message_and_masks_only_digits_and_hex():
-    from logdistill.model.engine.quality_models import light_mask
+    from logdistill.model.runtime.templates import light_mask
 
     line = ("1117869876 2005.06.04 R27-M1-L2-U18-C 2005-06-04-00.24.36.222560 R27-M1-L2-U18-C RAS KERNEL FATAL"
             " rts: kernel terminated for reason 1004 at 0x00d2a4f0 dstat=3f2e added")

@@ -43,3 +43,15 @@ def test_single_line_probabilities_equal_the_batch_rows(classifier):
 def test_single_line_predict_matches_batch_predict(classifier):
     scorer, templates = classifier
     assert [scorer.predict([t])[0][0] for t in templates] == [label for label, _ in scorer.predict(templates)]
+
+
+def test_an_artifact_with_an_unknown_model_input_is_refused_naming_the_field(tmp_path):
+    from helpers.onnx_artifacts import build_onnx_artifact
+
+    from logdistill.model.runtime.artifact import ArtifactError, verify_artifact
+
+    build_onnx_artifact(tmp_path / "old", ["-", "ERROR"], {"error": "ERROR"})
+    assert verify_artifact(tmp_path / "old").input == "template"  # made before inputs were recorded
+    build_onnx_artifact(tmp_path / "new", ["-", "ERROR"], {"error": "ERROR"}, model_input="subword-soup")
+    with pytest.raises(ArtifactError, match=r"info.input 'subword-soup' is not one of template, light"):
+        verify_artifact(tmp_path / "new")

@@ -54,8 +54,8 @@ def _seeds(value: str) -> tuple[int, ...]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from logdistill.model.engine.bases import BASES
-    from logdistill.model.engine.quality_models import TEACHER_INPUTS
     from logdistill.model.runtime.folds import PROTOCOLS
+    from logdistill.model.runtime.templates import MODEL_INPUTS
 
     parser.add_argument("--data", default=None, help="labelled logs (default: the bundled BGL_20k.log)")
     parser.add_argument("--format", default="loghub", choices=("loghub", "csv", "jsonl"))
@@ -76,9 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loco-max-categories", type=int, default=None, help="only the N largest such categories")
     parser.add_argument("--loco-categories", default=None, help="only these categories, comma-separated")
     parser.add_argument("--teacher-base", default="minilm", choices=BASES)
-    parser.add_argument("--teacher-input", default="template", choices=sorted(TEACHER_INPUTS),
-                        help="the teacher's input: the masked template (the edge contract) or light masking"
-                             " (message, digits and hex only; measure it with --models teacher)")
+    parser.add_argument("--teacher-input", default=None, choices=list(MODEL_INPUTS),
+                        help="what the teacher and students are fed: the masked template or the lightly masked"
+                             " line (message, digits and hex only); default: the teacher recipe's")
+    parser.add_argument("--max-per-template", type=int, default=None,
+                        help="training lines kept per distinct model input (default: the engine's, 8)")
     parser.add_argument("--teacher-epochs", type=int, default=None,
                         help=f"teacher epochs per fold (default: the teacher recipe's; --quick {QUICK_EPOCHS})")
     parser.add_argument("--student-epochs", type=int, default=None,
@@ -119,9 +121,10 @@ def expensive_from(args: argparse.Namespace, rows: list[str], progress: Any) -> 
     defaults = TeacherOptions()
     epochs = args.teacher_epochs or (QUICK_EPOCHS if args.quick else defaults.epochs)
     options = TeacherOptions(**{**TEACHER_OPTIONS[args.teacher_base], "epochs": epochs, "threads": args.threads,
-                                "patience": min(epochs, defaults.patience)})
+                                "patience": min(epochs, defaults.patience),
+                                "input": args.teacher_input or defaults.input})
     student_epochs = args.student_epochs or (QUICK_EPOCHS if args.quick else DEMO_TRAINING["epochs"])
-    return protocol_models(base_path(args.teacher_base), options, student_epochs, teacher_input=args.teacher_input,
+    return protocol_models(base_path(args.teacher_base), options, student_epochs, max_per_template=args.max_per_template,
                            rows=tuple(rows), student_from=None if args.teacher_base == "minilm" else minilm_path(),
                            progress=progress)
 

@@ -65,8 +65,8 @@ QUICK_EPOCHS = 3
 """Teacher and student epochs per fold of the quick protocol (the demo's ≤ 10 min budget)."""
 
 
-def protocol_models(base: str, teacher_options: Any, student_epochs: int, *, teacher_input: str = "template",
-                    rows: tuple[str, ...] = ("teacher", "student", "hard"), student_from: str | None = None,
+def protocol_models(base: str, teacher_options: Any, student_epochs: int, *,
+                    max_per_template: int | None = None, rows: tuple[str, ...] = ("teacher", "student", "hard"), student_from: str | None = None,
                     student: dict[str, Any] | None = None, progress: Any = None) -> dict[str, Any]:
     """The quality protocol's teacher and student rows with the demo recipe (student and distillation
     settings of :func:`demo_spec`, ``student_epochs`` per fold); ``student_from``: start the student from
@@ -80,7 +80,8 @@ def protocol_models(base: str, teacher_options: Any, student_epochs: int, *, tea
         start_from_encoder(body, student_from)
     body["training"].update(epochs=student_epochs, patience=min(student_epochs, body["training"]["patience"]),
                             threads=teacher_options.threads)
-    return expensive_models(body, base, teacher_options, teacher_input=teacher_input, progress=progress, rows=rows)
+    return expensive_models(body, base, teacher_options, max_per_template=max_per_template, progress=progress,
+                            rows=rows)
 
 
 def quick_protocol(base: str, threads: int, progress: Any) -> str:

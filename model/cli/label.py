@@ -38,6 +38,7 @@ def label_shard(spec: DistillSpec, index: int, shards: int, out_dir: str | Path,
     from logdistill.model.engine.teachers import CheckpointTeacher
     from logdistill.model.engine.train import Progress, set_threads
     from logdistill.model.engine.transfer import transfer_set
+    from logdistill.model.runtime.templates import model_input
 
     if shards < 1 or not 0 <= index < shards:
         raise ShardError(f"--shard-index {index} must be in [0, --shards {shards})")
@@ -48,7 +49,7 @@ def label_shard(spec: DistillSpec, index: int, shards: int, out_dir: str | Path,
     labels = teacher.label_set().labels
     split = make_split(load_records(spec.data).records, spec.data, spec.training.seed)
     transfer = transfer_set(split, labels, distil=True, augment_per_template=augment_per_template,
-                            seed=spec.training.seed)
+                            seed=spec.training.seed, key=model_input(teacher.input))
     distinct = list(dict.fromkeys(transfer.templates))
     mine = [t for t in distinct if shard_of(t, shards) == index]
     progress.say(f"label: shard {index} of {shards}: {len(mine)} of {len(distinct)} distinct transfer templates")

@@ -13,7 +13,7 @@ Pure string work: no torch.
 from __future__ import annotations
 
 import random
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from logdistill.model.runtime.splits import Split
 from logdistill.model.runtime.templates import mask
@@ -109,12 +109,12 @@ def paraphrase_lines(teacher: Paraphraser, train_templates: Sequence[str], per_t
     return out
 
 
-def evaluation_templates(split: Split) -> set[str]:
-    """Masked templates of the dev and test parts of ``split``."""
-    return {mask(r.text) for r in split.dev} | {mask(r.text) for r in split.test}
+def evaluation_templates(split: Split, key: Callable[[str], str] = mask) -> set[str]:
+    """Model inputs (``key``: by default the masked template) of the dev and test parts of ``split``."""
+    return {key(r.text) for r in split.dev} | {key(r.text) for r in split.test}
 
 
-def without_evaluation_templates(lines: Sequence[str], split: Split) -> list[str]:
-    """``lines`` (masked templates) minus any equal to a dev or test template, order kept."""
-    evaluation = evaluation_templates(split)
+def without_evaluation_templates(lines: Sequence[str], split: Split, key: Callable[[str], str] = mask) -> list[str]:
+    """``lines`` (model inputs) minus any equal to a dev or test input, order kept."""
+    evaluation = evaluation_templates(split, key)
     return [line for line in lines if line not in evaluation]

@@ -4,8 +4,9 @@ Also the ``logdistill evaluate`` subcommand. Artifacts are scored through
 :class:`logdistill.model.runtime.inference.OnnxClassifier` (int8, what the edge runs); the distiller
 also scores torch models through :class:`TorchScorer` for reference.
 
-Quality is computed once per distinct masked template (identical model input, identical
-output), so scoring thousands of repetitive log lines costs a few hundred model calls.
+Quality is computed once per distinct model input (a scorer's ``model_input`` of each line: the masked
+template or the lightly masked line; identical input, identical output), so scoring thousands of
+repetitive log lines costs a few hundred model calls.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
 from logdistill.model.runtime.metrics import classification_report, latency_summary
-from logdistill.model.runtime.templates import mask
+from logdistill.model.runtime.templates import model_input
 
 __all__ = [
     "Scorer",
@@ -43,6 +44,8 @@ THROUGHPUT_BATCH = 64
 class Scorer(Protocol):
     labels: list[str]
     normal_label: str
+    model_input: Callable[[str], str]
+    """Raw line -> what :meth:`predict_proba` takes."""
 
     def predict_proba(self, templates: Sequence[str]) -> np.ndarray: ...
 
@@ -50,9 +53,11 @@ class Scorer(Protocol):
 class TorchScorer:
     """A torch sequence classifier behind the :class:`Scorer` interface (fp32)."""
 
-    def __init__(self, model: Any, tokenizer: Any, labels: list[str], normal: str, max_length: int) -> None:
+    def __init__(self, model: Any, tokenizer: Any, labels: list[str], normal: str, max_length: int,
+                 input_name: str = "template") -> None:
         self.model, self.tokenizer = model.eval(), tokenizer
         self.labels, self.normal_label, self.max_length = list(labels), normal, max_length
+        self.model_input = model_input(input_name)
 
     def predict_proba(self, templates: Sequence[str]) -> np.ndarray:
         import torch
@@ -74,6 +79,9 @@ class EnsembleScorer:
         for scorer, _ in members:
             if sorted(scorer.labels) != sorted(self.labels):
                 raise ValueError(f"ensemble members disagree on labels: {scorer.labels} vs {self.labels}")
+        if len({scorer.model_input for scorer, _ in members}) > 1:
+            raise ValueError("ensemble members are fed different inputs (info.input): one input for all")
+        self.model_input = first.model_input
         self.members = list(members)
         self._total = float(sum(w for _, w in members))
 
@@ -86,8 +94,8 @@ class EnsembleScorer:
 
 
 def predict_texts(scorer: Scorer, texts: Sequence[str], batch_size: int = THROUGHPUT_BATCH) -> list[tuple[str, float]]:
-    """``(label, score)`` per raw text, in order; each distinct masked template is scored once."""
-    templates = [mask(t) for t in texts]
+    """``(label, score)`` per raw text, in order; each distinct model input is scored once."""
+    templates = [scorer.model_input(t) for t in texts]
     distinct = list(dict.fromkeys(templates))
     answers: dict[str, tuple[str, float]] = {}
     for start in range(0, len(distinct), batch_size):
@@ -106,15 +114,15 @@ def quality(scorer: Scorer, texts: Sequence[str], truth: Sequence[str]) -> dict[
 
 
 def measure_latency(scorer: Scorer, texts: Sequence[str], samples: int = 200, warmup: int = 10) -> dict[str, Any]:
-    """Single-line latency (mask + tokenise + model, batch of one, no cache) over distinct lines."""
+    """Single-line latency (model input + tokenise + model, batch of one, no cache) over distinct lines."""
     pool = list(dict.fromkeys(texts)) or ["empty"]
     for text in pool[:warmup]:
-        scorer.predict_proba([mask(text)])
+        scorer.predict_proba([scorer.model_input(text)])
     timings = []
     for i in range(samples):
         text = pool[i % len(pool)]
         start = time.perf_counter()
-        scorer.predict_proba([mask(text)])
+        scorer.predict_proba([scorer.model_input(text)])
         timings.append(time.perf_counter() - start)
     return latency_summary(timings)
 
@@ -141,18 +149,18 @@ def paired_latency(scorers: dict[str, Scorer], texts: Sequence[str], samples: in
             name = names[(index + k) % len(names)]
             scorer = scorers[name]
             for line in lines[:warm]:
-                scorer.predict_proba([mask(line)])
+                scorer.predict_proba([scorer.model_input(line)])
             for line in lines[warm:]:
                 start = time.perf_counter()
-                scorer.predict_proba([mask(line)])
+                scorer.predict_proba([scorer.model_input(line)])
                 timings[name].append(time.perf_counter() - start)
     return {name: latency_summary(values[:samples]) for name, values in timings.items()}
 
 
 def measure_throughput(scorer: Scorer, texts: Sequence[str], batch: int = THROUGHPUT_BATCH,
                        min_lines: int = 640) -> float:
-    """Lines per second scoring batches of ``batch`` masked lines (no cache: lines repeat to fill ``min_lines``)."""
-    pool = [mask(t) for t in dict.fromkeys(texts)] or ["empty"]
+    """Lines per second scoring batches of ``batch`` model inputs (no cache: lines repeat to fill ``min_lines``)."""
+    pool = [scorer.model_input(t) for t in dict.fromkeys(texts)] or ["empty"]
     lines = (pool * (min_lines // len(pool) + 1))[: max(min_lines, batch)]
     scorer.predict_proba(lines[:batch])  # warm-up
     start = time.perf_counter()

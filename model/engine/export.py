@@ -62,6 +62,8 @@ class LoadedModel:
     max_length: int
     path: Path
     manifest: Manifest | None
+    input: str = "template"
+    """What the model is fed for a raw line (:data:`~logdistill.model.runtime.templates.MODEL_INPUTS`)."""
 
 
 def parameter_count(model: Any) -> int:
@@ -239,4 +241,5 @@ def load_torch_model(directory: str | Path) -> LoadedModel:
             f"{directory}: the model has {model.config.num_labels} outputs but {len(labels)} labels are listed"
         )
     model.eval()
-    return LoadedModel(model, tokenizer, labels, normal, max_length, directory, manifest)
+    return LoadedModel(model, tokenizer, labels, normal, max_length, directory, manifest,
+                       manifest.input if manifest is not None else "template")

@@ -49,7 +49,7 @@ from logdistill.model.runtime.inference import OnnxClassifier
 from logdistill.model.runtime.splits import make_split
 from logdistill.model.engine.student import build_student
 from logdistill.model.engine.teachers import DistillError, LabelRequest, TeacherSource, torch_reference
-from logdistill.model.runtime.templates import mask
+from logdistill.model.runtime.templates import model_input
 from logdistill.model.engine.train import FitOptions, Progress, fit, set_threads
 from logdistill.model.engine.transfer import transfer_set
 from logdistill.spec import DistillSpec
@@ -153,15 +153,17 @@ def train_student(spec: DistillSpec, source: TeacherSource, split: Any, labels: 
     ``base_split``: the split before ``--extra-data`` (what precomputed label shards were made for).
     """
     progress, parallel, training = options.progress, options.parallel, spec.training
-    # Identical masked templates are identical inputs: one example per distinct (template, label).
+    # Identical inputs give identical outputs: one example per distinct (input, label).
     distil = training.alpha > 0
+    # The student is fed what its teacher is fed (the teacher's info.input): the soft targets are for those inputs.
+    key = model_input(source.input)
     transfer = transfer_set(split, labels, distil=distil, augment_per_template=options.augment_per_template,
-                            seed=training.seed)
+                            seed=training.seed, key=key)
     templates, targets = list(transfer.templates), list(transfer.targets)
     paraphrased: list[str] = []
     if training.augmentation.paraphrases and distil:
         paraphrased = source.paraphrases(transfer.train_templates, training.augmentation.paraphrases,
-                                         set(templates) | evaluation_templates(split), progress)
+                                         set(templates) | evaluation_templates(split, key), progress)
         templates += paraphrased
         targets += [UNLABELLED] * len(paraphrased)
     if transfer.unknown_labels:
@@ -174,7 +176,7 @@ def train_student(spec: DistillSpec, source: TeacherSource, split: Any, labels: 
         progress.update(stage="labelling", force=True)
         base = None if base_split is None else transfer_set(
             base_split, labels, distil=True, augment_per_template=options.augment_per_template,
-            seed=training.seed).templates
+            seed=training.seed, key=key).templates
         teacher_probs = source.soft_targets(LabelRequest(templates, training.temperature, base), progress)
 
     build, tokenizer, auxiliary = _student(spec, source, labels)
@@ -187,7 +189,7 @@ def train_student(spec: DistillSpec, source: TeacherSource, split: Any, labels: 
     fit_options = FitOptions.from_spec(training, spec.student.max_length, balance_classes=options.balance_classes)
     result = fit(
         student, tokenizer, templates=templates, targets=targets, teacher_probs=teacher_probs,
-        dev_templates=[mask(r.text) for r in dev], dev_truth=[r.label for r in dev], labels=labels,
+        dev_templates=[key(r.text) for r in dev], dev_truth=[r.label for r in dev], labels=labels,
         options=fit_options, progress=progress, parallel=parallel, auxiliary=auxiliary,
     )
     return TrainedStudent(student, tokenizer, build, transfer, paraphrased, result, distil)
@@ -231,7 +233,8 @@ def run_pipeline(spec: DistillSpec, source: TeacherSource, out_dir: str | Path,
     progress.update(stage="exporting", force=True)
     student_shape = {"layers": student.config.num_hidden_layers, "hidden": student.config.hidden_size,
                      "heads": student.config.num_attention_heads, "intermediate": student.config.intermediate_size}
-    info = {"maxLength": spec.student.max_length, "teacher": source.name, "student": student_shape}
+    info = {"maxLength": spec.student.max_length, "teacher": source.name, "student": student_shape,
+            "input": source.input}
     with staged(out_dir) as staging:
         save_artifact(student, tokenizer, labels, normal, staging, kind="student",
                       spec=spec.model_dump(by_alias=True, mode="json"), report={}, info=info)
@@ -253,7 +256,8 @@ def run_pipeline(spec: DistillSpec, source: TeacherSource, out_dir: str | Path,
             else:
                 student_scores.update(measure_latency(student_scorer, texts, samples=300))
             teacher_details = scoring.details(texts, truth)
-        student_torch = torch_reference(student, tokenizer, labels, normal, spec.student.max_length, texts, truth)
+        student_torch = torch_reference(student, tokenizer, labels, normal, spec.student.max_length, texts, truth,
+                                        source.input)
         student_params, student_size = parameter_count(student), directory_size(staging)
         gate = decide_gate(student_scores["macro_f1"], teacher_scores["macro_f1"], spec.gate.min_macro_f1,
                            spec.gate.min_retention)

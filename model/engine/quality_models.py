@@ -14,34 +14,15 @@ both student rows.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from logdistill.model.runtime.data import LogRecord
 from logdistill.model.runtime.splits import training_split
-from logdistill.model.runtime.templates import mask
+from logdistill.model.runtime.templates import mask, model_input
 
-__all__ = ["TEACHER_INPUTS", "light_mask", "SharedTeacher", "TeacherModel", "StudentModel", "expensive_models"]
-
-_DIGITS_HEX = re.compile(r"0[xX][0-9a-fA-F]+|\b[0-9a-fA-F]*\d[0-9a-fA-F]*\b|\d+")
-_BGL_HEADER = 6  # EPOCH DATE NODE TIMESTAMP NODE TYPE; then COMPONENT LEVEL MESSAGE
-
-
-def light_mask(text: str) -> str:
-    """The issue-16 alternative teacher input: a BGL line's component, level and message (the
-    header of node ids and timestamps dropped), with only digits and hex runs masked: the words and
-    structure a semantic model generalises from stay. Other lines: the whole text, so masked."""
-    tokens = text.split()
-    if len(tokens) > _BGL_HEADER + 2 and tokens[0].isdigit():
-        tokens = tokens[_BGL_HEADER:]
-    return _DIGITS_HEX.sub("0", " ".join(tokens))
-
-
-TEACHER_INPUTS: dict[str, Callable[[str], str]] = {"template": mask, "light": light_mask}
-"""The teacher's model input: ``template`` (whole-template masking, the edge contract) or ``light``."""
-
+__all__ = ["SharedTeacher", "TeacherModel", "StudentModel", "expensive_models"]
 
 def _records(texts: Sequence[str], labels: Sequence[str]) -> list[LogRecord]:
     return [LogRecord(text, label, "fold", i + 1) for i, (text, label) in enumerate(zip(texts, labels))]
@@ -66,17 +47,16 @@ def _predict(model: Any, tokenizer: Any, labels: list[str], inputs: list[str], m
 class TeacherModel:
     """A teacher fine-tuned on one fold's training lines (a :class:`~logdistill.model.engine.quality.Model`)."""
 
-    def __init__(self, base: str, options: Any, data_spec: Any, text_input: str = "template",
-                 progress: Any = None) -> None:
+    def __init__(self, base: str, options: Any, data_spec: Any, progress: Any = None) -> None:
         self.base, self.options, self.data_spec, self.progress = base, options, data_spec, progress
-        self.text_input = TEACHER_INPUTS[text_input]
+        self.text_input = model_input(options.input)
         self.tuned: Any = None
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "TeacherModel":
         from logdistill.model.engine.teacher import fine_tune
 
-        split = training_split(_records(texts, labels), self.data_spec, self.options.seed)
-        self.tuned = fine_tune(split, self.base, self.options, self.progress, self.text_input)
+        split = training_split(_records(texts, labels), self.data_spec, self.options.seed, key=self.text_input)
+        self.tuned = fine_tune(split, self.base, self.options, self.progress)
         return self
 
     def predict(self, texts: Sequence[str]) -> list[str]:
@@ -89,7 +69,7 @@ class TeacherModel:
 
         t = self.tuned
         return LoadedModel(t.model, t.tokenizer, t.labels, t.normal, self.options.max_length,
-                           Path("<fold teacher>"), None)
+                           Path("<fold teacher>"), None, self.options.input)
 
 
 class SharedTeacher:
@@ -134,6 +114,7 @@ class StudentModel:
         self.shared, self.seed, self.progress = shared, seed, progress
         self.trained: Any = None
         self.labels: list[str] = []
+        self.text_input: Callable[[str], str] = mask
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "StudentModel":
         from logdistill.model.engine.pipeline import PipelineOptions, train_student
@@ -142,7 +123,8 @@ class StudentModel:
 
         teacher = self.shared.fitted(texts, labels, self.seed)
         source = CheckpointTeacher.in_memory(teacher.loaded())
-        split = training_split(_records(texts, labels), self.spec.data, self.seed)
+        self.text_input = teacher.text_input  # the student is fed what its teacher is fed
+        split = training_split(_records(texts, labels), self.spec.data, self.seed, key=self.text_input)
         self.labels = source.label_set(split).labels
         options = PipelineOptions(progress=self.progress or Progress())
         threads = set_threads(self.spec.training.threads)
@@ -150,31 +132,27 @@ class StudentModel:
         return self
 
     def predict(self, texts: Sequence[str]) -> list[str]:
-        return _predict(self.trained.model, self.trained.tokenizer, self.labels, [mask(t) for t in texts],
+        return _predict(self.trained.model, self.trained.tokenizer, self.labels, [self.text_input(t) for t in texts],
                         self.spec.student.max_length)
 
 
-def expensive_models(body: dict[str, Any], base: str, teacher_options: Any, *, teacher_input: str = "template",
+def expensive_models(body: dict[str, Any], base: str, teacher_options: Any, *, max_per_template: int | None = None,
                      progress: Any = None, rows: Sequence[str] = ("teacher", "student", "hard")) -> dict[str, Any]:
-    """Factories (seed -> model) for the teacher, the distilled student and the hard-label student.
-    With ``teacher_input="light"`` measure the teacher row alone: the students are fed templates, so
-    such a teacher's soft targets would be computed on inputs it was not trained on."""
+    """Factories (seed -> model) for the teacher, the distilled student and the hard-label student; the
+    students are fed what the teacher is fed (``teacher_options.input``)."""
     from logdistill.model.engine.teacher import TeacherOptions
     from logdistill.spec import DataSpec
 
-    if teacher_input != "template" and set(rows) - {"teacher"}:
-        raise ValueError(f"teacher input {teacher_input!r}: measure the teacher alone (models: teacher); the students"
-                         " learn from soft targets on templates, inputs such a teacher was not trained on")
-    data_spec = DataSpec()  # dev fraction, cap per template, rare-label folding: the engine's defaults
+    # Dev fraction, cap per template, rare-label folding: the engine's defaults.
+    data_spec = DataSpec() if max_per_template is None else DataSpec(max_per_template=max_per_template)
 
     def make_teacher(seed: int) -> TeacherModel:
         options = TeacherOptions(**{**teacher_options.as_dict(), "seed": seed})
-        return TeacherModel(base, options, data_spec, teacher_input, progress)
+        return TeacherModel(base, options, data_spec, progress)
 
     shared = SharedTeacher(make_teacher)
-    name = "teacher" + ("" if teacher_input == "template" else f" ({teacher_input} input)")
     factories = {
-        "teacher": (name, lambda seed: _TeacherRow(shared, seed)),
+        "teacher": ("teacher", lambda seed: _TeacherRow(shared, seed)),
         "student": ("student distilled", lambda seed: StudentModel(shared, body, seed, progress=progress)),
         "hard": ("student hard labels", lambda seed: StudentModel(shared, body, seed, distil=False,
                                                                    progress=progress)),

@@ -17,6 +17,8 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from logdistill.model.runtime.templates import MODEL_INPUTS, model_input
+
 __all__ = ["FineTuned", "fine_tune", "TeacherOptions", "default_base", "distinct_pairs", "cached_teacher", "ensure_teacher",
            "ensure_teacher_shared", "recipe_inputs", "train_teacher", "model_labels", "add_arguments", "main"]
 
@@ -49,13 +51,20 @@ def distinct_pairs(templates: list[str], labels: list[Any]) -> list[tuple[str, A
     return list(dict.fromkeys(zip(templates, labels)))
 
 
+DEFAULT_INPUT = "template"
+"""The teacher recipe's model input (:data:`~logdistill.model.runtime.templates.MODEL_INPUTS`)."""
+
+
 class TeacherOptions:
     """Fine-tuning settings; defaults fit MiniLM on a few thousand BGL lines in minutes on 2 cores."""
 
     def __init__(self, *, epochs: int = 15, batch_size: int = 16, learning_rate: float = 2e-4,
                  warmup_ratio: float = 0.1, weight_decay: float = 0.01, patience: int = 4, seed: int = 13,
                  max_length: int = 64, balance_classes: float = 0.5, head_learning_rate: float = 3e-3,
-                 threads: int = 0) -> None:
+                 threads: int = 0, input: str = DEFAULT_INPUT) -> None:
+        model_input(input)  # a closed set: ValueError naming the choices
+        self.input = input
+        """What the teacher (and so its students) is fed for a raw line; recorded as the artifact's ``info.input``."""
         self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
         self.warmup_ratio, self.weight_decay, self.patience = warmup_ratio, weight_decay, patience
         self.seed, self.max_length, self.threads = seed, max_length, threads
@@ -81,19 +90,18 @@ def fine_tune(split: Any, base: str, options: TeacherOptions, progress: Any = No
               text_input: Callable[[str], str] | None = None) -> FineTuned:
     """Fine-tune ``base`` on ``split.train`` (early stopping on ``split.dev``) in memory.
 
-    ``text_input`` maps a raw line to the model's input (default :func:`mask`, the edge contract:
-    the input is the cache key); one example per distinct (input, label) pair.
+    ``text_input`` maps a raw line to the model's input (default: ``options.input``); one example per
+    distinct (input, label) pair.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from logdistill.model.runtime.data import NORMAL_LABEL
-    from logdistill.model.runtime.templates import mask
     from logdistill.model.engine.train import FitOptions, Progress, fit, set_threads
 
     progress = progress or Progress()
-    text_input = text_input or mask
+    text_input = text_input or model_input(options.input)
     set_threads(options.threads)
     train = [r for r in split.train if r.label is not None]
     labels = model_labels([r.label for r in train])
@@ -151,13 +159,13 @@ def train_teacher(data_spec: Any, base: str, out_dir: str | Path, options: Teach
     started = time.monotonic()
     progress.update(stage="loading", force=True)
     read = load_records(data_spec)
-    split = make_split(read.records, data_spec, options.seed)
+    split = make_split(read.records, data_spec, options.seed, key=model_input(options.input))
     tuned = fine_tune(split, base, options, progress)
     model, tokenizer, labels, normal, result = tuned.model, tuned.tokenizer, tuned.labels, tuned.normal, tuned.result
 
     progress.update(stage="exporting", force=True)
     spec = {"base": str(base), "data": data_spec.model_dump(by_alias=True, mode="json"), "training": options.as_dict()}
-    info = {"maxLength": options.max_length, "teacher": str(base)}
+    info = {"maxLength": options.max_length, "teacher": str(base), "input": options.input}
     with staged(out_dir) as staging:
         save_artifact(model, tokenizer, labels, normal, staging, kind="teacher", spec=spec, report={}, info=info)
         progress.update(stage="evaluating", force=True)
@@ -189,7 +197,8 @@ def cached_teacher(directory: str | Path, data_spec: Any, base: str, options: Te
     except ArtifactError:
         return False
     wanted = {k: v for k, v in options.as_dict().items() if k != "threads"}
-    recorded = {k: v for k, v in dict(manifest.spec.get("training", {})).items() if k != "threads"}
+    recorded = {"input": "template",  # recorded since inputs were; before, every teacher was fed templates
+                **{k: v for k, v in dict(manifest.spec.get("training", {})).items() if k != "threads"}}
     return (
         manifest.kind == "teacher"
         and manifest.spec.get("base") == str(base)
@@ -215,7 +224,7 @@ def recipe_inputs(recipe: dict[str, Any], threads: int = 0) -> tuple[Any, str, T
     from logdistill.model.engine.bases import BASES, base_path
     from logdistill.spec import DataSpec, TeacherTrainSpec, parse_spec
 
-    unknown = set(recipe) - {"base", "data", "epochs", "learningRate", "seed"}
+    unknown = set(recipe) - {"base", "data", "epochs", "learningRate", "seed", "input"}
     if unknown:
         raise ValueError(f"--spec-json: unknown field(s) {', '.join(sorted(unknown))}")
     checked = parse_spec({k: v for k, v in recipe.items()}, TeacherTrainSpec, source="--spec-json")
@@ -224,7 +233,8 @@ def recipe_inputs(recipe: dict[str, Any], threads: int = 0) -> tuple[Any, str, T
     data_spec = checked.data or DataSpec()
     defaults = TeacherOptions()
     options = TeacherOptions(epochs=checked.epochs, learning_rate=checked.learning_rate,
-                             seed=checked.seed if checked.seed is not None else defaults.seed, threads=threads)
+                             seed=checked.seed if checked.seed is not None else defaults.seed, threads=threads,
+                             input=checked.input)
     return data_spec, base_path(checked.base), options
 
 
@@ -268,7 +278,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                            " (atomic: safe for several pods on one volume)")
     ensure.add_argument("--out", required=True, help="the teacher's folder")
     ensure.add_argument("--spec-json", required=True,
-                        help='the recipe: {"base", "data", "epochs", "learningRate", "seed"} (teacher.train resolved)')
+                        help='the recipe: {"base", "data", "epochs", "learningRate", "seed", "input"} (teacher.train resolved)')
     ensure.add_argument("--threads", type=int, default=0, help="torch threads; 0 = all cores")
     ensure.add_argument("--progress-file", default=None, help="JSON progress file, replaced atomically")
     train = sub.add_parser("train", help="fine-tune a teacher from a pretrained encoder")
@@ -287,6 +297,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--max-length", type=int, default=defaults.max_length)
     train.add_argument("--patience", type=int, default=defaults.patience)
     train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--input", default=defaults.input, choices=list(MODEL_INPUTS),
+                       help="what the teacher (and its students) is fed for a line: the masked template or the"
+                            f" lightly masked line (default {defaults.input}; docs/benchmarks.md, teacher recipe)")
     train.add_argument("--threads", type=int, default=defaults.threads, help="torch threads; 0 = all cores")
     train.add_argument("--progress-file", default=None, help="JSON progress file, replaced atomically")
 
@@ -345,6 +358,7 @@ def main(args: argparse.Namespace) -> int:
         options = TeacherOptions(
             epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
             max_length=args.max_length, patience=args.patience, seed=args.seed, threads=args.threads,
+            input=args.input,
         )
         manifest, report = train_teacher(data_spec, base, args.out, options, Progress(args.progress_file))
     except (SpecError, DataError, ArtifactError, ValueError) as err:

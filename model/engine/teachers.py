@@ -34,6 +34,7 @@ from logdistill.model.engine.losses import ensemble_soft_targets
 from logdistill.model.runtime.inference import OnnxClassifier
 from logdistill.model.engine.shards import load_soft_targets
 from logdistill.model.runtime.splits import Split
+from logdistill.model.runtime.templates import mask
 from logdistill.model.engine.teacher import model_labels
 from logdistill.model.engine.train import Progress, predict_logits
 from logdistill.spec import EndpointTeacher as EndpointSpec
@@ -88,6 +89,10 @@ class TeacherSource(Protocol):
     def model(self) -> LoadedModel | None:
         """The local torch teacher (student init, tokenizer, hidden states), or None without one."""
 
+    @property
+    def input(self) -> str:
+        """What the teacher is fed for a raw line (``info.input``); the student is fed the same."""
+
     def label_set(self, split: Split) -> LabelSet:
         """The labels to distil into; called once, before the other methods."""
 
@@ -121,13 +126,16 @@ def _load_members(teacher_spec: TeacherSpec) -> list[tuple[LoadedModel, float]]:
             raise DistillError(
                 f"teacher.ensemble: {teacher.path} has labels {teacher.labels}, {first.path} has {first.labels}"
             )
+        if teacher.input != first.input:
+            raise DistillError(f"teacher.ensemble: {teacher.path} is fed input {teacher.input!r}, {first.path}"
+                               f" {first.input!r}: the members of an ensemble share one input")
     return loaded
 
 
 def torch_reference(model: Any, tokenizer: Any, labels: list[str], normal: str, max_length: int,
-                    texts: Sequence[str], truth: Sequence[str]) -> dict[str, Any]:
+                    texts: Sequence[str], truth: Sequence[str], input_name: str = "template") -> dict[str, Any]:
     """fp32 torch quality and single-line latency (1 thread), for comparison with the int8 ONNX path."""
-    scorer = TorchScorer(model, tokenizer, labels, normal, max_length)
+    scorer = TorchScorer(model, tokenizer, labels, normal, max_length, input_name)
     scores = quality(scorer, texts, truth)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -171,6 +179,10 @@ class CheckpointTeacher:
     def name(self) -> str:
         return ",".join(str(t.path) for t, _ in self.members)
 
+    @property
+    def input(self) -> str:
+        return self.model.input
+
     def label_set(self, split: Split | None = None) -> LabelSet:
         return LabelSet(list(self.model.labels), self.model.normal)
 
@@ -196,7 +208,7 @@ class CheckpointTeacher:
             directory = teacher.path
             if teacher.manifest is None or ONNX_MODEL not in teacher.manifest.files:  # a plain checkpoint
                 directory = scratch / f"teacher-{i}"
-                info = {"maxLength": teacher.max_length, "teacher": str(teacher.path)}
+                info = {"maxLength": teacher.max_length, "teacher": str(teacher.path), "input": teacher.input}
                 save_artifact(teacher.model, teacher.tokenizer, teacher.labels, teacher.normal, directory,
                               kind="teacher", spec={}, report={}, info=info)
             members.append((OnnxClassifier(directory, threads=1), weight))
@@ -207,7 +219,7 @@ class CheckpointTeacher:
         def details(texts: Sequence[str], truth: Sequence[str]) -> dict[str, Any]:
             first = self.model
             reference = torch_reference(first.model, first.tokenizer, list(first.labels), first.normal,
-                                        first.max_length, texts, truth) if len(members) == 1 else None
+                                        first.max_length, texts, truth, first.input) if len(members) == 1 else None
             return {"torchFp32": reference, "members": self._member_scores(members, texts, truth),
                     "parameters": parameters, "sizeBytes": size}
 
@@ -240,6 +252,10 @@ class ShardTeacher:
     @property
     def name(self) -> str:
         return self.local.name
+
+    @property
+    def input(self) -> str:
+        return self.local.input
 
     def label_set(self, split: Split | None = None) -> LabelSet:
         return self.local.label_set(split)
@@ -275,6 +291,8 @@ class ShardTeacher:
 class EndpointScorer:
     """The LLM teacher behind the :class:`logdistill.model.engine.evaluate.Scorer` interface (T = 1)."""
 
+    model_input = staticmethod(mask)  # the LLM reads the template, as the student does
+
     def __init__(self, teacher: LlmTeacher, normal: str) -> None:
         self.teacher, self.labels, self.normal_label = teacher, list(teacher.labels), normal
 
@@ -289,6 +307,7 @@ class EndpointTeacher:
     """``teacher.endpoint``: labels from the training data (an LLM has no label head)."""
 
     model = None
+    input = "template"
 
     def __init__(self, endpoint: EndpointSpec, *, environ: Mapping[str, str] | None = None) -> None:
         self.endpoint, self.environ = endpoint, environ

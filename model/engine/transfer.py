@@ -1,6 +1,7 @@
 """The distillation transfer set: what the student trains on, and what the teacher labels.
 
-The distinct masked train templates of the split (one example per distinct (template, label)),
+The distinct train inputs of the split (the teacher's model input of each line: the masked template
+or the lightly masked line; one example per distinct (input, label)),
 then, when distilling, augmented unlabelled variants (:mod:`logdistill.model.engine.augment`) that never
 equal a dev or test template. ``logdistill distill`` and ``logdistill label`` both build it here,
 so label shards and the trainer agree on it.
@@ -9,7 +10,7 @@ so label shards and the trainer agree on it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from logdistill.model.engine.augment import augment_templates, without_evaluation_templates
 from logdistill.model.engine.losses import UNLABELLED
@@ -32,16 +33,17 @@ class TransferSet:
 
 
 def transfer_set(split: Split, labels: Sequence[str], *, distil: bool, augment_per_template: int,
-                 seed: int) -> TransferSet:
-    """The distillation transfer set of ``split``: distinct (template, label) train pairs, then
-    (when distilling) augmented unlabelled variants. Deterministic for a split and seed."""
+                 seed: int, key: Callable[[str], str] = mask) -> TransferSet:
+    """The distillation transfer set of ``split``: distinct (input, label) train pairs (``key``: a raw
+    line's model input), then (when distilling) augmented unlabelled variants. Deterministic for a
+    split and seed."""
     index = {label: i for i, label in enumerate(labels)}
-    pairs = distinct_pairs([mask(r.text) for r in split.train], [r.label for r in split.train])
+    pairs = distinct_pairs([key(r.text) for r in split.train], [r.label for r in split.train])
     train_templates = [t for t, _ in pairs]
     targets = [index.get(label, UNLABELLED) if label is not None else UNLABELLED for _, label in pairs]
     unknown = sorted({r.label for r in split.train if r.label is not None and r.label not in index})
     augmented = augment_templates(train_templates, augment_per_template if distil else 0, seed)
-    augmented = without_evaluation_templates(augmented, split)  # no dev/test line leaks into training
+    augmented = without_evaluation_templates(augmented, split, key)  # no dev/test line leaks into training
     templates = train_templates + augmented
     targets = targets + [UNLABELLED] * len(augmented)
     if not distil:

@@ -7,7 +7,8 @@ Layout (a teacher and a student artifact look the same)::
     labels.json                         {"labels": [...], "normal": "-"}; index = logit column
     model.int8.onnx                     int8 dynamic-quantised ONNX for the edge
     report.json                         the evaluation report
-    manifest.json                       format version, sha256 of every other file, versions, spec
+    manifest.json                       format version, sha256 of every other file, versions, spec,
+                                        info (``maxLength``, ``input``: what the model is fed for a line)
 
 No torch here (part of the torch-free runtime): the edge classifier imports this module.
 """
@@ -26,6 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
+from logdistill.model.runtime.templates import MODEL_INPUTS
 from logdistill.timefmt import rfc3339
 
 __all__ = [
@@ -72,6 +74,12 @@ class Manifest:
     libraries: dict[str, str] = field(default_factory=dict)
     spec: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input(self) -> str:
+        """The model's input for a raw line, a name of :data:`~logdistill.model.runtime.templates.MODEL_INPUTS`
+        (``template`` for artifacts made before inputs were recorded)."""
+        return str(self.info.get("input", "template"))
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -190,6 +198,9 @@ def verify_artifact(directory: str | Path, *, required: tuple[str, ...] = (LABEL
         raise ArtifactError(f"{directory}: files not in the manifest: {', '.join(extra)}")
     if _content_digest(listed) != manifest.sha256:
         raise ArtifactError(f"{manifest_path}: sha256 field does not match the listed files")
+    if manifest.input not in MODEL_INPUTS:
+        raise ArtifactError(f"{manifest_path}: info.input {manifest.input!r} is not one of {', '.join(MODEL_INPUTS)}"
+                            " (made by a newer logdistill?)")
     return manifest
 
 

@@ -1,8 +1,10 @@
 """Inference on an artifact's int8 ONNX model with ONNX Runtime and ``tokenizers`` (no torch).
 
 The edge classifier, ``evaluate``/``predict`` and the benchmarks all score through this
-class, so what is measured is what runs on the nodes. Inputs are masked templates
-(:func:`logdistill.model.runtime.templates.mask`), exactly what the model was trained on.
+class, so what is measured is what runs on the nodes. Inputs are what the artifact's
+``info.input`` names (:data:`logdistill.model.runtime.templates.MODEL_INPUTS`): the masked template
+or the lightly masked line, exactly what the model was trained on; :attr:`OnnxClassifier.model_input`
+maps a raw line to it.
 
 ONNX contract (written by ``logdistill.model.engine.export``): inputs ``input_ids`` and
 ``attention_mask`` (int64, [batch, seq], both axes dynamic), output ``logits``
@@ -17,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from logdistill.model.runtime.artifact import ONNX_MODEL, ArtifactError, Manifest, read_labels, verify_artifact
+from logdistill.model.runtime.templates import model_input
 
 __all__ = ["OnnxClassifier", "decide", "softmax"]
 
@@ -63,6 +66,9 @@ class OnnxClassifier:
         self.directory = Path(directory)
         self.labels, self.normal_label = read_labels(self.directory)
         self.max_length = int(self.manifest.info.get("maxLength", 64))
+        self.input = self.manifest.input
+        self.model_input = model_input(self.input)
+        """Raw line -> this model's input (:func:`~logdistill.model.runtime.templates.mask` for ``template``)."""
         try:
             tokenizer = Tokenizer.from_file(str(self.directory / TOKENIZER_FILE))
         except Exception as err:  # tokenizers raises a bare Exception on bad JSON
@@ -95,7 +101,7 @@ class OnnxClassifier:
         return self.manifest.version
 
     def predict_proba(self, templates: Sequence[str]) -> np.ndarray:
-        """Class probabilities, ``[len(templates), len(labels)]``, for already-masked templates."""
+        """Class probabilities, ``[len(templates), len(labels)]``, for model inputs (:attr:`model_input` of lines)."""
         if not templates:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         if len(templates) == 1:

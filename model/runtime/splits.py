@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -68,10 +68,10 @@ def _check_fractions(test_fraction: float, dev_fraction: float) -> None:
         raise ValueError(f"test_fraction + dev_fraction must be below 1, got {test_fraction + dev_fraction}")
 
 
-def _group_by_template(records: Sequence[LogRecord]) -> dict[str, list[int]]:
+def _group_by(records: Sequence[LogRecord], key: Callable[[str], str]) -> dict[str, list[int]]:
     groups: dict[str, list[int]] = defaultdict(list)
     for index, record in enumerate(records):
-        groups[mask(record.text)].append(index)
+        groups[key(record.text)].append(index)
     return groups
 
 
@@ -145,13 +145,15 @@ def chronological_split(records: Sequence[LogRecord], test_fraction: float, dev_
     )
 
 
-def cap_per_template(records: Sequence[LogRecord], max_per_template: int, seed: int) -> list[LogRecord]:
-    """Keep at most ``max_per_template`` lines per masked template, chosen by a seeded draw, in input order."""
+def cap_per_template(records: Sequence[LogRecord], max_per_template: int, seed: int,
+                     key: Callable[[str], str] = mask) -> list[LogRecord]:
+    """Keep at most ``max_per_template`` lines per masked template (or per distinct ``key``, e.g. the
+    model's input when it is not the template), chosen by a seeded draw, in input order."""
     if max_per_template < 1:
         raise ValueError(f"max_per_template must be at least 1, got {max_per_template}")
     rng = random.Random(seed)
     keep: set[int] = set()
-    for indices in _group_by_template(records).values():  # first-appearance order: deterministic
+    for indices in _group_by(records, key).values():  # first-appearance order: deterministic
         keep.update(indices if len(indices) <= max_per_template else rng.sample(indices, max_per_template))
     return [record for index, record in enumerate(records) if index in keep]
 
@@ -165,8 +167,10 @@ def fold_rare_labels(records: Sequence[LogRecord], min_class_lines: int) -> list
     return [replace(r, label=NORMAL_LABEL) if r.label in rare else r for r in records]
 
 
-def make_split(records: Sequence[LogRecord], data_spec: "DataSpec", seed: int) -> Split:
-    """The split ``data_spec`` asks for, with rare labels folded and train/dev capped per template.
+def make_split(records: Sequence[LogRecord], data_spec: "DataSpec", seed: int,
+               key: Callable[[str], str] = mask) -> Split:
+    """The split ``data_spec`` asks for, with rare labels folded and train/dev capped per template
+    (per distinct ``key``, e.g. a model input other than the template).
 
     Rare labels are folded first (counted over all lines) so the stratification sees the labels
     the model will learn. The test part keeps every line, so its distribution is the real one.
@@ -177,20 +181,21 @@ def make_split(records: Sequence[LogRecord], data_spec: "DataSpec", seed: int) -
     else:
         split = chronological_split(records, data_spec.test_fraction, data_spec.dev_fraction)
     return Split(
-        train=cap_per_template(split.train, data_spec.max_per_template, seed),
-        dev=cap_per_template(split.dev, data_spec.max_per_template, seed + 1),
+        train=cap_per_template(split.train, data_spec.max_per_template, seed, key),
+        dev=cap_per_template(split.dev, data_spec.max_per_template, seed + 1, key),
         test=split.test,
     )
 
 
-def training_split(records: Sequence[LogRecord], data_spec: "DataSpec", seed: int) -> Split:
+def training_split(records: Sequence[LogRecord], data_spec: "DataSpec", seed: int,
+                   key: Callable[[str], str] = mask) -> Split:
     """Train and dev parts of lines that are *all* for training (e.g. one fold of a benchmark): rare
     labels folded, a template-disjoint dev part of ``data_spec.dev_fraction`` of the templates for early
-    stopping, both capped per template as :func:`make_split` does; the test part is empty."""
+    stopping, both capped per ``key`` (default the template) as :func:`make_split` does; no test part."""
     records = fold_rare_labels(records, data_spec.min_class_lines)
     inner = template_split(records, data_spec.dev_fraction, 0.0, seed)
-    return Split(train=cap_per_template(inner.train, data_spec.max_per_template, seed),
-                 dev=cap_per_template(inner.test, data_spec.max_per_template, seed + 1), test=[])
+    return Split(train=cap_per_template(inner.train, data_spec.max_per_template, seed, key),
+                 dev=cap_per_template(inner.test, data_spec.max_per_template, seed + 1, key), test=[])
 
 
 def leave_label_out(records: Sequence[LogRecord], label: str, data_spec: "DataSpec", seed: int) -> Split:

@@ -161,7 +161,8 @@ class TeacherService:
         for start in range(0, len(distinct), self.max_batch):
             chunk = distinct[start: start + self.max_batch]
             future: Future = Future()
-            self._pending.put((chunk, future))
+            # The model is fed its own input of the template's first line (the template itself, or lighter).
+            self._pending.put(([self.scorer.model_input(example[t]) for t in chunk], future))
             futures.append((chunk, future))
         answers: dict[str, tuple[str, float, dict[str, float]]] = {}
         for chunk, future in futures:
@@ -285,7 +286,8 @@ def load_scorer(directory: Path, threads: int) -> tuple[Any, str]:
         torch.set_num_threads(threads)
     loaded = load_torch_model(directory)
     version = loaded.manifest.version if loaded.manifest is not None else f"checkpoint:{directory.name}"
-    return TorchScorer(loaded.model, loaded.tokenizer, loaded.labels, loaded.normal, loaded.max_length), version
+    return TorchScorer(loaded.model, loaded.tokenizer, loaded.labels, loaded.normal, loaded.max_length,
+                       loaded.input), version
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

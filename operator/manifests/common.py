@@ -134,6 +134,7 @@ def teacher_train_spec(spec: DistilledModelSpec) -> dict | None:
         "epochs": train.epochs,
         "learningRate": train.learning_rate,
         "seed": train.seed if train.seed is not None else spec.training.seed,
+        "input": train.input,
     }
 
 

@@ -192,6 +192,10 @@ class TeacherTrainSpec(SpecModel):
     """Peak learning rate of the encoder."""
     seed: int | None = Field(default=None, ge=0)
     """Seed of the split and of the fine-tuning; unset = ``training.seed`` (the distillation's split)."""
+    input: Literal["template", "light"] = "template"
+    """What the teacher, and so the student, is fed for a line (the edge cache keys on the masked template
+    either way): ``template``, the masked template; ``light``, the line with its header dropped and only
+    digits and hex masked (docs/benchmarks.md, teacher recipe)."""
 
 
 TEACHER_SOURCES = ("checkpoint", "ensemble", "endpoint", "train")

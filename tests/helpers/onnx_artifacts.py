@@ -35,11 +35,13 @@ def build_onnx_artifact(
     macro_f1: float = 0.81,
     teacher: str = "test-teacher",
     extra_words: tuple[str, ...] = (),
+    model_input: str | None = None,
 ) -> Manifest:
     """Write a complete, verified artifact to ``directory`` and return its manifest.
 
     ``keyword_rules`` maps a (lower-case) word to the label it votes for. Changing
     ``extra_words`` changes the vocabulary (and so the version) without changing labels.
+    ``model_input``: the manifest's ``info.input`` (unset: not recorded, as in artifacts made before it).
     """
     rules = DEFAULT_RULES if keyword_rules is None else keyword_rules
     if normal not in labels:
@@ -78,6 +80,8 @@ def build_onnx_artifact(
             "teacher": {"accuracy": 0.97, "macroF1": 0.9},
         },
     }
+    if model_input is not None:
+        info["input"] = model_input
     return write_manifest(directory, kind="student", info=info)
 
 

@@ -123,6 +123,14 @@ class RealNode:
         with urllib.request.urlopen(request, timeout=10, context=context) as response:
             return json.loads(response.read())
 
+    @staticmethod
+    def memory_stat(pod_uid: str) -> dict[str, int]:
+        """The pod cgroup's memory.stat (cgroup v1, the kit's cgroupfs driver): where a working set comes
+        from (``total_rss`` anonymous, ``total_mapped_file`` mapped libraries and models, ``total_active_file``
+        page cache charged to the pod), which /stats/summary does not break down."""
+        (path,) = Path("/sys/fs/cgroup/memory/kubepods").glob(f"**/pod{pod_uid}/memory.stat")
+        return {key: int(value) for key, value in (line.split() for line in path.read_text().splitlines())}
+
     def log(self, component: str, limit: int = 4000) -> str:
         path = self.state / "logs" / f"{component}.log"
         try:
