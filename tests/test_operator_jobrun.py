@@ -104,8 +104,31 @@ def test_recipe_inputs_map_the_operator_recipe_onto_the_teacher_options():
                                            "learningRate": 0.001, "seed": 7})
     assert data.max_per_template == 3 and base == t.default_base()
     assert (options.epochs, options.learning_rate, options.seed) == (4, 0.001, 7)
+    assert options.input == t.DEFAULT_INPUT
+    assert t.recipe_inputs({"base": "minilm", "input": "light"})[2].input == "light"
     with pytest.raises(ValueError, match="unknown"):
         t.recipe_inputs({"base": "minilm", "batch": 3})
+    with pytest.raises(Exception, match="input"):  # a closed set: the spec names the field
+        t.recipe_inputs({"base": "minilm", "input": "raw"})
+
+
+def test_a_teacher_made_before_inputs_were_recorded_is_still_the_template_recipe(tmp_path):
+    """cached_teacher: a verified teacher whose recorded training options lack "input" matches the
+    template recipe (what every teacher was fed then), not the light one."""
+    from helpers.onnx_artifacts import build_onnx_artifact
+
+    from logdistill.model.engine import teacher as t
+    from logdistill.model.runtime.artifact import write_manifest
+    from logdistill.spec import DataSpec
+
+    directory = tmp_path / "teacher"
+    build_onnx_artifact(directory, ["-", "ERROR"], {"error": "ERROR"})
+    options = t.TeacherOptions(input="template")
+    training = {k: v for k, v in options.as_dict().items() if k != "input"}
+    spec = {"base": "b", "data": DataSpec().model_dump(by_alias=True, mode="json"), "training": training}
+    write_manifest(directory, kind="teacher", spec=spec, info={})
+    assert t.cached_teacher(directory, DataSpec(), "b", options)
+    assert not t.cached_teacher(directory, DataSpec(), "b", t.TeacherOptions(input="light"))
 
 
 @pytest.mark.torch

@@ -6,9 +6,10 @@
 2. Student: distilled with :data:`DEMO_SPEC` (written to ``<out>/distill.yaml``, the same file
    ``logdistill distill --config`` takes).
 3. The quick quality protocol (:data:`logdistill.model.engine.quality.QUICK`): teacher, distilled student,
-   hard-label student and the baselines, each trained per fold on the same template-disjoint k-fold,
-   leave-one-category-out and chronological folds (``--no-protocol`` skips it). A single split with a
-   few alert templates in its test part scores every model 1.000; these folds do not.
+   hard-label student and the baselines, each trained at its full recipe on the lines of every category
+   but the largest alert category, and scored on that category's lines and on normal templates none of
+   them saw (``--no-protocol`` skips it). A single split with a few alert templates in its test part scores
+   every model 1.000; this fold does not. ``logdistill bench quality`` runs the full protocol.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEMO_STUDENT", "DEMO_TRAINING", "QUICK_EPOCHS", "demo_spec", "start_from_encoder", "protocol_models",
+__all__ = ["DEMO_STUDENT", "DEMO_TRAINING", "demo_spec", "start_from_encoder", "protocol_models",
            "add_arguments", "main"]
 
 DEFAULT_OUT = "artifacts/demo"
@@ -61,10 +62,6 @@ def start_from_encoder(body: dict[str, Any], encoder: str) -> None:
     body["training"]["headLearningRate"] = TeacherOptions().head_learning_rate
 
 
-QUICK_EPOCHS = 3
-"""Teacher and student epochs per fold of the quick protocol (the demo's ≤ 10 min budget)."""
-
-
 def protocol_models(base: str, teacher_options: Any, student_epochs: int, *,
                     max_per_template: int | None = None, rows: tuple[str, ...] = ("teacher", "student", "hard"), student_from: str | None = None,
                     student: dict[str, Any] | None = None, progress: Any = None) -> dict[str, Any]:
@@ -85,15 +82,14 @@ def protocol_models(base: str, teacher_options: Any, student_epochs: int, *,
 
 
 def quick_protocol(base: str, threads: int, progress: Any) -> str:
-    """Run the quick quality protocol on the bundled data; its markdown tables."""
+    """Run the quick quality protocol on the bundled data (every model at its full recipe); its markdown tables."""
     from logdistill.model.engine.quality import QUICK, cheap_models, markdown, run
     from logdistill.model.engine.teacher import TeacherOptions
     from logdistill.model.runtime.data import load_records
     from logdistill.spec import DataSpec
 
-    defaults = TeacherOptions()
-    options = TeacherOptions(epochs=QUICK_EPOCHS, patience=min(QUICK_EPOCHS, defaults.patience), threads=threads)
-    models = {**protocol_models(base, options, QUICK_EPOCHS, progress=progress), **cheap_models()}
+    models = {**protocol_models(base, TeacherOptions(threads=threads), DEMO_TRAINING["epochs"], progress=progress),
+              **cheap_models()}
     result = run(load_records(DataSpec()).records, QUICK, models, say=progress.say)
     return markdown(result) + f"\n(quick protocol: {result['wallSeconds']:.0f} s; the full one: logdistill bench quality)"
 

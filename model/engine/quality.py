@@ -67,10 +67,11 @@ class ProtocolConfig:
 
 
 FULL = ProtocolConfig()
-QUICK = ProtocolConfig(folds=3, seeds=(13,), loco_min_lines=100, loco_max_categories=2, protocols=("kfold", "loco"))
-"""The demo's protocol (5 folds, each retraining the teacher and both students): one seed, 3 template-disjoint
-folds and the two largest categories left out (BGL: KERNDTLB, KERNSTOR); the chronological cut, the easy one,
-only in the full protocol."""
+QUICK = ProtocolConfig(folds=3, seeds=(13,), loco_min_lines=100, loco_max_categories=1, protocols=("loco",))
+"""The demo's protocol: the largest alert category left out (BGL: KERNDTLB), one seed, every model at its
+full recipe. One fold, because each fold retrains the teacher and both students and the demo has 10 minutes;
+a shorter budget per model instead (3 epochs, session 5) left the teacher and students unable to flag any alert
+on every fold: numbers that measure the budget, not the recipe."""
 
 
 def build_folds(records: Sequence[LogRecord], config: ProtocolConfig) -> list[Fold]:
