@@ -117,6 +117,11 @@ def test_daemonset_serves_the_release_on_edge_nodes():
                             "--state-dir", "/var/lib/logdistill/state", "--exclude-pod-uid", "$(POD_UID)",
                             "--paths", "/var/log/bgl/*.log", "/var/log/bgl/sub/x.log", "/srv/app.log"]
     assert c["imagePullPolicy"] == "IfNotPresent"
+    # The edge budget by default (a Burstable pod whose page cache is reclaimed at the limit); a spec overrides it.
+    assert c["resources"] == {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "150Mi"}}
+    custom = spec(rollout={"resources": {"limits": {"memory": "300Mi"}}})
+    (other,) = daemonset.build_daemonset(OWNER, custom, release, IMAGES)["spec"]["template"]["spec"]["containers"]
+    assert other["resources"] == {"limits": {"memory": "300Mi"}}
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["ports"] == [{"name": "metrics", "containerPort": 9500, "protocol": "TCP"},

@@ -372,6 +372,10 @@ def test_classifier_tails_the_writer_pod_as_non_root(journey):
     TIMINGS.update({f"classifier {name} (MiB)": value for name, value in parts.items()})
     print(f"[e2e] classifier pod working set: {working_set:.1f} MiB ({', '.join(f'{k} {v}' for k, v in parts.items())})")
     assert working_set <= 150, f"classifier working set {working_set:.1f} MiB > 150 MiB"
+    # The default memory limit (150Mi) bounds the page cache charged to the pod; the process itself must stay
+    # well under it, and the limit must not have killed it.
+    assert parts["rss"] <= 100, f"classifier RSS {parts['rss']} MiB"
+    assert [c["restartCount"] for c in pod["status"]["containerStatuses"]] == [0], pod["status"]["containerStatuses"]
 
 
 def test_classify_api_answers_only_with_the_operators_token(journey):

@@ -407,8 +407,12 @@ class RolloutSpec(SpecModel):
     )
     """Absolute host paths or globs of the logs to classify; their directories are mounted read-only.
     The default is every container log the kubelet writes on the node (CRI format, detected)."""
-    resources: Resources | None = None
-    """Resources of each classifier container."""
+    resources: Resources | None = Field(default_factory=lambda: Resources(
+        requests=ResourceList(cpu="50m", memory="96Mi"), limits=ResourceList(memory="150Mi")))
+    """Resources of each classifier container. The default memory limit is the edge budget: the
+    process needs ~60 MiB (RSS); the rest of its working set is page cache charged to its cgroup (the
+    libraries, the model, the logs it reads), which the kernel reclaims at the limit instead of letting
+    it grow; the requests make the pod Burstable, not first in line for eviction."""
     image: Image | None = None
     """Edge image (``logdistill`` without torch); unset = the operator's ``--edge-image``."""
     port: int = Field(default=9400, ge=1024, le=65535)
