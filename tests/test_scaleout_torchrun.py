@@ -91,7 +91,9 @@ def runs(workspace):
     procs = [_worker(rank, port, config, root / ("dist" if rank == 0 else "dist-rank1"), root / f"rank{rank}.json",
                      soft, root) for rank in range(2)]
     codes = _wait(procs, timeout=240)
-    logs = "\n".join((root / f"worker-2-{r}.log").read_text()[-3000:] for r in range(2))
+    # Whole logs: the start-up lines asserted below fall out of a short tail when a loaded machine makes the
+    # time-based progress lines many.
+    logs = "\n".join((root / f"worker-2-{r}.log").read_text() for r in range(2))
     return root, codes, logs
 
 
@@ -101,7 +103,7 @@ def _dev_f1(artifact: Path) -> float:
 
 def test_two_workers_finish_and_only_rank_0_writes_the_artifact_and_summary(runs):
     root, codes, logs = runs
-    assert codes == [0, 0], logs
+    assert codes == [0, 0], logs[-6000:]
     assert "rank 0/2" in logs and "rank 1/2" in logs and "backend gloo" in logs
     summary = json.loads((root / "rank0.json").read_text())
     assert summary["artifact"] == str(root / "dist") and (root / "dist" / "model.int8.onnx").is_file()
@@ -111,7 +113,7 @@ def test_two_workers_finish_and_only_rank_0_writes_the_artifact_and_summary(runs
 
 def test_two_workers_match_one_process_within_001_dev_macro_f1(runs):
     root, codes, logs = runs
-    assert codes == [0, 0], logs
+    assert codes == [0, 0], logs[-6000:]
     single, dual = _dev_f1(root / "single"), _dev_f1(root / "dist")
     assert single > 0.3  # the comparison means something only if the student learnt
     assert abs(single - dual) <= 0.01, (single, dual)
