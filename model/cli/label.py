@@ -47,9 +47,10 @@ def label_shard(spec: DistillSpec, index: int, shards: int, out_dir: str | Path,
     set_threads(spec.training.threads)
     teacher = CheckpointTeacher(spec.teacher)
     labels = teacher.label_set().labels
-    split = make_split(load_records(spec.data).records, spec.data, spec.training.seed)
+    key = model_input(teacher.input)  # the split and transfer set run_pipeline builds for this teacher
+    split = make_split(load_records(spec.data).records, spec.data, spec.training.seed, key=key)
     transfer = transfer_set(split, labels, distil=True, augment_per_template=augment_per_template,
-                            seed=spec.training.seed, key=model_input(teacher.input))
+                            seed=spec.training.seed, key=key)
     distinct = list(dict.fromkeys(transfer.templates))
     mine = [t for t in distinct if shard_of(t, shards) == index]
     progress.say(f"label: shard {index} of {shards}: {len(mine)} of {len(distinct)} distinct transfer templates")

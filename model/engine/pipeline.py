@@ -210,7 +210,8 @@ def run_pipeline(spec: DistillSpec, source: TeacherSource, out_dir: str | Path,
     progress.update(stage="loading", force=True)
     _check_student(spec, source)
     read = load_records(spec.data)
-    split = make_split(read.records, spec.data, training.seed)
+    # Capped per distinct input of the teacher, as its transfer set is built (and as the teacher was trained).
+    split = make_split(read.records, spec.data, training.seed, key=model_input(source.input))
     base_split = None  # the split label shards were made from, when --extra-data changes it
     if options.extra_data:  # teacher-labelled lines (serve-teacher --store): train part only
         base_split = split
