@@ -134,3 +134,14 @@ def test_log_like_lines_are_idempotent_and_digit_free(line: str) -> None:
     template = mask(line)
     assert mask(template) == template
     assert not _digits_outside_tokens(template)
+
+
+def test_the_specs_input_choices_are_the_runtimes_model_inputs():
+    """`spec.teacher.train.input` (CRD enum, torch-free spec) and MODEL_INPUTS (what artifacts may record) are one
+    closed set: a new input added to one and not the other would pass admission and fail in the Job."""
+    from typing import get_args
+
+    from logdistill.model.runtime.templates import MODEL_INPUTS
+    from logdistill.spec import TeacherTrainSpec
+
+    assert get_args(TeacherTrainSpec.model_fields["input"].annotation) == tuple(MODEL_INPUTS)
