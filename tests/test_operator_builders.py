@@ -295,18 +295,18 @@ def test_prepare_storage_runs_first_only_on_operator_made_host_path_volumes():
 def test_trained_teacher_folder_is_content_addressed():
     s = spec(teacher={"train": {}})
     recipe = common.teacher_train_spec(s)
-    assert recipe == {"base": "minilm", "data": s.data.model_dump(by_alias=True, mode="json"), "epochs": 15,
-                      "learningRate": 0.0002, "seed": 13, "input": "template"}
+    assert recipe == {"base": "minilm", "data": s.data.model_dump(by_alias=True, mode="json"), "epochs": 3,
+                      "learningRate": 0.0001, "seed": 13, "input": "light"}
     folder = common.trained_teacher_dir(s)
     assert folder.startswith("/artifacts/models/teachers/") and len(folder.rsplit("/", 1)[1]) == 16
     # the same recipe from another CR, a later generation or other student settings: the same folder
-    assert common.trained_teacher_dir(spec(teacher={"train": {"epochs": 15}}, student={"layers": 1})) == folder
+    assert common.trained_teacher_dir(spec(teacher={"train": {"epochs": 3}}, student={"layers": 1})) == folder
     # defaults follow the distillation's data and seed (the same split)
     assert common.trained_teacher_dir(spec(teacher={"train": {}}, training={"seed": 7})) != folder
-    assert common.trained_teacher_dir(spec(teacher={"train": {"input": "light"}})) != folder
+    assert common.trained_teacher_dir(spec(teacher={"train": {"input": "template"}})) != folder
     assert common.teacher_train_spec(spec(teacher={"train": {}}, training={"seed": 7}))["seed"] == 7
     assert common.teacher_train_spec(spec(teacher={"train": {"maxPerTemplate": 3}}))["data"]["maxPerTemplate"] == 3
-    assert common.trained_teacher_dir(spec(teacher={"train": {"epochs": 3}})) != folder
+    assert common.trained_teacher_dir(spec(teacher={"train": {"epochs": 15}})) != folder
     assert teacher_service.teacher_checkpoint(s) == folder
     assert common.teacher_train_spec(spec()) is None
 

@@ -114,6 +114,6 @@ def test_examples_follow_the_measured_demo_recipe(name):
 
     train = spec["teacher"]["train"]
     assert set(spec["teacher"]) == {"train"} and train["base"] == "minilm"
-    assert (train.get("epochs", 15), train.get("learningRate", 2e-4)) == (
-        TeacherOptions().epochs, TeacherOptions().learning_rate)
+    assert (train.get("epochs", 3), train.get("learningRate", 1e-4), train.get("input", "light")) == (
+        TeacherOptions().epochs, TeacherOptions().learning_rate, TeacherOptions().input)
     assert "logPaths" not in spec.get("rollout", {})

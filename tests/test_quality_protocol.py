@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from logdistill.model.engine.baseline import UNSEEN_TEMPLATE, JaccardNearestNeighbour, NeverSeenTemplateAlert
-from logdistill.model.engine.quality import fold_scores, summarise
+from logdistill.model.engine.quality import ProtocolConfig, agreement, fold_scores, markdown, run, summarise
 from logdistill.model.runtime.data import NORMAL_LABEL, LogRecord
 from logdistill.model.runtime.folds import categories_with, chronological_fold, leave_category_out, template_kfold
 from logdistill.model.runtime.templates import mask
@@ -115,6 +115,44 @@ def test_fold_scores_count_any_alert_label_as_flagged():
     assert scores["categories"] == {"KERNA": {"lines": 4, "flagged": 3, "named": 1}}
 
 
+def test_agreement_with_the_teacher_counts_labels_and_the_alerts_it_keeps():
+    teacher = ["-", "-", "KERNA", "KERNA", "KERNB", "-"]
+    student = ["-", "KERNA", "KERNB", "KERNA", "-", "-"]
+    scores = agreement(student, teacher)
+    assert scores["teacherAgreement"] == pytest.approx(3 / 6)
+    assert scores["teacherAlertAgreement"] == pytest.approx(2 / 3)  # another alert label still keeps the flag
+    assert agreement(["-", "-"], ["-", "-"])["teacherAlertAgreement"] is None  # the teacher flags nothing
+
+
+class _Fixed:
+    """A model that predicts ``label`` for lines containing ``word``, else normal."""
+
+    def __init__(self, word: str) -> None:
+        self.word = word
+
+    def fit(self, texts, labels):
+        self.alert = next(label for text, label in zip(texts, labels) if label != NORMAL_LABEL)
+        return self
+
+    def predict(self, texts):
+        return [self.alert if self.word in text else NORMAL_LABEL for text in texts]
+
+
+def test_protocol_scores_every_other_model_against_the_teacher_on_the_same_test_lines():
+    records = synthetic()
+    models = {"teacher": lambda seed: _Fixed("kerna"), "copy": lambda seed: _Fixed("kerna"),
+              "other": lambda seed: _Fixed("kernb")}
+    result = run(records, ProtocolConfig(folds=3, seeds=(1,), protocols=("kfold",)), models)
+    for row in result["folds"]:
+        assert "teacherAgreement" not in row["models"]["teacher"]
+        assert row["models"]["copy"]["teacherAgreement"] == 1.0
+        assert row["models"]["other"]["teacherAgreement"] < 1.0
+    summary = result["summary"]["kfold"]
+    assert summary["other"]["teacherAlertAgreement"]["worst"] == 0.0  # "kernb" lines are never "kerna" lines
+    assert summary["teacher"]["teacherAgreement"] is None
+    assert "agrees with the teacher" in markdown(result)
+
+
 def test_summary_reports_mean_sd_and_the_worst_fold_per_metric():
     def row(f1, fpr):
         return {"protocol": "kfold", "models": {"m": {"macroF1": f1, "alertRecall": f1, "alertF1": f1,
@@ -187,7 +225,6 @@ def test_teacher_and_students_train_per_fold_with_the_engine_and_share_one_teach
 
     from logdistill.model.cli.demo import protocol_models
     from logdistill.model.engine import quality_models
-    from logdistill.model.engine.quality import ProtocolConfig, run
     from logdistill.model.engine.teacher import TeacherOptions
     from logdistill.model.engine.train import Progress
 
@@ -215,3 +252,4 @@ def test_teacher_and_students_train_per_fold_with_the_engine_and_share_one_teach
     # Alert templates share their words ("failure detected", "error raised") across folds: learnable.
     assert summary["teacher"]["alertRecall"]["mean"] > 0.8
     assert summary["student distilled"]["alertRecall"]["mean"] > 0.8
+    assert summary["student distilled"]["teacherAgreement"]["mean"] > 0.8

@@ -10,7 +10,9 @@ scored on; any early stopping uses a split of the fold's training lines only.
 
 Per fold and model: macro-F1 (over the labels in the truth or the predictions), alert recall (a line
 counts as flagged when predicted as any non-normal label), alert F1, the normal false-positive rate, and
-per alert category the share of its lines flagged. Torch-free.
+per alert category the share of its lines flagged. When a model named :data:`TEACHER` runs on the fold, every
+other model also gets its agreement with the teacher on the fold's (held-out) test lines: the share of lines
+given the teacher's label, and the share of the lines the teacher flags that it flags too. Torch-free.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from logdistill.model.runtime.folds import (PROTOCOLS, Fold, chronological_fold,
                                             template_kfold)
 from logdistill.model.runtime.metrics import classification_report
 
-__all__ = ["Model", "ModelFactory", "ProtocolConfig", "QUICK", "FULL", "build_folds", "fold_scores", "run_protocol",
+__all__ = ["Model", "ModelFactory", "ProtocolConfig", "QUICK", "FULL", "TEACHER", "agreement", "build_folds", "fold_scores", "run_protocol",
            "summarise", "per_category", "markdown", "cheap_models", "run"]
 
 
@@ -40,7 +42,11 @@ ModelFactory = Callable[[int], Model]
 """Seed -> a fresh, unfitted model."""
 
 # Which way is worse, per metric: the worst fold is the minimum or the maximum.
-METRICS = {"macroF1": min, "alertRecall": min, "alertF1": min, "normalFpr": max}
+METRICS = {"macroF1": min, "alertRecall": min, "alertF1": min, "normalFpr": max, "teacherAgreement": min,
+           "teacherAlertAgreement": min}
+
+TEACHER = "teacher"
+"""The row the other rows' agreement is measured against, when it runs on the fold."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,15 @@ def fold_scores(truth: Sequence[str], predicted: Sequence[str], normal: str = NO
     }
 
 
+def agreement(predicted: Sequence[str], reference: Sequence[str], normal: str = NORMAL_LABEL) -> dict[str, Any]:
+    """How far ``predicted`` keeps ``reference``'s judgement: the share of lines with its label, and the share
+    of the lines it flags (any non-normal label) flagged too (None when it flags none)."""
+    same = sum(p == r for p, r in zip(predicted, reference))
+    flagged = [p != normal for p, r in zip(predicted, reference) if r != normal]
+    return {"teacherAgreement": same / len(reference) if reference else None,
+            "teacherAlertAgreement": sum(flagged) / len(flagged) if flagged else None}
+
+
 def run_protocol(records: Sequence[LogRecord], folds: Sequence[Fold], models: dict[str, ModelFactory],
                  say: Callable[[str], None] = lambda message: None) -> list[dict[str, Any]]:
     """Fit and score every model on every fold; one JSON-ready row per fold."""
@@ -120,6 +135,7 @@ def run_protocol(records: Sequence[LogRecord], folds: Sequence[Fold], models: di
         row: dict[str, Any] = {"protocol": fold.protocol, "fold": fold.name, "seed": fold.seed,
                                "heldOut": fold.held_out, "trainLines": len(fold.train), "testLines": len(fold.test),
                                "testAlerts": sum(t != NORMAL_LABEL for t in truth), "models": {}}
+        predictions: dict[str, list[str]] = {}
         for name, factory in models.items():
             started = time.monotonic()
             try:
@@ -131,12 +147,17 @@ def run_protocol(records: Sequence[LogRecord], folds: Sequence[Fold], models: di
                 row["models"][name] = {"error": str(err)}
                 say(f"{fold.name}: {name}: {err}")
                 continue
+            predictions[name] = predicted
             scores = fold_scores(truth, predicted)
             scores.update(fitSeconds=round(fitted - started, 2), predictSeconds=round(time.monotonic() - fitted, 2))
             row["models"][name] = scores
             say(f"[{number}/{len(folds)}] {fold.protocol} {fold.name}: {name} macro-F1 {scores['macroF1']:.3f},"
                 f" alert recall {_fmt(scores['alertRecall'])}, normal FPR {_fmt(scores['normalFpr'])}"
                 f" ({scores['fitSeconds']:.0f} s)")
+        if TEACHER in predictions:
+            for name, predicted in predictions.items():
+                if name != TEACHER:
+                    row["models"][name].update(agreement(predicted, predictions[TEACHER]))
         rows.append(row)
     return rows
 
@@ -156,7 +177,7 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, A
             scored = [r["models"][name] for r in chosen if "error" not in r["models"].get(name, {"error": ""})]
             entry: dict[str, Any] = {"folds": len(scored), "errors": len(chosen) - len(scored)}
             for metric, worst in METRICS.items():
-                values = [s[metric] for s in scored if s[metric] is not None]
+                values = [s[metric] for s in scored if s.get(metric) is not None]
                 entry[metric] = _stats(values, worst) if values else None
             entry["fitSeconds"] = statistics.fmean(s["fitSeconds"] for s in scored) if scored else None
             out.setdefault(protocol, {})[name] = entry
@@ -204,12 +225,15 @@ def markdown(result: dict[str, Any]) -> str:
         folds = max((m["folds"] for m in models.values()), default=0)
         lines += [f"**{PROTOCOL_TITLES[protocol]}** ({folds} fold(s) over seeds {result['config']['seeds']};"
                   " mean ± sd (worst fold))", "",
-                  "| model | macro-F1 | alert recall | alert F1 | normal lines flagged | fit s / fold |",
-                  "|---|---|---|---|---|---|"]
+                  "| model | macro-F1 | alert recall | alert F1 | normal lines flagged | agrees with the teacher"
+                  " (its alerts kept) | fit s / fold |",
+                  "|---|---|---|---|---|---|---|"]
         for name, m in models.items():
             failed = f" ({m['errors']} fold(s) failed: see the JSON)" if m["errors"] else ""
+            kept = f" ({_cell(m['teacherAlertAgreement'])})" if m.get("teacherAlertAgreement") else ""
+            agrees = _cell(m.get("teacherAgreement")) + kept if m.get("teacherAgreement") else "–"
             lines.append(f"| {name}{failed} | {_cell(m['macroF1'])} | {_cell(m['alertRecall'])} | {_cell(m['alertF1'])} |"
-                         f" {_cell(m['normalFpr'], percent=True)} | {_fmt(m['fitSeconds'], 1)} |")
+                         f" {_cell(m['normalFpr'], percent=True)} | {agrees} | {_fmt(m['fitSeconds'], 1)} |")
         lines.append("")
     categories = result.get("perCategory") or {}
     if categories:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from logdistill.model.runtime.templates import MODEL_INPUTS, model_input
 
-__all__ = ["FineTuned", "fine_tune", "TeacherOptions", "default_base", "distinct_pairs", "cached_teacher", "ensure_teacher",
+__all__ = ["EXAMPLES", "FineTuned", "fine_tune", "TeacherOptions", "default_base", "distinct_pairs", "cached_teacher", "ensure_teacher",
            "ensure_teacher_shared", "recipe_inputs", "train_teacher", "model_labels", "add_arguments", "main"]
 
 DEFAULT_OUT = "artifacts/teacher"
@@ -51,18 +51,32 @@ def distinct_pairs(templates: list[str], labels: list[Any]) -> list[tuple[str, A
     return list(dict.fromkeys(zip(templates, labels)))
 
 
-DEFAULT_INPUT = "template"
+DEFAULT_INPUT = "light"
 """The teacher recipe's model input (:data:`~logdistill.model.runtime.templates.MODEL_INPUTS`)."""
+
+EXAMPLES = ("distinct", "lines")
+"""What one training example is: each distinct (input, label) pair once, or each line of the split
+(capped per input by ``maxPerTemplate``), so a frequent input weighs up to the cap."""
 
 
 class TeacherOptions:
-    """Fine-tuning settings; defaults fit MiniLM on a few thousand BGL lines in minutes on 2 cores."""
+    """Fine-tuning settings. The defaults are the recipe chosen on the quality protocol's selection folds
+    (docs/benchmarks.md, teacher recipe, session 7): the light input, every line an example, classes
+    weighted by inverse frequency (``balance_classes`` 1.0: a category of one template counts as much as
+    the normal lines), 3 fixed epochs at lr 1e-4 with no dev part held out. MiniLM, BGL_20k: ~4 min on 2 cores."""
 
-    def __init__(self, *, epochs: int = 15, batch_size: int = 16, learning_rate: float = 2e-4,
+    def __init__(self, *, epochs: int = 3, batch_size: int = 16, learning_rate: float = 1e-4,
                  warmup_ratio: float = 0.1, weight_decay: float = 0.01, patience: int = 4, seed: int = 13,
-                 max_length: int = 64, balance_classes: float = 0.5, head_learning_rate: float = 3e-3,
-                 threads: int = 0, input: str = DEFAULT_INPUT) -> None:
+                 max_length: int = 64, balance_classes: float = 1.0, head_learning_rate: float = 3e-3,
+                 threads: int = 0, input: str = DEFAULT_INPUT, examples: str = "lines",
+                 early_stopping: bool = False) -> None:
         model_input(input)  # a closed set: ValueError naming the choices
+        if examples not in EXAMPLES:
+            raise ValueError(f"unknown examples {examples!r}; choose from {', '.join(EXAMPLES)}")
+        self.examples = examples
+        self.early_stopping = early_stopping
+        """False: no dev part is held out (it joins training) and the last of ``epochs`` is kept; a dev
+        part of a few templates is a noisy stopping signal."""
         self.input = input
         """What the teacher (and so its students) is fed for a raw line; recorded as the artifact's ``info.input``."""
         self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
@@ -104,6 +118,9 @@ def fine_tune(split: Any, base: str, options: TeacherOptions, progress: Any = No
     text_input = text_input or model_input(options.input)
     set_threads(options.threads)
     train = [r for r in split.train if r.label is not None]
+    dev = [r for r in split.dev if r.label is not None]
+    if not options.early_stopping:
+        train, dev = train + dev, []
     labels = model_labels([r.label for r in train])
     if len(labels) < 2:
         raise ValueError(f"the training data has {len(labels)} label(s); a classifier needs at least 2")
@@ -119,11 +136,12 @@ def fine_tune(split: Any, base: str, options: TeacherOptions, progress: Any = No
         tokenizer = AutoTokenizer.from_pretrained(base)
     except (OSError, ValueError) as err:
         raise ValueError(f"--base {base}: cannot load a pretrained encoder: {err}") from None
-    dev = [r for r in split.dev if r.label is not None]
-    # Repeated lines are identical examples: train once per distinct (input, label) pair
-    # (5x fewer steps on BGL with the template as input, same information).
-    pairs = distinct_pairs([text_input(r.text) for r in train], [r.label for r in train])
-    progress.say(f"teacher: {len(pairs)} distinct (input, label) pairs")
+    pairs = [(text_input(r.text), r.label) for r in train]
+    if options.examples == "distinct":
+        # Repeated lines are identical examples: once per distinct (input, label) pair is the same
+        # information in 5x fewer steps (BGL, template input), but a frequent input weighs as a rare one.
+        pairs = distinct_pairs([t for t, _ in pairs], [label for _, label in pairs])
+    progress.say(f"teacher: {len(pairs)} training examples ({options.examples})")
     result = fit(
         model,
         tokenizer,
@@ -300,6 +318,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--input", default=defaults.input, choices=list(MODEL_INPUTS),
                        help="what the teacher (and its students) is fed for a line: the masked template or the"
                             f" lightly masked line (default {defaults.input}; docs/benchmarks.md, teacher recipe)")
+    train.add_argument("--examples", default=defaults.examples, choices=EXAMPLES,
+                       help="one example per line of the capped split, or per distinct (input, label)"
+                            f" (default {defaults.examples})")
+    train.add_argument("--balance-classes", type=float, default=defaults.balance_classes,
+                       help="power of the inverse class frequency weighting the loss (0 = none, 1 = inverse"
+                            f" frequency; default {defaults.balance_classes})")
+    train.add_argument("--early-stopping", action=argparse.BooleanOptionalAction, default=defaults.early_stopping,
+                       help="hold out a dev part of the templates and keep the best epoch (default: off, every"
+                            " line trains and the last epoch is kept)")
     train.add_argument("--threads", type=int, default=defaults.threads, help="torch threads; 0 = all cores")
     train.add_argument("--progress-file", default=None, help="JSON progress file, replaced atomically")
 
@@ -358,7 +385,8 @@ def main(args: argparse.Namespace) -> int:
         options = TeacherOptions(
             epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
             max_length=args.max_length, patience=args.patience, seed=args.seed, threads=args.threads,
-            input=args.input,
+            input=args.input, examples=args.examples, balance_classes=args.balance_classes,
+            early_stopping=args.early_stopping,
         )
         manifest, report = train_teacher(data_spec, base, args.out, options, Progress(args.progress_file))
     except (SpecError, DataError, ArtifactError, ValueError) as err:

@@ -184,15 +184,15 @@ class TeacherTrainSpec(SpecModel):
     """Labelled logs the teacher is fine-tuned on; unset = the distillation's ``data`` (the default: the
     bundled BGL sample). The same data and ``seed`` give the same split, so the held-out templates stay
     unseen by the teacher as by the student."""
-    epochs: int = Field(default=15, ge=1, le=200)
-    """Maximum fine-tuning epochs (early stopping on the dev macro-F1)."""
+    epochs: int = Field(default=3, ge=1, le=200)
+    """Fine-tuning epochs; the last is kept (no dev part of a few templates decides when to stop)."""
     max_per_template: int | None = Field(default=None, ge=1)
     """Training lines kept per masked template; unset = the data's ``maxPerTemplate``."""
-    learning_rate: float = Field(default=2e-4, gt=0.0, le=1.0)
+    learning_rate: float = Field(default=1e-4, gt=0.0, le=1.0)
     """Peak learning rate of the encoder."""
     seed: int | None = Field(default=None, ge=0)
     """Seed of the split and of the fine-tuning; unset = ``training.seed`` (the distillation's split)."""
-    input: Literal["template", "light"] = "template"
+    input: Literal["template", "light"] = "light"
     """What the teacher, and so the student, is fed for a line (the edge cache keys on the masked template
     either way): ``template``, the masked template; ``light``, the line with its header dropped and only
     digits and hex masked (docs/benchmarks.md, teacher recipe)."""
