@@ -253,3 +253,37 @@ def test_teacher_and_students_train_per_fold_with_the_engine_and_share_one_teach
     assert summary["teacher"]["alertRecall"]["mean"] > 0.8
     assert summary["student distilled"]["alertRecall"]["mean"] > 0.8
     assert summary["student distilled"]["teacherAgreement"]["mean"] > 0.8
+
+
+def test_the_distilled_students_extra_data_joins_its_transfer_set_unlabelled(tmp_path):
+    """`bench quality --student-extra-data`: other systems' lines (no label) reach the fold student's transfer
+    set as unlabelled inputs (soft targets from the fold's teacher, no hard label)."""
+    pytest.importorskip("torch")
+    from helpers.tiny_models import build_tokenizer, tiny_bert, tiny_log_lines
+
+    from logdistill.model.cli.demo import protocol_models
+    from logdistill.model.engine.losses import UNLABELLED
+    from logdistill.model.engine.quality_models import StudentModel
+    from logdistill.model.engine.teacher import TeacherOptions
+    from logdistill.model.engine.train import Progress
+
+    lines = tiny_log_lines(seed=5)
+    texts, labels = [line.split(" ", 1)[1] for line in lines], [line.split(" ", 1)[0] for line in lines]
+    extra = tmp_path / "other.jsonl"
+    other = ["sshd[21] accepted publickey for root from 10.0.0.1", "GET /index.html 200 1043 bytes"]
+    extra.write_text("".join(json.dumps({"text": text}) + "\n" for text in other))
+    base = tmp_path / "base"
+    tokenizer = build_tokenizer(texts + other)
+    tiny_bert(len(tokenizer), ["-", "APPERR", "KERNFAIL"]).bert.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    options = TeacherOptions(epochs=2, batch_size=8, learning_rate=3e-3, max_length=32, threads=1)
+    models = protocol_models(str(base), options, 2, student={"layers": 1, "hidden": 32, "heads": 2,
+                                                              "intermediate": 32, "maxLength": 32},
+                             progress=Progress(stream=None), rows=("student",), extra_data=(str(extra),))
+    student = models["student distilled"](1)
+    assert isinstance(student, StudentModel)
+    student.fit(texts, labels)
+    transfer = student.trained.transfer
+    inputs = [student.text_input(text) for text in other]
+    assert set(inputs) <= set(transfer.train_templates)
+    assert all(transfer.targets[transfer.templates.index(i)] == UNLABELLED for i in inputs)

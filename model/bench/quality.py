@@ -84,6 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="teacher epochs per fold (default: the teacher recipe's)")
     parser.add_argument("--student-epochs", type=int, default=None,
                         help="student epochs per fold (default: the demo recipe's)")
+    parser.add_argument("--student-extra-data", action="append", default=[], metavar="PATH",
+                        help="JSONL lines added to the distilled student's transfer set, as `logdistill distill"
+                             " --extra-data` does (lines without a label are labelled by the fold's teacher); repeatable")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = all cores")
 
 
@@ -125,7 +128,7 @@ def expensive_from(args: argparse.Namespace, rows: list[str], progress: Any) -> 
     student_epochs = args.student_epochs or DEMO_TRAINING["epochs"]
     return protocol_models(base_path(args.teacher_base), options, student_epochs, max_per_template=args.max_per_template,
                            rows=tuple(rows), student_from=None if args.teacher_base == "minilm" else minilm_path(),
-                           progress=progress)
+                           progress=progress, extra_data=tuple(args.student_extra_data))
 
 
 def main(args: argparse.Namespace) -> int:

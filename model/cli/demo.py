@@ -64,7 +64,8 @@ def start_from_encoder(body: dict[str, Any], encoder: str) -> None:
 
 def protocol_models(base: str, teacher_options: Any, student_epochs: int, *,
                     max_per_template: int | None = None, rows: tuple[str, ...] = ("teacher", "student", "hard"), student_from: str | None = None,
-                    student: dict[str, Any] | None = None, progress: Any = None) -> dict[str, Any]:
+                    student: dict[str, Any] | None = None, progress: Any = None,
+                    extra_data: tuple[str, ...] = ()) -> dict[str, Any]:
     """The quality protocol's teacher and student rows with the demo recipe (student and distillation
     settings of :func:`demo_spec`, ``student_epochs`` per fold); ``student_from``: start the student from
     that encoder (a teacher wider than the student, see :func:`start_from_encoder`); ``student``: fields
@@ -78,7 +79,7 @@ def protocol_models(base: str, teacher_options: Any, student_epochs: int, *,
     body["training"].update(epochs=student_epochs, patience=min(student_epochs, body["training"]["patience"]),
                             threads=teacher_options.threads)
     return expensive_models(body, base, teacher_options, max_per_template=max_per_template, progress=progress,
-                            rows=rows)
+                            rows=rows, extra_data=extra_data)
 
 
 def quick_protocol(base: str, threads: int, progress: Any) -> str:

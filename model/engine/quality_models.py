@@ -105,18 +105,22 @@ class StudentModel:
     teacher; ``distil=False``: the same student on hard labels only (``alpha: 0``)."""
 
     def __init__(self, shared: SharedTeacher, body: dict[str, Any], seed: int, *, distil: bool = True,
-                 progress: Any = None) -> None:
+                 extra_data: Sequence[str | Path] = (), progress: Any = None) -> None:
         from logdistill.spec import parse_spec
 
         body = {**body, "teacher": {"checkpoint": "<fold teacher>"},
                 "training": {**body["training"], "seed": seed, **({} if distil else {"alpha": 0.0})}}
         self.spec = parse_spec(body, source="bench quality student")
         self.shared, self.seed, self.progress = shared, seed, progress
+        self.extra_data = tuple(extra_data)
+        """Lines added to the transfer set as ``logdistill distill --extra-data`` adds them (unlabelled ones are
+        labelled by the teacher's soft targets only)."""
         self.trained: Any = None
         self.labels: list[str] = []
         self.text_input: Callable[[str], str] = mask
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "StudentModel":
+        from logdistill.model.engine.extra_data import add_extra_data
         from logdistill.model.engine.pipeline import PipelineOptions, train_student
         from logdistill.model.engine.teachers import CheckpointTeacher
         from logdistill.model.engine.train import Progress, set_threads
@@ -125,6 +129,7 @@ class StudentModel:
         source = CheckpointTeacher.in_memory(teacher.loaded())
         self.text_input = teacher.text_input  # the student is fed what its teacher is fed
         split = training_split(_records(texts, labels), self.spec.data, self.seed, key=self.text_input)
+        split, _ = add_extra_data(split, self.extra_data)
         self.labels = source.label_set(split).labels
         options = PipelineOptions(progress=self.progress or Progress())
         threads = set_threads(self.spec.training.threads)
@@ -137,9 +142,11 @@ class StudentModel:
 
 
 def expensive_models(body: dict[str, Any], base: str, teacher_options: Any, *, max_per_template: int | None = None,
-                     progress: Any = None, rows: Sequence[str] = ("teacher", "student", "hard")) -> dict[str, Any]:
+                     progress: Any = None, rows: Sequence[str] = ("teacher", "student", "hard"),
+                     extra_data: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Factories (seed -> model) for the teacher, the distilled student and the hard-label student; the
-    students are fed what the teacher is fed (``teacher_options.input``)."""
+    students are fed what the teacher is fed (``teacher_options.input``). ``extra_data``: the distilled
+    student's ``--extra-data`` (e.g. other systems' lines, unlabelled: the teacher labels them)."""
     from logdistill.model.engine.teacher import TeacherOptions
     from logdistill.spec import DataSpec
 
@@ -153,7 +160,8 @@ def expensive_models(body: dict[str, Any], base: str, teacher_options: Any, *, m
     shared = SharedTeacher(make_teacher)
     factories = {
         "teacher": ("teacher", lambda seed: _TeacherRow(shared, seed)),
-        "student": ("student distilled", lambda seed: StudentModel(shared, body, seed, progress=progress)),
+        "student": ("student distilled", lambda seed: StudentModel(shared, body, seed, extra_data=extra_data,
+                                                                   progress=progress)),
         "hard": ("student hard labels", lambda seed: StudentModel(shared, body, seed, distil=False,
                                                                    progress=progress)),
     }
