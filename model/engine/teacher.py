@@ -102,10 +102,11 @@ class FineTuned:
 
 def fine_tune(split: Any, base: str, options: TeacherOptions, progress: Any = None,
               text_input: Callable[[str], str] | None = None) -> FineTuned:
-    """Fine-tune ``base`` on ``split.train`` (early stopping on ``split.dev``) in memory.
+    """Fine-tune ``base`` on ``split.train`` in memory (with ``options.early_stopping``: the best epoch on
+    ``split.dev``; without: ``split.dev`` trains too and the last epoch is kept).
 
-    ``text_input`` maps a raw line to the model's input (default: ``options.input``); one example per
-    distinct (input, label) pair.
+    ``text_input`` maps a raw line to the model's input (default: ``options.input``); the examples are
+    every line or each distinct (input, label) pair (``options.examples``).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
