@@ -182,6 +182,24 @@ def test_bench_quality_quick_with_cheap_models_writes_json_and_tables(tmp_path, 
     printed = capsys.readouterr().out
     assert "| TF-IDF + LR |" in printed and "per held-out category" in printed
     assert (out / "bench-quality.md").read_text().strip() in printed
+    kept = [json.loads(line) for line in (out / "bench-quality.folds.jsonl").read_text().splitlines()]
+    assert kept == result["folds"]  # every fold's row, written as it was scored
+
+
+def test_protocol_hands_each_fold_row_over_as_soon_as_it_is_scored():
+    records = synthetic()
+    seen: list[int] = []
+    fitted: list[int] = []
+
+    class Counting(_Fixed):
+        def fit(self, texts, labels):
+            fitted.append(len(seen))
+            return super().fit(texts, labels)
+
+    result = run(records, ProtocolConfig(folds=3, seeds=(1,), protocols=("kfold",)),
+                 {"m": lambda seed: Counting("kerna")}, on_row=lambda row: seen.append(row["testLines"]))
+    assert fitted == [0, 1, 2]  # fold k's row was handed over before fold k+1 was fitted
+    assert seen == [row["testLines"] for row in result["folds"]]
 
 
 def test_bench_quality_refuses_an_unknown_model_or_input(capsys):

@@ -6,7 +6,8 @@ every model: the teacher, the distilled student, the same student on hard labels
 recipe, trained per fold by the engine's code), TF-IDF + LR, a Jaccard 1-nearest neighbour on token sets
 and "a never-seen template is an alert". Writes ``<out>/bench-quality.json`` and ``bench-quality.md``
 and prints the tables: mean ± sd and worst fold per model and protocol, and the per-category
-leave-one-category-out table.
+leave-one-category-out table. Each fold's row is appended to ``bench-quality.folds.jsonl`` as soon as it is
+scored, so a run of hours that is stopped keeps what it measured.
 
 ``--quick`` (the demo's protocol): one seed, the largest alert category left out, every model at its recipe.
 """
@@ -25,6 +26,8 @@ from logdistill.model.cli.demo import DEMO_TRAINING
 __all__ = ["add_arguments", "main", "MODEL_ROWS"]
 
 DEFAULT_OUT = "artifacts/bench-quality"
+PARTIAL = "bench-quality.folds.jsonl"
+"""Under ``--out``: one JSON row per fold, appended as each fold is scored (``bench-quality.json`` is written at the end)."""
 CHEAP = ("tfidf", "jaccard", "unseen")
 EXPENSIVE = ("teacher", "student", "hard")
 MODEL_ROWS = CHEAP + EXPENSIVE
@@ -146,14 +149,21 @@ def main(args: argparse.Namespace) -> int:
                                 "labelColumn": args.label_column}, DataSpec, source="--data")
         records = load_records(data_spec).records
         models = models_from(args, progress)
-        result = run(records, config, models, say=progress.say)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        partial = out / PARTIAL
+        partial.write_text("", encoding="utf-8")
+
+        def keep(row: dict[str, Any]) -> None:  # each fold as it is scored: a stopped run keeps what it measured
+            with partial.open("a", encoding="utf-8") as stream:
+                stream.write(json.dumps(row) + "\n")
+
+        result = run(records, config, models, say=progress.say, on_row=keep)
     except (SpecError, DataError, ValueError) as err:
         print(f"logdistill bench quality: {err}", file=sys.stderr)
         return 2
     result.update(machine=machine(), data=str(args.data or "bundled BGL_20k.log"), quick=args.quick,
                   command=" ".join(sys.argv), wallSeconds=round(time.monotonic() - started, 1))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "bench-quality.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     table = markdown(result)
     (out / "bench-quality.md").write_text(table + "\n", encoding="utf-8")

@@ -124,8 +124,10 @@ def agreement(predicted: Sequence[str], reference: Sequence[str], normal: str = 
 
 
 def run_protocol(records: Sequence[LogRecord], folds: Sequence[Fold], models: dict[str, ModelFactory],
-                 say: Callable[[str], None] = lambda message: None) -> list[dict[str, Any]]:
-    """Fit and score every model on every fold; one JSON-ready row per fold."""
+                 say: Callable[[str], None] = lambda message: None,
+                 on_row: Callable[[dict[str, Any]], None] = lambda row: None) -> list[dict[str, Any]]:
+    """Fit and score every model on every fold; one JSON-ready row per fold, each also given to ``on_row`` as
+    soon as its fold is scored (a run of hours keeps what it measured if it is stopped)."""
     rows = []
     for number, fold in enumerate(folds, 1):
         train_texts = [records[i].text for i in fold.train]
@@ -159,6 +161,7 @@ def run_protocol(records: Sequence[LogRecord], folds: Sequence[Fold], models: di
                 if name != TEACHER:
                     row["models"][name].update(agreement(predicted, predictions[TEACHER]))
         rows.append(row)
+        on_row(row)
     return rows
 
 
@@ -262,11 +265,13 @@ def cheap_models() -> dict[str, ModelFactory]:
 
 
 def run(records: Sequence[LogRecord], config: ProtocolConfig, models: dict[str, ModelFactory],
-        say: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
-    """The whole protocol: folds, fits, summary, per-category table (JSON-ready)."""
+        say: Callable[[str], None] = lambda message: None,
+        on_row: Callable[[dict[str, Any]], None] = lambda row: None) -> dict[str, Any]:
+    """The whole protocol: folds, fits, summary, per-category table (JSON-ready); ``on_row``: see
+    :func:`run_protocol`."""
     started = time.monotonic()
     folds = build_folds(records, config)
-    rows = run_protocol(records, folds, models, say)
+    rows = run_protocol(records, folds, models, say, on_row)
     counts: dict[str, int] = {}
     for r in records:
         if r.label is not None and r.label != NORMAL_LABEL:
