@@ -126,7 +126,11 @@ def apis(cluster):
 
 @pytest.fixture
 def storage(cluster, namespace, apis):
-    """A pre-bound PV + PVC named like the spec default, so pods using it schedule."""
+    """A pre-bound PV + PVC named like the spec default, bound before the test starts, so pods using
+    it schedule and the scheduler's words are about the test's own cause.
+
+    The PV controller binds a claim only once its informer has the volume; a claim that arrives
+    first waits for the controller's 15 s resync. So: the volume, seen (Available), then the claim."""
     pv_name = f"pv-{namespace}"[:63]
     apis["core"].create_persistent_volume({
         "metadata": {"name": pv_name},
@@ -134,11 +138,15 @@ def storage(cluster, namespace, apis):
                  "hostPath": {"path": f"/tmp/{pv_name}"}, "persistentVolumeReclaimPolicy": "Retain",
                  "claimRef": {"namespace": namespace, "name": "logdistill-artifacts"}},
     })
+    cluster.wait_for(lambda: apis["core"].read_persistent_volume(pv_name).status.phase == "Available", 30, 0.05,
+                     f"PersistentVolume {pv_name} seen by the PV controller")
     apis["core"].create_namespaced_persistent_volume_claim(namespace, {
         "metadata": {"name": "logdistill-artifacts"},
         "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "manual", "volumeName": pv_name,
                  "resources": {"requests": {"storage": "1Gi"}}},
     })
+    cluster.wait_for(lambda: apis["core"].read_namespaced_persistent_volume_claim(
+        "logdistill-artifacts", namespace).status.phase == "Bound", 30, 0.05, "the artifacts claim bound")
     yield
     apis["core"].delete_persistent_volume(pv_name)
 

@@ -104,7 +104,14 @@ def test_recreated_cr_does_not_adopt_the_previous_incarnations_job(cluster, apis
         annotations = get_cr(apis, namespace, "again")["metadata"].get("annotations") or {}
         return any("still belongs to a deleted DistilledModel again" in v for v in annotations.values())
 
-    cluster.wait_for(deferred, 90, 0.1, "the reconcile deferred while the old Job is being collected")
+    try:
+        cluster.wait_for(deferred, 90, 0.1, "the reconcile deferred while the old Job is being collected")
+    except TimeoutError as err:  # say what the operator did instead
+        body = get_cr(apis, namespace, "again")
+        job = apis["batch"].read_namespaced_job("again-distill-g1", namespace)
+        raise TimeoutError(f"{err}; CR annotations {body['metadata'].get('annotations')}, status "
+                           f"{body.get('status')}; old Job owners {owner_uids(job)}, deleting "
+                           f"{job.metadata.deletion_timestamp}; new CR uid {new_uid}") from None
     body = get_cr(apis, namespace, "again")
     assert (body.get("status") or {}).get("phase") != "Ready", body.get("status")
     assert not (body.get("status") or {}).get("servingVersion")

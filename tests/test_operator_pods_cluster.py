@@ -49,8 +49,8 @@ def test_an_unschedulable_job_pod_reaches_the_status_and_an_event_within_10s(clu
     (problem,) = problems(status)
     pod = apis["core"].list_namespaced_pod(namespace, label_selector=f"job-name={common.job_name('nowhere', 1)}").items[0]
     assert problem["pod"] == f"{namespace}/{pod.metadata.name}" and problem["component"] == "distill"
-    # The scheduler's own words (first the PVC the storage fixture is still binding, then the selector).
-    assert problem["message"].startswith("0/3 nodes are available: ")
+    # The scheduler's own words (the storage fixture's claim is bound: only the selector stands in the way).
+    assert problem["message"].startswith("0/3 nodes are available: ") and "node affinity/selector" in problem["message"]
     assert status["message"].startswith(f"Job nowhere-distill-g1 is waiting to start: pod {namespace}/{pod.metadata.name}")
     pods_healthy = condition(body, "PodsHealthy")
     assert (pods_healthy["status"], pods_healthy["reason"]) == ("False", "Unschedulable")
