@@ -18,7 +18,7 @@ from logdistill.model.runtime.splits import (
     template_split,
 )
 from logdistill.model.runtime.templates import mask
-from logdistill.spec import DataSpec
+from logdistill.spec import DataSpec, parse_spec
 
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split()
 
@@ -195,3 +195,16 @@ def test_leave_label_out_puts_every_line_of_the_label_in_test_only() -> None:
         leave_label_out(RECORDS, "NOPE", spec, seed=13)
     with pytest.raises(ValueError, match="normal label"):
         leave_label_out(RECORDS, NORMAL_LABEL, spec, seed=13)
+
+
+def test_hold_out_labels_keep_categories_out_of_training_and_name_the_field() -> None:
+    spec = DataSpec(max_per_template=3, hold_out_labels=["BIG"])
+    split = make_split(RECORDS, spec, seed=13)
+    assert split == leave_label_out(RECORDS, "BIG", DataSpec(max_per_template=3), seed=13)
+    assert "BIG" not in {r.label for r in split.train + split.dev}
+    assert sum(r.label == "BIG" for r in split.test) == sum(r.label == "BIG" for r in RECORDS)
+    with pytest.raises(ValueError, match=r"data.holdOutLabels: no line has label 'NOPE'"):
+        make_split(RECORDS, DataSpec(hold_out_labels=["BIG", "NOPE"]), seed=13)
+    with pytest.raises(ValueError, match=r"data.holdOutLabels: the normal label"):
+        make_split(RECORDS, DataSpec(hold_out_labels=[NORMAL_LABEL]), seed=13)
+    assert parse_spec({"holdOutLabels": ["BIG"]}, DataSpec).hold_out_labels == ["BIG"]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from logdistill.model.runtime.data import NORMAL_LABEL, LogRecord, label_counts
+from logdistill.model.runtime.data import NORMAL_LABEL, DataError, LogRecord, label_counts
 from logdistill.model.runtime.templates import mask
 
 if TYPE_CHECKING:
@@ -175,6 +175,8 @@ def make_split(records: Sequence[LogRecord], data_spec: "DataSpec", seed: int,
     Rare labels are folded first (counted over all lines) so the stratification sees the labels
     the model will learn. The test part keeps every line, so its distribution is the real one.
     """
+    if data_spec.hold_out_labels:
+        return _holding_out(records, data_spec, seed, key)
     records = fold_rare_labels(records, data_spec.min_class_lines)
     if data_spec.split == "template":
         split = template_split(records, data_spec.test_fraction, data_spec.dev_fraction, seed)
@@ -204,12 +206,22 @@ def leave_label_out(records: Sequence[LogRecord], label: str, data_spec: "DataSp
     Measures what a model does with an alert category it never saw: the alert recall on those
     lines (predicting any other alert still counts as an alert).
     """
-    if label == NORMAL_LABEL:
-        raise ValueError("the normal label cannot be left out")
-    held = [r for r in records if r.label == label]
-    if not held:
-        raise ValueError(f"no line has label {label!r}")
-    split = make_split([r for r in records if r.label != label], data_spec, seed)
+    held = [*data_spec.hold_out_labels, label]
+    return make_split(records, data_spec.model_copy(update={"hold_out_labels": held}), seed)
+
+
+def _holding_out(records: Sequence[LogRecord], data_spec: "DataSpec", seed: int, key: Callable[[str], str]) -> Split:
+    """:func:`make_split` of the other lines, with every line of ``data_spec.hold_out_labels`` added to test."""
+    labels = set(data_spec.hold_out_labels)
+    if NORMAL_LABEL in labels:
+        raise DataError(f"data.holdOutLabels: the normal label {NORMAL_LABEL!r} cannot be held out")
+    present = {r.label for r in records}
+    missing = sorted(labels - present)
+    if missing:
+        raise DataError(f"data.holdOutLabels: no line has label {', '.join(map(repr, missing))}")
+    held = [r for r in records if r.label in labels]
+    split = make_split([r for r in records if r.label not in labels],
+                       data_spec.model_copy(update={"hold_out_labels": []}), seed, key)
     # Folding rare labels makes new records: place them back by where they were read.
     position = {(r.source, r.line, r.text): i for i, r in enumerate(records)}
     test = sorted(split.test + held, key=lambda r: position[(r.source, r.line, r.text)])

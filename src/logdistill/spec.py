@@ -159,6 +159,9 @@ class DataSpec(SpecModel):
     """Training lines kept per masked template (logs repeat heavily)."""
     min_class_lines: int = Field(default=1, ge=1)
     """Classes with fewer lines are folded into the normal label."""
+    hold_out_labels: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(default=[], max_length=16)
+    """Alert labels kept out of training and dev altogether: every line of them joins the test part, so the
+    evaluation (and the gate) also measures what the models do with a category they never saw."""
 
     @model_validator(mode="after")
     def _fractions(self) -> "DataSpec":
