@@ -115,6 +115,16 @@ def test_fold_scores_count_any_alert_label_as_flagged():
     assert scores["categories"] == {"KERNA": {"lines": 4, "flagged": 3, "named": 1}}
 
 
+def test_one_spurious_label_costs_the_plain_macro_f1_a_zero_but_not_the_folds_labels_one():
+    truth = ["-"] * 8 + ["KERNA"] * 2
+    perfect = fold_scores(truth, truth)
+    spurious = fold_scores(truth, ["-"] * 7 + ["KERNB"] + ["KERNA"] * 2)  # one normal line named KERNB
+    assert perfect["macroF1"] == perfect["macroF1Supported"] == 1.0
+    # -: F1 14/15, KERNA: 1, KERNB (absent from the truth): 0.
+    assert spurious["macroF1"] == pytest.approx((14 / 15 + 1 + 0) / 3)
+    assert spurious["macroF1Supported"] == pytest.approx((14 / 15 + 1) / 2)
+
+
 def test_agreement_with_the_teacher_counts_labels_and_the_alerts_it_keeps():
     teacher = ["-", "-", "KERNA", "KERNA", "KERNB", "-"]
     student = ["-", "KERNA", "KERNB", "KERNA", "-", "-"]
@@ -305,3 +315,49 @@ def test_the_distilled_students_extra_data_joins_its_transfer_set_unlabelled(tmp
     inputs = [student.text_input(text) for text in other]
     assert set(inputs) <= set(transfer.train_templates)
     assert all(transfer.targets[transfer.templates.index(i)] == UNLABELLED for i in inputs)
+
+
+@pytest.mark.torch
+def test_the_demo_scores_its_own_teacher_and_student_on_its_split_without_training_them_again(tmp_path, monkeypatch):
+    """`logdistill demo`'s quick protocol: the split holds a category out whole (data.holdOutLabels); the published
+    artifacts are scored as they are (int8 ONNX) on exactly its test lines; the hard-label student and the baselines
+    are fitted on every other line, the held-out category never among them."""
+    pytest.importorskip("torch")
+    from helpers.tiny_models import build_tiny_teacher, tiny_log_lines
+
+    from logdistill.model.cli.demo import own_split_protocol
+    from logdistill.model.engine import quality_models
+    from logdistill.model.engine.train import Progress
+    from logdistill.model.runtime.data import load_records
+    from logdistill.model.runtime.splits import make_split
+    from logdistill.spec import DataSpec
+
+    data = tmp_path / "tiny.log"
+    data.write_text("\n".join(tiny_log_lines(seed=4)) + "\n")
+    spec = DataSpec(path=str(data), hold_out_labels=["KERNFAIL"])
+    records = load_records(spec).records
+    split = make_split(records, spec, 13)
+    teacher = build_tiny_teacher(tmp_path, [r.label for r in split.train], [r.text for r in split.train], epochs=10)
+    fitted: list[list[str]] = []
+    real_fit = quality_models.StudentModel.fit
+    monkeypatch.setattr(quality_models.StudentModel, "fit",
+                        lambda self, texts, labels: fitted.append(list(labels)) or real_fit(self, texts, labels))
+    result = own_split_protocol(spec, 13, teacher, teacher, 1, Progress(stream=None),
+                                student={"layers": 1, "hidden": 32, "heads": 2, "intermediate": 32, "maxLength": 32})
+    (row,) = result["folds"]
+    assert (row["protocol"], row["heldOut"]) == ("loco", "KERNFAIL")
+    assert row["testLines"] == len(split.test) and row["trainLines"] == len(records) - len(split.test)
+    (labels,) = fitted  # the hard-label student only: the artifacts are not trained again
+    assert "KERNFAIL" not in labels and "APPERR" in labels
+    models = row["models"]
+    assert set(models) == {"teacher", "student distilled", "student hard labels", "TF-IDF + LR",
+                           "1-NN Jaccard (token sets)", "never-seen template = alert"}
+    # The same artifact as teacher and "student": the same labels, line for line.
+    assert models["student distilled"]["teacherAgreement"] == 1.0
+    assert models["teacher"]["fitSeconds"] < 1.0
+    assert set(result["perCategory"]) == {"KERNFAIL"}
+    assert any(r.label == "APPERR" for r in split.test)  # the held-out templates test other alerts too ...
+    for name, scores in models.items():  # ... which the held-out category's own figure leaves out
+        held = scores["categories"]["KERNFAIL"]
+        assert result["perCategory"]["KERNFAIL"][name]["recall"]["mean"] == held["flagged"] / held["lines"]
+    assert result["perCategory"]["KERNFAIL"]["never-seen template = alert"]["recall"]["mean"] == 1.0

@@ -188,7 +188,7 @@ class _SeedRun:
         from logdistill.model.cli.demo import demo_spec, start_from_encoder
         from logdistill.model.cli.distill import run_distill
         from logdistill.model.engine.evaluate import comparison_table, tfidf_scores
-        from logdistill.model.engine.pipeline import supported_macro_f1
+        from logdistill.model.runtime.metrics import supported_macro_f1
         from logdistill.model.runtime.splits import make_split
         from logdistill.model.engine.teacher import TeacherOptions, ensure_teacher
         from logdistill.spec import parse_spec

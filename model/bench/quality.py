@@ -9,7 +9,8 @@ and prints the tables: mean ± sd and worst fold per model and protocol, and the
 leave-one-category-out table. Each fold's row is appended to ``bench-quality.folds.jsonl`` as soon as it is
 scored, so a run of hours that is stopped keeps what it measured.
 
-``--quick`` (the demo's protocol): one seed, the largest alert category left out, every model at its recipe.
+``--quick``: one seed, the largest alert category left out (the category ``logdistill demo`` holds out), every
+model at its recipe.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-column", default="EventId")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"where the JSON and markdown go (default {DEFAULT_OUT})")
     parser.add_argument("--quick", action="store_true",
-                        help="the demo's protocol: seed 13, the largest alert category left out (one fold)")
+                        help="seed 13, the largest alert category left out (one fold; the category the demo holds out)")
     parser.add_argument("--models", type=_rows, default=list(MODEL_ROWS),
                         help=f"comma-separated: all, cheap, expensive or of {', '.join(MODEL_ROWS)} (default all)")
     parser.add_argument("--protocols", default=None,

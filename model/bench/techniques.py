@@ -116,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
     from logdistill.model.bench.distill import machine
     from logdistill.model.runtime.data import load_records
     from logdistill.model.cli.distill import run_distill
-    from logdistill.model.engine.pipeline import supported_macro_f1
+    from logdistill.model.runtime.metrics import supported_macro_f1
     from logdistill.model.engine.teacher import TeacherOptions, default_base, ensure_teacher
     from logdistill.model.runtime.templates import mask
     from logdistill.model.engine.train import Progress

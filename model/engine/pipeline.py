@@ -46,6 +46,7 @@ from logdistill.model.engine.intermediate import IntermediateError
 from logdistill.model.engine.intermediate import from_spec as intermediate_from_spec
 from logdistill.model.engine.losses import UNLABELLED
 from logdistill.model.runtime.inference import OnnxClassifier
+from logdistill.model.runtime.metrics import supported_macro_f1
 from logdistill.model.runtime.splits import make_split
 from logdistill.model.engine.student import build_student
 from logdistill.model.engine.teachers import DistillError, LabelRequest, TeacherSource, torch_reference
@@ -54,7 +55,7 @@ from logdistill.model.engine.train import FitOptions, Progress, fit, set_threads
 from logdistill.model.engine.transfer import transfer_set
 from logdistill.spec import DistillSpec
 
-__all__ = ["BALANCE_CLASSES", "PipelineOptions", "TrainedStudent", "train_student", "run_pipeline", "make_summary", "supported_macro_f1"]
+__all__ = ["BALANCE_CLASSES", "PipelineOptions", "TrainedStudent", "train_student", "run_pipeline", "make_summary"]
 
 BALANCE_CLASSES = 0.5
 """Class weights ``(max/count)^0.5`` on the hard-label term: BGL has ~130 normal templates and 1-3
@@ -72,12 +73,6 @@ class PipelineOptions:
     parallel: Parallel | None = None
     """This process's rank under torchrun; only rank 0 evaluates and exports."""
     progress: Progress = field(default_factory=Progress)
-
-
-def supported_macro_f1(scores: dict[str, Any]) -> float:
-    """Macro-F1 over classes with test support only (spurious predictions of absent classes not counted)."""
-    values = [row["f1"] for row in scores["per_class"].values() if row["support"] > 0]
-    return float(sum(values) / len(values)) if values else 0.0
 
 
 def make_summary(manifest: Manifest, teacher_scores: dict[str, Any], student_scores: dict[str, Any], *,

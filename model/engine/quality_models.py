@@ -14,6 +14,7 @@ both student rows.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from logdistill.model.runtime.data import LogRecord
 from logdistill.model.runtime.splits import training_split
 from logdistill.model.runtime.templates import mask, model_input
 
-__all__ = ["SharedTeacher", "TeacherModel", "StudentModel", "expensive_models"]
+__all__ = ["SharedTeacher", "TeacherModel", "StudentModel", "ArtifactTeacher", "ArtifactModel", "expensive_models"]
 
 def _records(texts: Sequence[str], labels: Sequence[str]) -> list[LogRecord]:
     return [LogRecord(text, label, "fold", i + 1) for i, (text, label) in enumerate(zip(texts, labels))]
@@ -88,6 +89,40 @@ class SharedTeacher:
         return self._teacher
 
 
+class ArtifactTeacher:
+    """A teacher artifact already trained on the fold's training lines (the demo's, on its own split): what
+    :meth:`SharedTeacher.fitted` gives, without training, so a student row can still be trained from it."""
+
+    def __init__(self, directory: str | Path) -> None:
+        from logdistill.model.engine.export import load_torch_model
+
+        self._loaded = load_torch_model(directory)
+        self.text_input = model_input(self._loaded.input)
+
+    def fitted(self, texts: Sequence[str], labels: Sequence[str], seed: int) -> "ArtifactTeacher":
+        return self
+
+    def loaded(self) -> Any:
+        return self._loaded
+
+
+class ArtifactModel:
+    """A published artifact (int8 ONNX, as the edge runs it) already trained on the fold's training lines:
+    ``fit`` keeps it as it is. Torch-free."""
+
+    def __init__(self, directory: str | Path, threads: int = 0) -> None:
+        from logdistill.model.runtime.inference import OnnxClassifier
+
+        self.classifier = OnnxClassifier(directory, threads=threads or (os.cpu_count() or 1))
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "ArtifactModel":
+        return self
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        inputs = [self.classifier.model_input(t) for t in texts]
+        return [label for label, _ in self.classifier.predict(inputs)]
+
+
 class _TeacherRow:
     def __init__(self, shared: SharedTeacher, seed: int) -> None:
         self.shared, self.seed, self.teacher = shared, seed, None
@@ -104,7 +139,7 @@ class StudentModel:
     """The distillation student of ``body`` (a distill spec body, e.g. the demo's) trained from the fold's
     teacher; ``distil=False``: the same student on hard labels only (``alpha: 0``)."""
 
-    def __init__(self, shared: SharedTeacher, body: dict[str, Any], seed: int, *, distil: bool = True,
+    def __init__(self, shared: SharedTeacher | ArtifactTeacher, body: dict[str, Any], seed: int, *, distil: bool = True,
                  extra_data: Sequence[str | Path] = (), progress: Any = None) -> None:
         from logdistill.spec import parse_spec
 

@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from logdistill.model.runtime.data import NORMAL_LABEL, LogRecord
-from logdistill.model.runtime.splits import majority_label
+from logdistill.model.runtime.splits import Split, majority_label
 from logdistill.model.runtime.templates import mask
 
-__all__ = ["Fold", "PROTOCOLS", "template_kfold", "leave_category_out", "chronological_fold", "categories_with"]
+__all__ = ["Fold", "PROTOCOLS", "template_kfold", "leave_category_out", "chronological_fold", "categories_with",
+           "split_fold"]
 
 PROTOCOLS = ("kfold", "loco", "chrono")
 
@@ -128,3 +129,16 @@ def chronological_fold(records: Sequence[LogRecord], seed: int, train_fraction: 
     cut = int(len(labelled) * train_fraction + 0.5)
     return Fold("chrono", f"seed {seed} first {train_fraction:.0%} / last {1 - train_fraction:.0%}", seed,
                 tuple(labelled[:cut]), tuple(labelled[cut:]))
+
+
+def split_fold(records: Sequence[LogRecord], split: Split, seed: int, held_out: str) -> Fold:
+    """The leave-one-category-out fold of a :class:`~logdistill.model.runtime.splits.Split` of ``records`` that
+    holds ``held_out`` out (``data.holdOutLabels``, as the demo's split does): its test lines test, every other
+    labelled line trains (each model caps and splits its training lines itself). Models trained on the split
+    itself (the demo's teacher and student) are then scored with the baselines on the same lines."""
+    position = {(r.source, r.line, r.text): i for i, r in enumerate(records)}
+    test = sorted(position[(r.source, r.line, r.text)] for r in split.test)
+    tested = set(test)
+    train = tuple(i for i, r in enumerate(records) if r.label is not None and i not in tested)
+    return Fold("loco", f"seed {seed} without {held_out} (the split's held-out templates too)", seed, train,
+                tuple(test), held_out)

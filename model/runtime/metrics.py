@@ -7,12 +7,13 @@ Conventions (as scikit-learn with ``zero_division=0``): a class never predicted 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from logdistill.model.runtime.data import NORMAL_LABEL
 
-__all__ = ["classification_report", "latency_summary", "alert_scores"]
+__all__ = ["classification_report", "supported_macro_f1", "latency_summary", "alert_scores"]
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -105,6 +106,14 @@ def classification_report(
         "confusion": {"labels": order, "matrix": confusion.tolist()},
         "alert": alert_scores(y_true, y_pred),
     }
+
+
+def supported_macro_f1(report: dict[str, Any]) -> float:
+    """Macro-F1 of a :func:`classification_report` over the labels with test support only: a spurious prediction
+    of a label absent from the test lines still costs its true label's recall, but does not add a zero F1 (on a
+    fold of ~1,700 lines, one such line moves the plain macro-F1 by a sixth)."""
+    values = [row["f1"] for row in report["per_class"].values() if row["support"] > 0]
+    return float(sum(values) / len(values)) if values else 0.0
 
 
 def latency_summary(seconds: Sequence[float]) -> dict:
