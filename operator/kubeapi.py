@@ -283,16 +283,39 @@ def _count_result(ctx: Context, old: DistilledModelStatus, new: DistilledModelSt
         ctx.metrics.distillations.labels("failed").inc()
 
 
+def _same_incarnation(custom: client.CustomObjectsApi, meta: dict) -> bool:
+    """Whether the CR of ``meta`` (namespace, name, uid) still exists, the same object."""
+    try:
+        current = custom.get_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"])
+    except ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+    return current["metadata"]["uid"] == meta["uid"]
+
+
 def write_status(ctx: Context, custom: client.CustomObjectsApi, body: dict, old: DistilledModelStatus,
                   new: DistilledModelStatus) -> None:
     meta = body["metadata"]
     ctx.metrics.set_phase(meta["namespace"], meta["name"], new.phase)
     if same_status(old, new):
         return
+    # A JSON patch that first tests the UID: a reconcile that read a CR deleted meanwhile must not write its
+    # status onto a re-created CR of the same name (a merge patch would: the new CR then names the old run's
+    # Job and serving version, and adopts them).
+    patch = [{"op": "test", "path": "/metadata/uid", "value": meta["uid"]},
+             {"op": "add", "path": "/status", "value": new.to_status()}]
+    try:
+        custom.patch_namespaced_custom_object_status(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], patch,
+                                                     _content_type="application/json-patch+json")
+    except ApiException as err:
+        if err.status not in (404, 422) or _same_incarnation(custom, meta):
+            raise
+        log.info("status of %s/%s not written: the DistilledModel (uid %s) was deleted meanwhile",
+                 meta["namespace"], meta["name"], meta["uid"])
+        return
     _count_result(ctx, old, new)
     for problem in new_problems(old, new):
         ctx.metrics.pod_problems.labels(problem.reason).inc()
-    custom.patch_namespaced_custom_object_status(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
-                                                 {"status": new.to_patch()})
     for event in transitions(old, new):
         events.post(ctx.api, body, event.reason, event.message, warning=event.warning)

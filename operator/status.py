@@ -238,9 +238,9 @@ class DistilledModelStatus(StatusModel):
     def condition(self, kind: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == kind), None)
 
-    def to_patch(self) -> dict:
-        """The status as a JSON merge-patch body (nulls clear fields that became unset)."""
-        return self.model_dump(by_alias=True, mode="json")
+    def to_status(self) -> dict:
+        """The whole status object as written (unset fields left out)."""
+        return self.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
 # --- what the handlers observe -------------------------------------------------------------
@@ -532,4 +532,4 @@ def new_problems(old: DistilledModelStatus, new: DistilledModelStatus) -> list[P
 
 def same_status(a: DistilledModelStatus, b: DistilledModelStatus) -> bool:
     """Equal apart from nothing: used to skip no-op patches (which would wake watchers)."""
-    return a.to_patch() == b.to_patch()
+    return a.to_status() == b.to_status()

@@ -130,6 +130,31 @@ def test_recreated_cr_does_not_adopt_the_previous_incarnations_job(cluster, apis
     assert not status.get("servingVersion") and not status.get("evaluation"), status
 
 
+def test_a_status_computed_for_a_deleted_cr_is_not_written_onto_its_successor(cluster, apis, namespace, storage):  # noqa: F811
+    """A reconcile that read a CR, then lost it to a delete and a re-create of the same name, writes nothing: the
+    status patch tests the UID first. (A merge patch by name landed on the new CR, which then named and adopted
+    the old incarnation's Job and serving version.)"""
+    from logdistill.operator import kubeapi
+    from logdistill.operator.status import DistilledModelStatus
+
+    create_cr(apis, namespace, "twice", BASE)
+    stale = get_cr(apis, namespace, "twice")
+    apis["custom"].delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "twice")
+    cluster.wait_for(lambda: gone(lambda: get_cr(apis, namespace, "twice")), 30, 0.1, "the first CR gone")
+    create_cr(apis, namespace, "twice", BASE)
+    ctx = Context(api=new_api(cluster), images=common.Images("job:1", "edge:1"), namespaces=(namespace,))
+    old = DistilledModelStatus()
+    adopted = old.model_copy(update={"phase": "Ready", "job": "twice-distill-g1", "serving_version": "v-old"})
+    kubeapi.write_status(ctx, client.CustomObjectsApi(ctx.api), stale, old, adopted)
+    assert not (get_cr(apis, namespace, "twice").get("status") or {}).get("servingVersion")
+
+    # The same call with the live CR writes it (the UID test passes), unset fields left out.
+    kubeapi.write_status(ctx, client.CustomObjectsApi(ctx.api), get_cr(apis, namespace, "twice"), old, adopted)
+    status = get_cr(apis, namespace, "twice")["status"]
+    assert (status["phase"], status["job"], status["servingVersion"]) == ("Ready", "twice-distill-g1", "v-old")
+    assert None not in status.values()
+
+
 def test_child_name_taken_by_a_foreign_object_fails_the_cr(cluster, apis, namespace, operator):
     apis["core"].create_namespaced_config_map(namespace, {"metadata": {"name": "taken-spec-g1"}, "data": {"a": "b"}})
     create_cr(apis, namespace, "taken", BASE)

@@ -120,7 +120,7 @@ def test_history_keeps_the_last_five():
     for g in range(1, 8):
         s = step(s, gen=g, job="Succeeded", s=summary(f"v{g}"), ro=rollout(f"v{g}", g))
     assert [h.generation for h in s.history] == [3, 4, 5, 6, 7]
-    DistilledModelStatus.model_validate(s.to_patch())  # round-trips through the wire form
+    DistilledModelStatus.model_validate(s.to_status())  # round-trips through the wire form
 
 
 def test_rollout_not_current_is_not_ready():
@@ -203,7 +203,7 @@ def test_status_keeps_ten_problems_and_the_condition_counts_all():
                  for i in range(25))
     s = step(DistilledModelStatus(), job="Running", problems=many)
     assert len(s.pod_problems) == 10 and "and 24 more pods" in s.condition("PodsHealthy").message
-    DistilledModelStatus.model_validate(s.to_patch())
+    DistilledModelStatus.model_validate(s.to_status())
 
 
 def test_a_job_that_fails_on_its_deadline_reports_the_pod_problem():
