@@ -130,7 +130,8 @@ def test_recreated_cr_does_not_adopt_the_previous_incarnations_job(cluster, apis
     assert not status.get("servingVersion") and not status.get("evaluation"), status
 
 
-def test_a_status_computed_for_a_deleted_cr_is_not_written_onto_its_successor(cluster, apis, namespace, storage):  # noqa: F811
+def test_a_status_computed_for_a_deleted_cr_is_not_written_onto_its_successor(
+        cluster, apis, namespace, storage):  # noqa: F811 - storage is a fixture
     """A reconcile that read a CR, then lost it to a delete and a re-create of the same name, writes nothing: the
     status patch tests the UID first. (A merge patch by name landed on the new CR, which then named and adopted
     the old incarnation's Job and serving version.)"""

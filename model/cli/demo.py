@@ -128,7 +128,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = all cores")
     parser.add_argument("--progress-file", default=None, help="JSON progress file, replaced atomically")
     parser.add_argument("--no-protocol", action="store_true",
-                        help="skip the quick quality protocol (the baselines and the hard-label student on the same split)")
+                        help="skip the quick quality protocol (the baselines and the hard-label student on the"
+                             " same split)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from logdistill.model.runtime.data import NORMAL_LABEL, LogRecord
-from logdistill.model.runtime.splits import Split, majority_label
+from logdistill.model.runtime.splits import Split, majority_label, position_in
 from logdistill.model.runtime.templates import mask
 
 __all__ = ["Fold", "PROTOCOLS", "template_kfold", "leave_category_out", "chronological_fold", "categories_with",
@@ -136,8 +136,7 @@ def split_fold(records: Sequence[LogRecord], split: Split, seed: int, held_out: 
     holds ``held_out`` out (``data.holdOutLabels``, as the demo's split does): its test lines test, every other
     labelled line trains (each model caps and splits its training lines itself). Models trained on the split
     itself (the demo's teacher and student) are then scored with the baselines on the same lines."""
-    position = {(r.source, r.line, r.text): i for i, r in enumerate(records)}
-    test = sorted(position[(r.source, r.line, r.text)] for r in split.test)
+    test = sorted(map(position_in(records), split.test))
     tested = set(test)
     train = tuple(i for i, r in enumerate(records) if r.label is not None and i not in tested)
     return Fold("loco", f"seed {seed} without {held_out} (the split's held-out templates too)", seed, train,

@@ -29,6 +29,7 @@ __all__ = [
     "make_split",
     "training_split",
     "leave_label_out",
+    "position_in",
     "majority_label",
 ]
 
@@ -200,6 +201,12 @@ def training_split(records: Sequence[LogRecord], data_spec: "DataSpec", seed: in
                  dev=cap_per_template(inner.test, data_spec.max_per_template, seed + 1, key), test=[])
 
 
+def position_in(records: Sequence[LogRecord]) -> Callable[[LogRecord], int]:
+    """Where a record (or a copy of it: folding rare labels makes new records) was read in ``records``."""
+    position = {(r.source, r.line, r.text): i for i, r in enumerate(records)}
+    return lambda record: position[(record.source, record.line, record.text)]
+
+
 def leave_label_out(records: Sequence[LogRecord], label: str, data_spec: "DataSpec", seed: int) -> Split:
     """:func:`make_split` without any line of ``label`` in train or dev; all its lines join test.
 
@@ -222,7 +229,5 @@ def _holding_out(records: Sequence[LogRecord], data_spec: "DataSpec", seed: int,
     held = [r for r in records if r.label in labels]
     split = make_split([r for r in records if r.label not in labels],
                        data_spec.model_copy(update={"hold_out_labels": []}), seed, key)
-    # Folding rare labels makes new records: place them back by where they were read.
-    position = {(r.source, r.line, r.text): i for i, r in enumerate(records)}
-    test = sorted(split.test + held, key=lambda r: position[(r.source, r.line, r.text)])
+    test = sorted(split.test + held, key=position_in(records))
     return Split(train=split.train, dev=split.dev, test=test)
