@@ -40,15 +40,15 @@ def _config(root, name, body):
     return path
 
 
-def _spec(data, teacher, **training):
-    return {"teacher": {"checkpoint": str(teacher)}, "data": {"path": str(data)}, "student": STUDENT,
+def _spec(data, teacher, student=STUDENT, **training):
+    return {"teacher": {"checkpoint": str(teacher)}, "data": {"path": str(data)}, "student": student,
             "training": {**TRAINING, **training}, "gate": {"minMacroF1": 0.05, "minRetention": 0.1}}
 
 
 @pytest.fixture(scope="module")
 def distilled(workspace):
     root, data, teacher = workspace
-    config = _config(root, "ok", _spec(data, teacher))
+    config = _config(root, "ok", _spec(data, teacher, student={**STUDENT, "alertBelow": 0.9}))
     out, progress, summary = root / "student", root / "progress.json", root / "summary.json"
     code = cli(["distill", "--config", str(config), "--out", str(out), "--progress-file", str(progress),
                 "--summary-file", str(summary)])
@@ -64,6 +64,7 @@ def test_distill_writes_a_verified_student_artifact(distilled):
     assert manifest.info["maxLength"] == 32 and manifest.info["labels"] == ["-", "APPERR", "KERNFAIL"]
     assert set(manifest.info["summary"]) == {"teacher", "student"}
     assert manifest.spec["training"]["seed"] == 13
+    assert manifest.info["alertBelow"] == 0.9 and manifest.alert_below == 0.9  # what the edge decides with
     assert not list(out.parent.glob(".student.*")), "staging left behind"
 
 

@@ -105,8 +105,8 @@ def test_examples_follow_the_measured_demo_recipe(name):
     from logdistill.model.cli.demo import DEMO_STUDENT, DEMO_TRAINING
 
     spec = yaml.safe_load((ROOT / "examples" / name).read_text())["spec"]
-    assert {k: spec["student"][k] for k in ("layers", "hidden", "heads", "intermediate")} == {
-        k: DEMO_STUDENT[k] for k in ("layers", "hidden", "heads", "intermediate")}
+    assert {k: spec["student"][k] for k in ("layers", "hidden", "heads", "intermediate", "alertBelow")} == {
+        k: DEMO_STUDENT[k] for k in ("layers", "hidden", "heads", "intermediate", "alertBelow")}
     assert {k: spec["training"][k] for k in ("epochs", "learningRate", "alpha", "patience")} == {
         k: DEMO_TRAINING[k] for k in ("epochs", "learningRate", "alpha", "patience")}
     # the teacher is trained in the cluster with the demo's teacher recipe; the classifier reads pod logs

@@ -19,6 +19,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from logdistill.model.runtime.inference import decide
 from logdistill.model.runtime.metrics import classification_report, latency_summary
 from logdistill.model.runtime.templates import model_input
 
@@ -46,6 +47,8 @@ class Scorer(Protocol):
     normal_label: str
     model_input: Callable[[str], str]
     """Raw line -> what :meth:`predict_proba` takes."""
+    alert_below: float | None
+    """The alert bar of :func:`~logdistill.model.runtime.inference.decide` (None: the top label)."""
 
     def predict_proba(self, templates: Sequence[str]) -> np.ndarray: ...
 
@@ -54,10 +57,11 @@ class TorchScorer:
     """A torch sequence classifier behind the :class:`Scorer` interface (fp32)."""
 
     def __init__(self, model: Any, tokenizer: Any, labels: list[str], normal: str, max_length: int,
-                 input_name: str = "template") -> None:
+                 input_name: str = "template", alert_below: float | None = None) -> None:
         self.model, self.tokenizer = model.eval(), tokenizer
         self.labels, self.normal_label, self.max_length = list(labels), normal, max_length
         self.model_input = model_input(input_name)
+        self.alert_below = alert_below
 
     def predict_proba(self, templates: Sequence[str]) -> np.ndarray:
         import torch
@@ -70,6 +74,8 @@ class TorchScorer:
 
 class EnsembleScorer:
     """Weighted mean of several scorers' probabilities; columns aligned by label name."""
+
+    alert_below = None  # a teacher: its top label
 
     def __init__(self, members: Sequence[tuple[Scorer, float]]) -> None:
         if not members:
@@ -94,14 +100,16 @@ class EnsembleScorer:
 
 
 def predict_texts(scorer: Scorer, texts: Sequence[str], batch_size: int = THROUGHPUT_BATCH) -> list[tuple[str, float]]:
-    """``(label, score)`` per raw text, in order; each distinct model input is scored once."""
+    """``(label, score)`` per raw text, in order (the label the scorer's alert bar picks, as the edge
+    does); each distinct model input is scored once."""
     templates = [scorer.model_input(t) for t in texts]
     distinct = list(dict.fromkeys(templates))
     answers: dict[str, tuple[str, float]] = {}
+    normal_index = scorer.labels.index(scorer.normal_label)
     for start in range(0, len(distinct), batch_size):
         chunk = distinct[start : start + batch_size]
         probs = scorer.predict_proba(chunk)
-        best = probs.argmax(axis=1)
+        best = decide(probs, normal_index, scorer.alert_below)
         for template, row, column in zip(chunk, probs, best):
             answers[template] = (scorer.labels[int(column)], float(row[column]))
     return [answers[t] for t in templates]

@@ -153,7 +153,7 @@ def train_student(spec: DistillSpec, source: TeacherSource, split: Any, labels: 
     # The student is fed what its teacher is fed (the teacher's info.input): the soft targets are for those inputs.
     key = model_input(source.input)
     transfer = transfer_set(split, labels, distil=distil, augment_per_template=options.augment_per_template,
-                            seed=training.seed, key=key)
+                            seed=training.seed, key=key, augment_from=None if base_split is None else base_split.train)
     templates, targets = list(transfer.templates), list(transfer.targets)
     paraphrased: list[str] = []
     if training.augmentation.paraphrases and distil:
@@ -231,6 +231,8 @@ def run_pipeline(spec: DistillSpec, source: TeacherSource, out_dir: str | Path,
                      "heads": student.config.num_attention_heads, "intermediate": student.config.intermediate_size}
     info = {"maxLength": spec.student.max_length, "teacher": source.name, "student": student_shape,
             "input": source.input}
+    if spec.student.alert_below is not None:  # what the edge, the evaluation and the gate decide with
+        info["alertBelow"] = spec.student.alert_below
     with staged(out_dir) as staging:
         save_artifact(student, tokenizer, labels, normal, staging, kind="student",
                       spec=spec.model_dump(by_alias=True, mode="json"), report={}, info=info)
@@ -253,7 +255,7 @@ def run_pipeline(spec: DistillSpec, source: TeacherSource, out_dir: str | Path,
                 student_scores.update(measure_latency(student_scorer, texts, samples=300))
             teacher_details = scoring.details(texts, truth)
         student_torch = torch_reference(student, tokenizer, labels, normal, spec.student.max_length, texts, truth,
-                                        source.input)
+                                        source.input, spec.student.alert_below)
         student_params, student_size = parameter_count(student), directory_size(staging)
         gate = decide_gate(student_scores["macro_f1"], teacher_scores["macro_f1"], spec.gate.min_macro_f1,
                            spec.gate.min_retention)

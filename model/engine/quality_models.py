@@ -36,13 +36,19 @@ def _fingerprint(texts: Sequence[str], labels: Sequence[str], seed: int) -> str:
     return digest.hexdigest()
 
 
-def _predict(model: Any, tokenizer: Any, labels: list[str], inputs: list[str], max_length: int) -> list[str]:
+def _predict(model: Any, tokenizer: Any, labels: list[str], normal: str, inputs: list[str], max_length: int,
+             alert_below: float | None = None) -> list[str]:
+    """The label per input that :func:`~logdistill.model.runtime.inference.decide` picks with ``alert_below``
+    (the model's alert bar; None: the top label), as the edge does."""
+    import torch
+
     from logdistill.model.engine.train import predict_logits
+    from logdistill.model.runtime.inference import decide
 
     if not inputs:
         return []
-    logits = predict_logits(model, tokenizer, inputs, max_length)
-    return [labels[i] for i in logits.argmax(dim=1).tolist()]
+    probs = torch.softmax(predict_logits(model, tokenizer, inputs, max_length), dim=1).numpy()
+    return [labels[i] for i in decide(probs, labels.index(normal), alert_below).tolist()]
 
 
 class TeacherModel:
@@ -62,7 +68,8 @@ class TeacherModel:
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         t = self.tuned
-        return _predict(t.model, t.tokenizer, t.labels, [self.text_input(x) for x in texts], self.options.max_length)
+        return _predict(t.model, t.tokenizer, t.labels, t.normal, [self.text_input(x) for x in texts],
+                        self.options.max_length)
 
     def loaded(self) -> Any:
         """The fitted teacher as the distillation pipeline's teacher source wants it."""
@@ -152,6 +159,7 @@ class StudentModel:
         labelled by the teacher's soft targets only)."""
         self.trained: Any = None
         self.labels: list[str] = []
+        self.normal = ""
         self.text_input: Callable[[str], str] = mask
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "StudentModel":
@@ -164,16 +172,20 @@ class StudentModel:
         source = CheckpointTeacher.in_memory(teacher.loaded())
         self.text_input = teacher.text_input  # the student is fed what its teacher is fed
         split = training_split(_records(texts, labels), self.spec.data, self.seed, key=self.text_input)
+        base_split = split
         split, _ = add_extra_data(split, self.extra_data)
-        self.labels = source.label_set(split).labels
+        label_set = source.label_set(split)
+        self.labels, self.normal = label_set.labels, label_set.normal
         options = PipelineOptions(progress=self.progress or Progress())
         threads = set_threads(self.spec.training.threads)
-        self.trained = train_student(self.spec, source, split, self.labels, options, threads=threads)
+        self.trained = train_student(self.spec, source, split, self.labels, options, threads=threads,
+                                     base_split=base_split if self.extra_data else None)
         return self
 
     def predict(self, texts: Sequence[str]) -> list[str]:
-        return _predict(self.trained.model, self.trained.tokenizer, self.labels, [self.text_input(t) for t in texts],
-                        self.spec.student.max_length)
+        student = self.spec.student
+        return _predict(self.trained.model, self.trained.tokenizer, self.labels, self.normal,
+                        [self.text_input(t) for t in texts], student.max_length, student.alert_below)
 
 
 def expensive_models(body: dict[str, Any], base: str, teacher_options: Any, *, max_per_template: int | None = None,

@@ -133,9 +133,10 @@ def _load_members(teacher_spec: TeacherSpec) -> list[tuple[LoadedModel, float]]:
 
 
 def torch_reference(model: Any, tokenizer: Any, labels: list[str], normal: str, max_length: int,
-                    texts: Sequence[str], truth: Sequence[str], input_name: str = "template") -> dict[str, Any]:
+                    texts: Sequence[str], truth: Sequence[str], input_name: str = "template",
+                    alert_below: float | None = None) -> dict[str, Any]:
     """fp32 torch quality and single-line latency (1 thread), for comparison with the int8 ONNX path."""
-    scorer = TorchScorer(model, tokenizer, labels, normal, max_length, input_name)
+    scorer = TorchScorer(model, tokenizer, labels, normal, max_length, input_name, alert_below)
     scores = quality(scorer, texts, truth)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -292,6 +293,7 @@ class EndpointScorer:
     """The LLM teacher behind the :class:`logdistill.model.engine.evaluate.Scorer` interface (T = 1)."""
 
     model_input = staticmethod(mask)  # the LLM reads the template, as the student does
+    alert_below = None  # its top label
 
     def __init__(self, teacher: LlmTeacher, normal: str) -> None:
         self.teacher, self.labels, self.normal_label = teacher, list(teacher.labels), normal

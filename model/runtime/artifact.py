@@ -81,6 +81,14 @@ class Manifest:
         (``template`` for artifacts made before inputs were recorded)."""
         return str(self.info.get("input", "template"))
 
+    @property
+    def alert_below(self) -> float | None:
+        """The model's alert bar (``info.alertBelow``, :func:`~logdistill.model.runtime.inference.decide`):
+        its most likely alert is its answer when P(normal) is below it; None (also for artifacts made
+        before the bar was recorded): the top label."""
+        value = self.info.get("alertBelow")
+        return None if value is None else float(value)
+
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
@@ -201,6 +209,9 @@ def verify_artifact(directory: str | Path, *, required: tuple[str, ...] = (LABEL
     if manifest.input not in MODEL_INPUTS:
         raise ArtifactError(f"{manifest_path}: info.input {manifest.input!r} is not one of {', '.join(MODEL_INPUTS)}"
                             " (made by a newer logdistill?)")
+    bar = manifest.info.get("alertBelow")
+    if bar is not None and (isinstance(bar, bool) or not isinstance(bar, (int, float)) or not 0.0 < bar <= 1.0):
+        raise ArtifactError(f"{manifest_path}: info.alertBelow {bar!r} is not a probability in (0, 1]")
     return manifest
 
 

@@ -67,6 +67,9 @@ class OnnxClassifier:
         self.labels, self.normal_label = read_labels(self.directory)
         self.max_length = int(self.manifest.info.get("maxLength", 64))
         self.input = self.manifest.input
+        self.alert_below = self.manifest.alert_below
+        """The artifact's alert bar (:func:`decide`): what :meth:`predict`, the evaluation and the edge answer."""
+        self._normal_index = self.labels.index(self.normal_label)
         self.model_input = model_input(self.input)
         """Raw line -> this model's input (:func:`~logdistill.model.runtime.templates.mask` for ``template``)."""
         try:
@@ -127,7 +130,8 @@ class OnnxClassifier:
         return softmax(logits.astype(np.float32, copy=False))
 
     def predict(self, templates: Sequence[str]) -> list[tuple[str, float]]:
-        """``(label, score)`` per template, in order."""
+        """``(label, score)`` per template, in order: the label :func:`decide` picks with the artifact's
+        alert bar, and its probability."""
         probs = self.predict_proba(templates)
-        best = probs.argmax(axis=1)
+        best = decide(probs, self._normal_index, self.alert_below)
         return [(self.labels[i], float(probs[row, i])) for row, i in enumerate(best)]

@@ -127,6 +127,12 @@ class StudentSpec(SpecModel):
     where shapes allow; ``pretrained``: from the encoder at ``pretrained``."""
     pretrained: str | None = None
     """Checkpoint directory of a smaller encoder, for ``init: pretrained``."""
+    alert_below: Fraction | None = None
+    """The student's alert bar: it answers its most likely alert category when its probability of the
+    normal label is below this, else normal; unset = its top label. Recorded in the artifact
+    (``info.alertBelow``), so the evaluation, the gate and the edge classifier decide alike. A small
+    student keeps the teacher's ranking of a never-seen alert line above normal lines but not its
+    confidence: it leaves ~0.5 on "normal" where the teacher leaves 0.05 (docs/benchmarks.md)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> "StudentSpec":

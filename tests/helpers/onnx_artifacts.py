@@ -36,12 +36,16 @@ def build_onnx_artifact(
     teacher: str = "test-teacher",
     extra_words: tuple[str, ...] = (),
     model_input: str | None = None,
+    alert_below: float | None = None,
 ) -> Manifest:
     """Write a complete, verified artifact to ``directory`` and return its manifest.
 
     ``keyword_rules`` maps a (lower-case) word to the label it votes for. Changing
     ``extra_words`` changes the vocabulary (and so the version) without changing labels.
     ``model_input``: the manifest's ``info.input`` (unset: not recorded, as in artifacts made before it).
+    ``alert_below``: the manifest's ``info.alertBelow`` (unset: not recorded; the top label decides).
+    A line without a keyword scores the normal label 1 and every other 0 (logits): with three
+    labels, P(normal) = e / (e + 2) = 0.58.
     """
     rules = DEFAULT_RULES if keyword_rules is None else keyword_rules
     if normal not in labels:
@@ -82,6 +86,8 @@ def build_onnx_artifact(
     }
     if model_input is not None:
         info["input"] = model_input
+    if alert_below is not None:
+        info["alertBelow"] = alert_below
     return write_manifest(directory, kind="student", info=info)
 
 
