@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from logdistill.model.runtime.artifact import ArtifactError
-from logdistill.model.runtime.inference import OnnxClassifier, decide
+from logdistill.model.runtime.inference import OnnxClassifier
 from logdistill.model.runtime.templates import mask
 
 __all__ = ["SELF_TEST_LINE", "SelfTest", "run_self_test"]
@@ -41,5 +41,5 @@ def run_self_test(model: OnnxClassifier) -> SelfTest:
     if len(row) != len(model.labels) or not all(math.isfinite(p) for p in row) or abs(sum(row) - 1.0) > 1e-3:
         raise ArtifactError(f"{model.directory}: the model's self-test answer is not a probability distribution"
                             f" over its {len(model.labels)} labels: {row[:8]}")
-    best = int(decide(probs, model.labels.index(model.normal_label), model.alert_below)[0])  # as lines are answered
+    best = int(model.choose(probs)[0])  # as every line is answered
     return SelfTest(template, model.labels[best], row[best])

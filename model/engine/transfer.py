@@ -48,7 +48,7 @@ def transfer_set(split: Split, labels: Sequence[str], *, distil: bool, augment_p
     train_templates = [t for t, _ in pairs]
     targets = [index.get(label, UNLABELLED) if label is not None else UNLABELLED for _, label in pairs]
     unknown = sorted({r.label for r in split.train if r.label is not None and r.label not in index})
-    sources = train_templates if augment_from is None else list(dict.fromkeys(key(r.text) for r in augment_from))
+    sources = train_templates if augment_from is None else [key(r.text) for r in augment_from]  # deduplicated there
     augmented = augment_templates(sources, augment_per_template if distil else 0, seed)
     augmented = without_evaluation_templates(augmented, split, key)  # no dev/test line leaks into training
     templates = train_templates + augmented

@@ -129,9 +129,13 @@ class OnnxClassifier:
         (logits,) = self.session.run(self._output_names, feeds)
         return softmax(logits.astype(np.float32, copy=False))
 
+    def choose(self, probs: np.ndarray) -> np.ndarray:
+        """Class index per row of :meth:`predict_proba`'s output: :func:`decide` with the artifact's alert bar."""
+        return decide(probs, self._normal_index, self.alert_below)
+
     def predict(self, templates: Sequence[str]) -> list[tuple[str, float]]:
         """``(label, score)`` per template, in order: the label :func:`decide` picks with the artifact's
         alert bar, and its probability."""
         probs = self.predict_proba(templates)
-        best = decide(probs, self._normal_index, self.alert_below)
+        best = self.choose(probs)
         return [(self.labels[i], float(probs[row, i])) for row, i in enumerate(best)]
