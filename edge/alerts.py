@@ -20,7 +20,7 @@ from logdistill.edge.lines import pod_from_path
 from logdistill.edge.sources import Record
 from logdistill.timefmt import rfc3339
 
-__all__ = ["AlertWriter", "alert_record"]
+__all__ = ["AlertWriter", "alert_record", "restates_a_line"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,13 @@ def alert_record(record: Record, label: str, score: float, template: str, versio
         out["stream"] = record.stream
     out.update(label=label, score=round(score, 6), line=record.message, template=template, model=version)
     return out
+
+
+def restates_a_line(record: dict) -> bool:
+    """Whether an alert object is the teacher's second word on a line already stated (a correction, or a
+    refused downgrade that re-states the student's alert), not the line's own verdict: a consumer counting
+    lines skips these."""
+    return bool(record.get("correction") or record.get("downgrade"))
 
 
 class AlertWriter:

@@ -39,6 +39,7 @@ from prometheus_client import CollectorRegistry
 from helpers.controlplane import wait_for
 from helpers.edge_process import Process, command
 from helpers.onnx_artifacts import build_onnx_artifact
+from logdistill.edge.alerts import restates_a_line
 from logdistill.edge.main import load_classifier
 from logdistill.edge.metrics import ClassifierMetrics
 from logdistill.edge.pipeline import ISOLATE_AFTER, TailPipeline
@@ -86,7 +87,7 @@ class Tally:
             self.torn += 1
             return
         record = json.loads(text)
-        if record.get("correction") or record.get("downgrade"):  # the teacher's second word on a line
+        if restates_a_line(record):
             return
         self.objects.append(record)
         self.seen.add(int(record["line"][:6]))
