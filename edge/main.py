@@ -119,6 +119,7 @@ def main(args: argparse.Namespace) -> int:
     from logdistill.edge.reload import ModelHolder, Reloader
     from logdistill.edge.server import ClassifierServer
     from logdistill.edge.sources import Tailer
+    from logdistill.edge.statelock import StateLock
     from logdistill.model.runtime.artifact import ArtifactError
 
     metrics = ClassifierMetrics(CollectorRegistry())
@@ -196,20 +197,30 @@ def main(args: argparse.Namespace) -> int:
         reloader.start()
 
     tailer = None
-    if not args.no_tail:
-        if args.state_dir is None:
-            log.warning("no --state-dir: read offsets are not persisted across restarts")
-        tailer = Tailer(args.paths, state_dir=args.state_dir, fmt=args.format, start_at=args.start_at,
-                        max_line_bytes=args.max_line_bytes, exclude_pod_uids=args.exclude_pod_uid,
-                        on_malformed=lambda reason: metrics.malformed.labels(reason=reason).inc(),
-                        on_source_error=lambda reason: metrics.source_errors.labels(reason=reason).inc())
-        pipeline = TailPipeline(tailer, holder, metrics, alerts, node=os.environ.get("NODE_NAME"))
-        metrics.set_sources(args.paths)
-        metrics.open_files.set_function(lambda: tailer.open_count)
-        server.sources = tailer.not_ready  # /readyz: 503 until some source is readable
-        log.info("tailing %s%s", " ".join(args.paths),
-                 f" (not pods {', '.join(args.exclude_pod_uid)})" if args.exclude_pod_uid else "")
+    state_lock = StateLock(args.state_dir) if args.state_dir is not None and not args.no_tail else None
     try:
+        if state_lock is not None:
+            server.sources = lambda: f"waiting for another classifier to release {state_lock.path}"
+            try:
+                if not state_lock.acquire(stop):
+                    return 0  # stopped while waiting: nothing was read
+            except OSError as err:
+                # As when the offsets cannot be saved: keep classifying, say what is not guaranteed.
+                log.error("%s: cannot lock the read offsets (%s); a second classifier on them would not wait",
+                          state_lock.path, err)
+        if not args.no_tail:
+            if args.state_dir is None:
+                log.warning("no --state-dir: read offsets are not persisted across restarts")
+            tailer = Tailer(args.paths, state_dir=args.state_dir, fmt=args.format, start_at=args.start_at,
+                            max_line_bytes=args.max_line_bytes, exclude_pod_uids=args.exclude_pod_uid,
+                            on_malformed=lambda reason: metrics.malformed.labels(reason=reason).inc(),
+                            on_source_error=lambda reason: metrics.source_errors.labels(reason=reason).inc())
+            pipeline = TailPipeline(tailer, holder, metrics, alerts, node=os.environ.get("NODE_NAME"))
+            metrics.set_sources(args.paths)
+            metrics.open_files.set_function(lambda: tailer.open_count)
+            server.sources = tailer.not_ready  # /readyz: 503 until some source is readable
+            log.info("tailing %s%s", " ".join(args.paths),
+                     f" (not pods {', '.join(args.exclude_pod_uid)})" if args.exclude_pod_uid else "")
         while not stop.is_set():
             try:
                 busy = tailer is not None and pipeline.step() > 0
@@ -221,7 +232,9 @@ def main(args: argparse.Namespace) -> int:
     finally:
         log.info("stopping")
         if tailer is not None:
-            tailer.close()
+            tailer.close()  # the last offsets are saved before the lock lets the next classifier read them
+        if state_lock is not None:
+            state_lock.release()
         if reloader is not None:
             reloader.stop()
         if escalation is not None:

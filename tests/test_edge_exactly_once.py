@@ -28,6 +28,8 @@ import re
 import shutil
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -221,6 +223,39 @@ def test_kill_9_mid_stream_loses_nothing_and_repeats_only_the_batch_in_flight_wi
     assert figures.lost == 0 and figures.repeated == 0
     assert node.tally.repeats_are_the_tail_of_a_killed_process()  # at most the batch in flight at each kill
     assert figures.torn <= kills
+
+
+def test_a_second_classifier_on_the_same_offsets_waits_not_ready_and_resumes_where_the_first_stopped(make_node):
+    # A forced pod delete lets a node's next classifier start before the last one has exited.
+    node = make_node()
+    log = node.logs / "app.log"
+    node.start()
+    log.write_bytes(lines(0, 300))
+    node.wait_seen(300)
+    second = Process(node.argv, cwd=node.tmp_path)
+    try:
+        second.wait_for_stderr(r"another classifier is using these read offsets")
+        url = second.wait_for_stderr(r"listening on (http://\S+)").group(1)
+        with pytest.raises(urllib.error.HTTPError) as not_ready:
+            urllib.request.urlopen(f"{url}/readyz", timeout=10)
+        assert not_ready.value.code == 503 and b"waiting for another classifier" in not_ready.value.read()
+        with open(log, "ab", buffering=0) as app:
+            app.write(lines(300, 300))
+        node.wait_seen(600)  # the first one classifies them; the second reads nothing while it waits
+        assert second.stdout.empty()
+        node.stop()
+        second.wait_for_stderr(r"taken; reading from the offsets the other classifier left")
+        with open(log, "ab", buffering=0) as app:
+            app.write(lines(600, 300))
+        for record in second.stdout_records(300):
+            node.tally.add(json.dumps(record) + "\n", process=2)
+        assert second.stop() == 0
+    finally:
+        if second.proc.poll() is None:
+            second.kill()
+    figures = node.tally.figures(900)
+    assert figures.lost == 0 and figures.raw_repeats == 0
+    assert sorted(node.tally.by_process[2]) == list(range(600, 900))  # exactly what the first left unread
 
 
 def test_copytruncate_regrowing_past_the_old_size_is_read_from_0_without_a_fragment(make_node):
