@@ -285,6 +285,7 @@ class Tailer:
         if self._state_path is None:
             return
         entries = [_state_entry(tailed) for tailed in self._files.values()]
+        entries += [entry for key, entry in self._saved.items() if key not in self._files]  # not open just now
         entries.sort(key=lambda e: e["path"])
         if entries == self._last_written:
             return
@@ -379,6 +380,10 @@ class Tailer:
         if self._first_scan:
             self._first_scan = False
             self._resume_rotated_while_down(now)
+        # A saved offset waits for its file to open (a transient error) while the glob still matches the file,
+        # and is saved with the others meanwhile: a restart resumes there too, not at 0.
+        for key in [key for key in self._saved if key not in found]:
+            del self._saved[key]
 
     def _resume_rotated_while_down(self, now: float) -> None:
         """Saved files no longer matching the glob were rotated while we were down: finish them."""
@@ -395,7 +400,6 @@ class Tailer:
                         break
                 except OSError:
                     continue
-        self._saved.clear()
 
     def _open(self, path: str, pattern: str, now: float, *, orphan: bool) -> bool:
         """Start tailing ``path``; False when it cannot be opened (reported) and True otherwise,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from logdistill.edge import sources
 from logdistill.edge.sources import HEAD_BYTES, STATE_FILE, Tailer
 
 
@@ -226,6 +227,42 @@ def test_an_unwritable_state_dir_is_logged_and_tailing_goes_on(tmp_path, caplog)
     append(log, b"two\n")
     assert run.poll() == ["two"]
     assert caplog.text.count("cannot save read offsets") == 1
+
+
+def test_a_file_that_cannot_be_opened_for_a_while_keeps_its_saved_offset_across_restarts(tmp_path, monkeypatch):
+    state, pattern = tmp_path / "state", str(tmp_path / "*.log")
+    app, web = tmp_path / "app.log", tmp_path / "web.log"
+    app.write_bytes(b"app 1\n")
+    web.write_bytes(b"web 1\n")
+    run = Run(pattern, state)
+    assert sorted(run.poll()) == ["app 1", "web 1"]
+    run.close()
+    append(app, b"app 2\n")
+    append(web, b"web 2\n")
+
+    def open_but_not_web(path, *args, **kwargs):
+        if str(path) == str(web):
+            raise PermissionError(13, "Permission denied", str(path))
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(sources, "open", open_but_not_web, raising=False)
+    run = Run(pattern, state)  # restarted while web.log cannot be opened (an error that passes)
+    assert run.poll() == ["app 2"]
+    run.close()  # its saved offset for web.log must survive this save
+    monkeypatch.undo()
+    run = Run(pattern, state)
+    assert sorted(run.poll()) == ["web 2"]  # from where the first run stopped, not from 0
+
+
+def test_a_tailer_closed_before_its_first_poll_keeps_the_saved_offsets(tmp_path):
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    log.write_bytes(b"one\n")
+    run = Run(str(log), state)
+    assert run.poll() == ["one"]
+    run.close()
+    Run(str(log), state).close()  # stopped at once (a rollout during start-up)
+    append(log, b"two\n")
+    assert Run(str(log), state).poll() == ["two"]
 
 
 @pytest.mark.parametrize("stop", ["graceful", "killed after a checkpoint"])
