@@ -157,10 +157,14 @@ def test_protocol_scores_every_other_model_against_the_teacher_on_the_same_test_
         assert "teacherAgreement" not in row["models"]["teacher"]
         assert row["models"]["copy"]["teacherAgreement"] == 1.0
         assert row["models"]["other"]["teacherAgreement"] < 1.0
+        assert row["models"]["copy"]["teacherF1Ratio"] == 1.0
+        assert row["models"]["other"]["teacherF1Ratio"] == pytest.approx(
+            row["models"]["other"]["macroF1"] / row["models"]["teacher"]["macroF1"])
     summary = result["summary"]["kfold"]
     assert summary["other"]["teacherAlertAgreement"]["worst"] == 0.0  # "kernb" lines are never "kerna" lines
     assert summary["teacher"]["teacherAgreement"] is None
-    assert "agrees with the teacher" in markdown(result)
+    assert "agrees with the teacher" in markdown(result) and "÷ the teacher's" in markdown(result)
+    assert summary["other"]["teacherF1Ratio"]["worst"] < 1.0 and summary["copy"]["teacherF1Ratio"]["worst"] == 1.0
 
 
 def test_summary_reports_mean_sd_and_the_worst_fold_per_metric():

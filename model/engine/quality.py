@@ -44,7 +44,7 @@ ModelFactory = Callable[[int], Model]
 
 # Which way is worse, per metric: the worst fold is the minimum or the maximum.
 METRICS = {"macroF1": min, "macroF1Supported": min, "alertRecall": min, "alertF1": min, "normalFpr": max,
-           "teacherAgreement": min, "teacherAlertAgreement": min}
+           "teacherAgreement": min, "teacherAlertAgreement": min, "teacherF1Ratio": min}
 
 TEACHER = "teacher"
 """The row the other rows' agreement is measured against, when it runs on the fold."""
@@ -160,9 +160,13 @@ def run_protocol(records: Sequence[LogRecord], folds: Sequence[Fold], models: di
                 f" alert recall {_fmt(scores['alertRecall'])}, normal FPR {_fmt(scores['normalFpr'])}"
                 f" ({scores['fitSeconds']:.0f} s)")
         if TEACHER in predictions:
+            teacher_f1 = row["models"][TEACHER]["macroF1"]
             for name, predicted in predictions.items():
                 if name != TEACHER:
                     row["models"][name].update(agreement(predicted, predictions[TEACHER]))
+                    # Retention, the issue's target: this fold's macro-F1 over the teacher's on the same fold.
+                    row["models"][name]["teacherF1Ratio"] = (row["models"][name]["macroF1"] / teacher_f1
+                                                             if teacher_f1 else None)
         rows.append(row)
         on_row(row)
     return rows
@@ -233,15 +237,15 @@ def markdown(result: dict[str, Any]) -> str:
         folds = max((m["folds"] for m in models.values()), default=0)
         lines += [f"**{PROTOCOL_TITLES[protocol]}** ({folds} fold(s) over seeds {result['config']['seeds']};"
                   " mean ± sd (worst fold))", "",
-                  "| model | macro-F1 | macro-F1, the fold's labels | alert recall | alert F1 | normal lines flagged"
-                  " | agrees with the teacher (its alerts kept) | fit s / fold |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| model | macro-F1 | macro-F1, the fold's labels | macro-F1 ÷ the teacher's | alert recall"
+                  " | alert F1 | normal lines flagged | agrees with the teacher (its alerts kept) | fit s / fold |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for name, m in models.items():
             failed = f" ({m['errors']} fold(s) failed: see the JSON)" if m["errors"] else ""
             kept = f" ({_cell(m['teacherAlertAgreement'])})" if m.get("teacherAlertAgreement") else ""
             agrees = _cell(m.get("teacherAgreement")) + kept if m.get("teacherAgreement") else "–"
             lines.append(f"| {name}{failed} | {_cell(m['macroF1'])} | {_cell(m.get('macroF1Supported'))} |"
-                         f" {_cell(m['alertRecall'])} | {_cell(m['alertF1'])} |"
+                         f" {_cell(m.get('teacherF1Ratio'))} | {_cell(m['alertRecall'])} | {_cell(m['alertF1'])} |"
                          f" {_cell(m['normalFpr'], percent=True)} | {agrees} | {_fmt(m['fitSeconds'], 1)} |")
         lines.append("")
     categories = result.get("perCategory") or {}
