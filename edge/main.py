@@ -197,20 +197,21 @@ def main(args: argparse.Namespace) -> int:
         reloader.start()
 
     tailer = None
-    state_lock = StateLock(args.state_dir) if args.state_dir is not None and not args.no_tail else None
+    state_lock = None
     try:
-        if state_lock is not None:
-            server.sources = lambda: f"waiting for another classifier to release {state_lock.path}"
-            try:
-                if not state_lock.acquire(stop):
-                    return 0  # stopped while waiting: nothing was read
-            except OSError as err:
-                # As when the offsets cannot be saved: keep classifying, say what is not guaranteed.
-                log.error("%s: cannot lock the read offsets (%s); a second classifier on them would not wait",
-                          state_lock.path, err)
         if not args.no_tail:
             if args.state_dir is None:
                 log.warning("no --state-dir: read offsets are not persisted across restarts")
+            else:
+                state_lock = StateLock(args.state_dir)
+                server.sources = lambda: f"waiting for another classifier to release {state_lock.path}"
+                try:
+                    if not state_lock.acquire(stop):
+                        return 0  # stopped while waiting: nothing was read
+                except OSError as err:
+                    # As when the offsets cannot be saved: keep classifying, say what is not guaranteed.
+                    log.error("%s: cannot lock the read offsets (%s); a second classifier on them would not wait",
+                              state_lock.path, err)
             tailer = Tailer(args.paths, state_dir=args.state_dir, fmt=args.format, start_at=args.start_at,
                             max_line_bytes=args.max_line_bytes, exclude_pod_uids=args.exclude_pod_uid,
                             on_malformed=lambda reason: metrics.malformed.labels(reason=reason).inc(),

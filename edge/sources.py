@@ -285,7 +285,7 @@ class Tailer:
         if self._state_path is None:
             return
         entries = [_state_entry(tailed) for tailed in self._files.values()]
-        entries += [entry for key, entry in self._saved.items() if key not in self._files]  # not open just now
+        entries += self._saved.values()  # files not open just now (opening one takes its entry out)
         entries.sort(key=lambda e: e["path"])
         if entries == self._last_written:
             return
