@@ -274,7 +274,7 @@ def test_teacher_and_students_train_per_fold_with_the_engine_and_share_one_teach
                              patience=20, threads=1)
     models = protocol_models(str(base), options, 8, student={"layers": 1, "hidden": 32, "heads": 2,
                                                               "intermediate": 32, "maxLength": 32},
-                             progress=Progress(stream=None))  # the default binds sys.stderr at import
+                             progress=Progress(stream=None))  # silent
     assert list(models) == ["teacher", "student distilled", "student hard labels"]
     result = run(records, ProtocolConfig(folds=3, seeds=(1,), protocols=("kfold",)), models)
     assert len(fits) == 3  # one teacher per fold, not one per row
@@ -365,3 +365,37 @@ def test_the_demo_scores_its_own_teacher_and_student_on_its_split_without_traini
         held = scores["categories"]["KERNFAIL"]
         assert result["perCategory"]["KERNFAIL"][name]["recall"]["mean"] == held["flagged"] / held["lines"]
     assert result["perCategory"]["KERNFAIL"]["never-seen template = alert"]["recall"]["mean"] == 1.0
+
+
+def test_bench_quality_merges_runs_of_one_seed_each_into_one_summary(tmp_path, capsys):
+    from logdistill.cli import main as cli
+
+    data = tmp_path / "tiny.log"
+    data.write_text("".join(f"{r.label} {r.text}\n" for r in synthetic()))
+    runs = []
+    for seed in (1, 2):
+        out = tmp_path / f"seed{seed}"
+        assert cli(["bench", "quality", "--models", "cheap", "--data", str(data), "--protocols", "kfold", "--folds", "3",
+                    "--seeds", str(seed), "--out", str(out)]) == 0
+        runs.append(json.loads((out / "bench-quality.json").read_text()))
+    capsys.readouterr()
+    merged_dir = tmp_path / "merged"
+    assert cli(["bench", "quality", "--data", str(data), "--merge", str(tmp_path / "seed1"),
+                "--merge", str(tmp_path / "seed2" / "bench-quality.folds.jsonl"), "--out", str(merged_dir)]) == 0
+    merged = json.loads((merged_dir / "bench-quality.json").read_text())
+    both = runs[0]["folds"] + runs[1]["folds"]
+    assert merged["folds"] == both and merged["config"]["seeds"] == [1, 2]
+    assert merged["summary"] == summarise(both)  # the same statistics as one run over both seeds
+    assert merged["summary"]["kfold"]["TF-IDF + LR"]["macroF1"]["n"] == 6
+    assert "6 fold(s) over seeds [1, 2]" in capsys.readouterr().out
+
+    # the same fold twice is refused, naming it and both runs; so is a file that is not fold rows
+    assert cli(["bench", "quality", "--data", str(data), "--merge", str(tmp_path / "seed1"), "--merge",
+                str(tmp_path / "seed1"), "--out", str(merged_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "'seed 1 fold 1/3' (kfold) was scored by both" in err
+    (tmp_path / "bad.jsonl").write_text('{"protocol": "kfold"}\n')
+    assert cli(["bench", "quality", "--merge", str(tmp_path / "bad.jsonl"), "--data", str(data)]) == 2
+    assert "bad.jsonl, line 1: not a fold row" in capsys.readouterr().err
+    assert cli(["bench", "quality", "--merge", str(tmp_path / "seed1"), "--seeds", "3"]) == 2
+    assert "--merge fits nothing" in capsys.readouterr().err

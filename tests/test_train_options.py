@@ -44,3 +44,15 @@ def test_a_student_started_from_a_shipped_encoder_trains_its_fresh_head_faster()
     spec = parse_spec(body, DistillSpec)
     assert spec.student.init == "pretrained" and spec.student.pretrained == "/bases/minilm"
     assert spec.training.head_learning_rate == TeacherOptions().head_learning_rate > spec.training.learning_rate
+
+
+def test_progress_writes_to_the_stderr_of_when_it_is_made_or_nowhere(monkeypatch):
+    import io
+
+    from logdistill.model.engine.train import Progress
+
+    now = io.StringIO()
+    monkeypatch.setattr("sys.stderr", now)  # e.g. a redirect made after the engine was imported
+    Progress().say("made now")
+    Progress(stream=None).say("silent")
+    assert now.getvalue() == "[logdistill] made now\n"

@@ -10,7 +10,8 @@ leave-one-category-out table. Each fold's row is appended to ``bench-quality.fol
 scored, so a run of hours that is stopped keeps what it measured.
 
 ``--quick``: one seed, the largest alert category left out (the category ``logdistill demo`` holds out), every
-model at its recipe.
+model at its recipe. ``--merge RUN ...``: fit nothing, summarise the fold rows of earlier runs as one (three
+seeds take hours on two cores; they can be run a seed at a time).
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="JSONL lines added to the distilled student's transfer set, as `logdistill distill"
                              " --extra-data` does (lines without a label are labelled by the fold's teacher); repeatable")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = all cores")
+    parser.add_argument("--merge", action="append", default=[], metavar="RUN",
+                        help="fit nothing: summarise the fold rows of earlier runs (their --out folders, or their"
+                             f" {PARTIAL}) as one run, e.g. one seed per sitting; repeatable")
 
 
 def config_from(args: argparse.Namespace) -> Any:
@@ -137,20 +141,26 @@ def expensive_from(args: argparse.Namespace, rows: list[str], progress: Any) -> 
 
 def main(args: argparse.Namespace) -> int:
     from logdistill.model.bench.distill import machine
-    from logdistill.model.engine.quality import markdown, run
+    from logdistill.model.engine.quality import markdown, merge, run
     from logdistill.model.engine.train import Progress
     from logdistill.model.runtime.data import DataError, load_records
     from logdistill.spec import DataSpec, SpecError, parse_spec
 
     started = time.monotonic()
     progress = Progress(every_s=60.0)
+    if args.merge and (args.quick or args.seeds or args.protocols or args.folds):
+        print("logdistill bench quality: --merge fits nothing; it takes no --quick, --seeds, --protocols or --folds",
+              file=sys.stderr)
+        return 2
     try:
-        config = config_from(args)
         data_spec = parse_spec({"path": args.data, "format": args.format, "textColumn": args.text_column,
                                 "labelColumn": args.label_column}, DataSpec, source="--data")
         records = load_records(data_spec).records
-        models = models_from(args, progress)
         out = Path(args.out)
+        if args.merge:
+            return _write_merged(merge([(run_dir, fold_rows(run_dir)) for run_dir in args.merge], records), out, args)
+        config = config_from(args)
+        models = models_from(args, progress)
         out.mkdir(parents=True, exist_ok=True)
         partial = out / PARTIAL
         partial.write_text("", encoding="utf-8")
@@ -171,6 +181,43 @@ def main(args: argparse.Namespace) -> int:
     m = result["machine"]
     print(f"\nlogdistill bench quality on {result['data']} ({m['cpu']}, {m['cores']} cores),"
           f" {result['wallSeconds']:.0f} s\n")
+    print(table)
+    print(f"results: {out / 'bench-quality.json'}", file=sys.stderr)
+    return 0
+
+
+def fold_rows(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The fold rows an earlier run wrote (its ``--out``, or the rows file itself), as it scored them."""
+    path = Path(run_dir)
+    path = path / PARTIAL if path.is_dir() else path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ValueError(f"--merge {run_dir}: cannot read {path}: {err.strerror}") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--merge {path}, line {number}: not a JSON fold row ({err.msg})") from None
+        if not isinstance(row, dict) or not {"protocol", "seed", "fold", "models"} <= set(row):
+            raise ValueError(f"--merge {path}, line {number}: not a fold row of bench quality")
+        rows.append(row)
+    return rows
+
+
+def _write_merged(result: dict[str, Any], out: Path, args: argparse.Namespace) -> int:
+    from logdistill.model.engine.quality import markdown
+
+    result.update(data=str(args.data or "bundled BGL_20k.log"), command=" ".join(sys.argv))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench-quality.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    table = markdown(result)
+    (out / "bench-quality.md").write_text(table + "\n", encoding="utf-8")
+    print(f"\nlogdistill bench quality: {len(result['folds'])} fold rows of {', '.join(args.merge)} on"
+          f" {result['data']}, merged (nothing fitted)\n")
     print(table)
     print(f"results: {out / 'bench-quality.json'}", file=sys.stderr)
     return 0

@@ -30,7 +30,7 @@ from logdistill.model.runtime.folds import (PROTOCOLS, Fold, chronological_fold,
 from logdistill.model.runtime.metrics import classification_report, supported_macro_f1
 
 __all__ = ["Model", "ModelFactory", "ProtocolConfig", "QUICK", "FULL", "TEACHER", "agreement", "build_folds", "fold_scores", "run_protocol",
-           "summarise", "per_category", "markdown", "cheap_models", "run"]
+           "summarise", "per_category", "markdown", "cheap_models", "run", "merge"]
 
 
 class Model(Protocol):
@@ -283,10 +283,38 @@ def run(records: Sequence[LogRecord], config: ProtocolConfig, models: dict[str, 
     started = time.monotonic()
     folds = build_folds(records, config) if folds is None else list(folds)
     rows = run_protocol(records, folds, models, say, on_row)
+    config_record = {**asdict(config), "seeds": list(config.seeds), "protocols": list(config.protocols)}
+    return {**_result(rows, config_record, list(models), records), "wallSeconds": round(time.monotonic() - started, 1)}
+
+
+def merge(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], records: Sequence[LogRecord]) -> dict[str, Any]:
+    """One result from the fold rows of several runs, ``(source, rows)`` each (a protocol of three seeds is
+    hours on two cores: it can be run a seed at a time); nothing is fitted. ValueError naming the fold and
+    both sources when two runs scored the same fold."""
+    scored_by: dict[tuple[str, int, str], str] = {}
+    rows: list[dict[str, Any]] = []
+    for source, run_rows in runs:
+        for row in run_rows:
+            key = (row["protocol"], row["seed"], row["fold"])
+            if key in scored_by:
+                raise ValueError(f"fold {row['fold']!r} ({row['protocol']}) was scored by both {scored_by[key]}"
+                                 f" and {source}")
+            scored_by[key] = source
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"no fold rows in {', '.join(source for source, _ in runs) or 'no run'}")
+    config = {"seeds": sorted({row["seed"] for row in rows}),
+              "protocols": [p for p in PROTOCOLS if any(row["protocol"] == p for row in rows)],
+              "mergedFrom": [source for source, _ in runs]}
+    models = list(dict.fromkeys(name for row in rows for name in row["models"]))
+    return _result(rows, config, models, records)
+
+
+def _result(rows: list[dict[str, Any]], config: dict[str, Any], models: list[str],
+            records: Sequence[LogRecord]) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for r in records:
         if r.label is not None and r.label != NORMAL_LABEL:
             counts[r.label] = counts.get(r.label, 0) + 1
-    return {"config": {**asdict(config), "seeds": list(config.seeds), "protocols": list(config.protocols)},
-            "models": list(models), "summary": summarise(rows), "perCategory": per_category(rows),
-            "categoryLines": counts, "folds": rows, "wallSeconds": round(time.monotonic() - started, 1)}
+    return {"config": config, "models": models, "summary": summarise(rows), "perCategory": per_category(rows),
+            "categoryLines": counts, "folds": rows}

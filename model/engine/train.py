@@ -39,6 +39,11 @@ def set_threads(threads: int) -> int:
     return count
 
 
+_STDERR = object()
+"""Progress's default stream: ``sys.stderr`` as it is when the Progress is made (a default argument would
+keep the one of import time, which a redirect or a test's capture may have closed since)."""
+
+
 class Progress:
     """Progress for people (periodic lines on stderr) and machines (a JSON file, replaced atomically).
 
@@ -46,9 +51,10 @@ class Progress:
     "percent", "devMacroF1", "updated"}``).
     """
 
-    def __init__(self, path: str | Path | None = None, *, stream: Any = sys.stderr, every_s: float = 5.0) -> None:
+    def __init__(self, path: str | Path | None = None, *, stream: Any = _STDERR, every_s: float = 5.0) -> None:
         self.path = Path(path) if path else None
-        self.stream = stream
+        self.stream = sys.stderr if stream is _STDERR else stream
+        """Where the lines go; None: nowhere."""
         self.every_s = every_s
         self._last_line = 0.0
         self._last_write = 0.0
