@@ -158,29 +158,35 @@ def main(args: argparse.Namespace) -> int:
         records = load_records(data_spec).records
         out = Path(args.out)
         if args.merge:
-            return _write_merged(merge([(run_dir, fold_rows(run_dir)) for run_dir in args.merge], records), out, args)
-        config = config_from(args)
-        models = models_from(args, progress)
-        out.mkdir(parents=True, exist_ok=True)
-        partial = out / PARTIAL
-        partial.write_text("", encoding="utf-8")
+            result = merge([(run_dir, fold_rows(run_dir)) for run_dir in args.merge], records)
+            out.mkdir(parents=True, exist_ok=True)
+        else:
+            config = config_from(args)
+            models = models_from(args, progress)
+            out.mkdir(parents=True, exist_ok=True)
+            partial = out / PARTIAL
+            partial.write_text("", encoding="utf-8")
 
-        def keep(row: dict[str, Any]) -> None:  # each fold as it is scored: a stopped run keeps what it measured
-            with partial.open("a", encoding="utf-8") as stream:
-                stream.write(json.dumps(row) + "\n")
+            def keep(row: dict[str, Any]) -> None:  # each fold as it is scored: a stopped run keeps what it measured
+                with partial.open("a", encoding="utf-8") as stream:
+                    stream.write(json.dumps(row) + "\n")
 
-        result = run(records, config, models, say=progress.say, on_row=keep)
+            result = run(records, config, models, say=progress.say, on_row=keep)
     except (SpecError, DataError, ValueError) as err:
         print(f"logdistill bench quality: {err}", file=sys.stderr)
         return 2
-    result.update(machine=machine(), data=str(args.data or "bundled BGL_20k.log"), quick=args.quick,
-                  command=" ".join(sys.argv), wallSeconds=round(time.monotonic() - started, 1))
+    result.update(data=str(args.data or "bundled BGL_20k.log"), command=" ".join(sys.argv))
+    if args.merge:
+        headline = (f"on {result['data']}: {len(result['folds'])} fold rows of {', '.join(args.merge)},"
+                    " merged (nothing fitted)")
+    else:
+        result.update(machine=machine(), quick=args.quick, wallSeconds=round(time.monotonic() - started, 1))
+        m = result["machine"]
+        headline = f"on {result['data']} ({m['cpu']}, {m['cores']} cores), {result['wallSeconds']:.0f} s"
     (out / "bench-quality.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     table = markdown(result)
     (out / "bench-quality.md").write_text(table + "\n", encoding="utf-8")
-    m = result["machine"]
-    print(f"\nlogdistill bench quality on {result['data']} ({m['cpu']}, {m['cores']} cores),"
-          f" {result['wallSeconds']:.0f} s\n")
+    print(f"\nlogdistill bench quality {headline}\n")
     print(table)
     print(f"results: {out / 'bench-quality.json'}", file=sys.stderr)
     return 0
@@ -206,18 +212,3 @@ def fold_rows(run_dir: str | Path) -> list[dict[str, Any]]:
             raise ValueError(f"--merge {path}, line {number}: not a fold row of bench quality")
         rows.append(row)
     return rows
-
-
-def _write_merged(result: dict[str, Any], out: Path, args: argparse.Namespace) -> int:
-    from logdistill.model.engine.quality import markdown
-
-    result.update(data=str(args.data or "bundled BGL_20k.log"), command=" ".join(sys.argv))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench-quality.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    table = markdown(result)
-    (out / "bench-quality.md").write_text(table + "\n", encoding="utf-8")
-    print(f"\nlogdistill bench quality: {len(result['folds'])} fold rows of {', '.join(args.merge)} on"
-          f" {result['data']}, merged (nothing fitted)\n")
-    print(table)
-    print(f"results: {out / 'bench-quality.json'}", file=sys.stderr)
-    return 0
