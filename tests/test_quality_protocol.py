@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 
@@ -225,6 +226,77 @@ def test_bench_quality_refuses_an_unknown_model_or_input(capsys):
     with pytest.raises(SystemExit):
         cli(["bench", "quality", "--teacher-input", "raw"])
     assert "invalid choice: 'raw'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli(["bench", "quality", "--teacher-seeds", "0"])
+    assert "--teacher-seeds: expected a number of teachers >= 1, got '0'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli(["bench", "quality", "--teacher-alert-below", "1.5"])
+    assert "--teacher-alert-below: expected a probability in (0, 1], got '1.5'" in capsys.readouterr().err
+
+
+def test_a_teacher_ensemble_answers_by_its_members_mean_probabilities_and_its_bar(monkeypatch):
+    """Two members that disagree: the mean decides (top label), a bar on the mean's P(normal) turns an unsure
+    mean into the most likely alert; members whose labels come in another order are aligned first."""
+    import numpy as np
+
+    from logdistill.model.engine import quality_models
+    from logdistill.model.engine.quality_models import TeacherEnsemble
+
+    class Member:
+        def __init__(self, labels, probs):
+            self.tuned = SimpleNamespace(model=probs, tokenizer=None, labels=labels, normal="-")
+            self.options = SimpleNamespace(max_length=8)
+            self.text_input = str
+
+    monkeypatch.setattr(quality_models, "_probabilities",
+                        lambda model, tokenizer, inputs, max_length: np.array(model, dtype=float))
+    sure = Member(["-", "KERNSTOR", "KERNDTLB"], [[0.9, 0.05, 0.05], [0.9, 0.1, 0.0]])
+    unsure = Member(["KERNDTLB", "-", "KERNSTOR"], [[0.1, 0.2, 0.7], [0.0, 0.9, 0.1]])  # another label order
+    # Line 1: mean P(normal) 0.55, most likely alert KERNSTOR (0.375); line 2: both say normal (0.9).
+    assert TeacherEnsemble([sure, unsure]).predict(["a", "b"]) == ["-", "-"]
+    assert TeacherEnsemble([sure, unsure], alert_below=0.7).predict(["a", "b"]) == ["KERNSTOR", "-"]
+    assert TeacherEnsemble([unsure], alert_below=0.7).predict(["a", "b"]) == ["KERNSTOR", "-"]
+    with pytest.raises(ValueError, match="at least one member"):
+        TeacherEnsemble([])
+
+
+def test_students_of_a_teacher_ensemble_learn_from_every_member(tmp_path, monkeypatch):
+    """`bench quality --teacher-seeds 2`: each fold fine-tunes teachers of the fold's seed and the next, and the
+    students' teacher source mixes both; a bar of 1.0 on the teacher makes every line an alert."""
+    pytest.importorskip("torch")
+    from helpers.tiny_models import build_tokenizer, tiny_bert, tiny_log_lines
+
+    from logdistill.model.cli.demo import protocol_models
+    from logdistill.model.engine import quality_models
+    from logdistill.model.engine.teacher import TeacherOptions
+    from logdistill.model.engine.train import Progress
+
+    lines = tiny_log_lines(seed=5)
+    texts, labels = [line.split(" ", 1)[1] for line in lines], [line.split(" ", 1)[0] for line in lines]
+    base = tmp_path / "base"
+    tokenizer = build_tokenizer(texts)
+    tiny_bert(len(tokenizer), ["-", "APPERR", "KERNFAIL"]).bert.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    seeds = []
+    real_fit = quality_models.TeacherModel.fit
+    monkeypatch.setattr(quality_models.TeacherModel, "fit",
+                        lambda self, t, l: seeds.append(self.options.seed) or real_fit(self, t, l))
+    sources = []
+    real_source = quality_models.TeacherEnsemble.source
+    monkeypatch.setattr(quality_models.TeacherEnsemble, "source",
+                        lambda self: sources.append(real_source(self)) or sources[-1])
+    options = TeacherOptions(epochs=2, batch_size=8, learning_rate=3e-3, max_length=32, threads=1)
+    models = protocol_models(str(base), options, 2, student={"layers": 1, "hidden": 32, "heads": 2,
+                                                              "intermediate": 32, "maxLength": 32},
+                             progress=Progress(stream=None), rows=("teacher", "student"), teachers=2,
+                             teacher_alert_below=1.0)
+    teacher, student = models["teacher"](7), models["student distilled"](7)
+    teacher.fit(texts, labels)
+    student.fit(texts, labels)  # the same lines and seed: the shared ensemble is not fitted again
+    assert seeds == [7, 8]
+    assert [len(source.members) for source in sources] == [2]
+    assert {weight for _, weight in sources[0].members} == {1.0}
+    assert "-" not in teacher.predict(texts)  # every mean P(normal) is below 1.0
 
 
 def test_protocol_config_picks_folds_per_seed_and_the_chosen_categories():

@@ -57,6 +57,26 @@ def _seeds(value: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {value!r}") from None
 
 
+def _members(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of teachers >= 1, got {value!r}")
+    return count
+
+
+def _bar(value: str) -> float:
+    try:
+        bar = float(value)
+    except ValueError:
+        bar = -1.0
+    if not 0.0 < bar <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in (0, 1], got {value!r}")
+    return bar
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from logdistill.model.engine.bases import BASES
     from logdistill.model.runtime.folds import PROTOCOLS
@@ -87,6 +107,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training lines kept per distinct model input (default: the engine's, 8)")
     parser.add_argument("--teacher-epochs", type=int, default=None,
                         help="teacher epochs per fold (default: the teacher recipe's)")
+    parser.add_argument("--teacher-seeds", type=_members, default=1, metavar="N",
+                        help="fine-tune N teachers per fold (seeds: the fold's seed and the next N-1) and answer by the"
+                             " mean of their probabilities; the students learn their mixed soft targets (default 1)")
+    parser.add_argument("--teacher-alert-below", type=_bar, default=None, metavar="P",
+                        help="the teacher answers its most likely alert when its (mean) P(normal) is below P, as"
+                             " escalation.teacherAlertBelow does (default: its top label)")
     parser.add_argument("--student-epochs", type=int, default=None,
                         help="student epochs per fold (default: the demo recipe's)")
     parser.add_argument("--student-extra-data", action="append", default=[], metavar="PATH",
@@ -136,7 +162,8 @@ def expensive_from(args: argparse.Namespace, rows: list[str], progress: Any) -> 
     student_epochs = args.student_epochs or DEMO_TRAINING["epochs"]
     return protocol_models(base_path(args.teacher_base), options, student_epochs, max_per_template=args.max_per_template,
                            rows=tuple(rows), student_from=None if args.teacher_base == "minilm" else minilm_path(),
-                           progress=progress, extra_data=tuple(args.student_extra_data))
+                           progress=progress, extra_data=tuple(args.student_extra_data), teachers=args.teacher_seeds,
+                           teacher_alert_below=args.teacher_alert_below)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -71,11 +71,13 @@ def start_from_encoder(body: dict[str, Any], encoder: str) -> None:
 def protocol_models(base: str, teacher_options: Any, student_epochs: int, *,
                     max_per_template: int | None = None, rows: tuple[str, ...] = ("teacher", "student", "hard"), student_from: str | None = None,
                     student: dict[str, Any] | None = None, progress: Any = None,
-                    extra_data: tuple[str, ...] = ()) -> dict[str, Any]:
+                    extra_data: tuple[str, ...] = (), teachers: int = 1,
+                    teacher_alert_below: float | None = None) -> dict[str, Any]:
     """The quality protocol's teacher and student rows with the demo recipe (student and distillation
     settings of :func:`demo_spec`, ``student_epochs`` per fold); ``student_from``: start the student from
     that encoder (a teacher wider than the student, see :func:`start_from_encoder`); ``student``: fields
-    of :data:`DEMO_STUDENT` to override (a tiny test teacher needs a student no wider than itself)."""
+    of :data:`DEMO_STUDENT` to override (a tiny test teacher needs a student no wider than itself); ``teachers``,
+    ``teacher_alert_below``: a teacher ensemble (:class:`~logdistill.model.engine.quality_models.TeacherEnsemble`)."""
     from logdistill.model.engine.quality_models import expensive_models
 
     body = demo_spec("<fold teacher>")
@@ -85,7 +87,8 @@ def protocol_models(base: str, teacher_options: Any, student_epochs: int, *,
     body["training"].update(epochs=student_epochs, patience=min(student_epochs, body["training"]["patience"]),
                             threads=teacher_options.threads)
     return expensive_models(body, base, teacher_options, max_per_template=max_per_template, progress=progress,
-                            rows=rows, extra_data=extra_data)
+                            rows=rows, extra_data=extra_data, teachers=teachers,
+                            teacher_alert_below=teacher_alert_below)
 
 
 def held_out_category(records: Any) -> str:

@@ -8,7 +8,8 @@ as ``logdistill teacher train`` and ``logdistill distill`` do on their own split
 torch (the int8 ONNX export is left out of the loop: it is scored by ``bench distill``).
 
 The teacher of a (fold, seed) is fitted once (:class:`SharedTeacher`) and used by the teacher row and
-both student rows.
+both student rows. It may be several (:class:`TeacherEnsemble`): fine-tunes of consecutive seeds whose mean
+probabilities answer, and whose mixed soft targets the students learn (``teacher.ensemble``'s mixing).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from logdistill.model.runtime.data import LogRecord
 from logdistill.model.runtime.splits import training_split
 from logdistill.model.runtime.templates import mask, model_input
 
-__all__ = ["SharedTeacher", "TeacherModel", "StudentModel", "ArtifactTeacher", "ArtifactModel", "expensive_models"]
+__all__ = ["SharedTeacher", "TeacherModel", "TeacherEnsemble", "StudentModel", "ArtifactTeacher", "ArtifactModel",
+           "expensive_models"]
+
 
 def _records(texts: Sequence[str], labels: Sequence[str]) -> list[LogRecord]:
     return [LogRecord(text, label, "fold", i + 1) for i, (text, label) in enumerate(zip(texts, labels))]
@@ -36,19 +39,28 @@ def _fingerprint(texts: Sequence[str], labels: Sequence[str], seed: int) -> str:
     return digest.hexdigest()
 
 
-def _predict(model: Any, tokenizer: Any, labels: list[str], normal: str, inputs: list[str], max_length: int,
-             alert_below: float | None = None) -> list[str]:
-    """The label per input that :func:`~logdistill.model.runtime.inference.decide` picks with ``alert_below``
-    (the model's alert bar; None: the top label), as the edge does."""
+def _probabilities(model: Any, tokenizer: Any, inputs: list[str], max_length: int) -> Any:
+    """``[len(inputs), C]`` softmax probabilities (numpy), columns in the model's label order."""
     import torch
 
     from logdistill.model.engine.train import predict_logits
+
+    return torch.softmax(predict_logits(model, tokenizer, inputs, max_length), dim=1).numpy()
+
+
+def _decided(probs: Any, labels: list[str], normal: str, alert_below: float | None) -> list[str]:
+    """The label per row that :func:`~logdistill.model.runtime.inference.decide` picks with ``alert_below``
+    (the model's alert bar; None: the top label), as the edge does."""
     from logdistill.model.runtime.inference import decide
 
+    return [labels[i] for i in decide(probs, labels.index(normal), alert_below).tolist()]
+
+
+def _predict(model: Any, tokenizer: Any, labels: list[str], normal: str, inputs: list[str], max_length: int,
+             alert_below: float | None = None) -> list[str]:
     if not inputs:
         return []
-    probs = torch.softmax(predict_logits(model, tokenizer, inputs, max_length), dim=1).numpy()
-    return [labels[i] for i in decide(probs, labels.index(normal), alert_below).tolist()]
+    return _decided(_probabilities(model, tokenizer, inputs, max_length), labels, normal, alert_below)
 
 
 class TeacherModel:
@@ -77,18 +89,61 @@ class TeacherModel:
 
         t = self.tuned
         return LoadedModel(t.model, t.tokenizer, t.labels, t.normal, self.options.max_length,
-                           Path("<fold teacher>"), None, self.options.input)
+                           Path(f"<fold teacher, seed {self.options.seed}>"), None, self.options.input)
+
+    def source(self) -> Any:
+        """The distillation pipeline's teacher source for the students."""
+        from logdistill.model.engine.teachers import CheckpointTeacher
+
+        return CheckpointTeacher.in_memory(self.loaded())
+
+
+class TeacherEnsemble:
+    """``len(members)`` teachers fine-tuned on the same lines (consecutive seeds): the mean of their probabilities
+    answers, with an alert whenever that mean leaves less than ``alert_below`` on normal (None: the top label).
+    Which never-seen category one fine-tune flags depends on its seed (docs/benchmarks.md, session 11); the mean
+    keeps what any of them is unsure about. Students learn the members' mixed soft targets."""
+
+    def __init__(self, members: Sequence[TeacherModel], alert_below: float | None = None) -> None:
+        if not members:
+            raise ValueError("a teacher ensemble needs at least one member")
+        self.members, self.alert_below = list(members), alert_below
+        self.text_input = self.members[0].text_input
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "TeacherEnsemble":
+        for member in self.members:
+            member.fit(texts, labels)
+        return self
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        import numpy as np
+
+        if not texts:
+            return []
+        inputs = [self.text_input(x) for x in texts]
+        first = self.members[0].tuned
+        mixed = []
+        for member in self.members:
+            t = member.tuned
+            probs = _probabilities(t.model, t.tokenizer, inputs, member.options.max_length)
+            mixed.append(probs[:, [t.labels.index(label) for label in first.labels]])
+        return _decided(np.mean(mixed, axis=0), list(first.labels), first.normal, self.alert_below)
+
+    def source(self) -> Any:
+        from logdistill.model.engine.teachers import CheckpointTeacher
+
+        return CheckpointTeacher.in_memory(*(member.loaded() for member in self.members))
 
 
 class SharedTeacher:
     """One fitted teacher per (training lines, seed): the teacher row and the student rows share it."""
 
-    def __init__(self, make: Callable[[int], TeacherModel]) -> None:
+    def __init__(self, make: Callable[[int], TeacherModel | TeacherEnsemble]) -> None:
         self.make = make
         self._key: str | None = None
-        self._teacher: TeacherModel | None = None
+        self._teacher: TeacherModel | TeacherEnsemble | None = None
 
-    def fitted(self, texts: Sequence[str], labels: Sequence[str], seed: int) -> TeacherModel:
+    def fitted(self, texts: Sequence[str], labels: Sequence[str], seed: int) -> TeacherModel | TeacherEnsemble:
         key = _fingerprint(texts, labels, seed)
         if key != self._key or self._teacher is None:
             self._teacher = self.make(seed).fit(texts, labels)
@@ -109,8 +164,10 @@ class ArtifactTeacher:
     def fitted(self, texts: Sequence[str], labels: Sequence[str], seed: int) -> "ArtifactTeacher":
         return self
 
-    def loaded(self) -> Any:
-        return self._loaded
+    def source(self) -> Any:
+        from logdistill.model.engine.teachers import CheckpointTeacher
+
+        return CheckpointTeacher.in_memory(self._loaded)
 
 
 class ArtifactModel:
@@ -165,11 +222,10 @@ class StudentModel:
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "StudentModel":
         from logdistill.model.engine.extra_data import add_extra_data
         from logdistill.model.engine.pipeline import PipelineOptions, train_student
-        from logdistill.model.engine.teachers import CheckpointTeacher
         from logdistill.model.engine.train import Progress, set_threads
 
         teacher = self.shared.fitted(texts, labels, self.seed)
-        source = CheckpointTeacher.in_memory(teacher.loaded())
+        source = teacher.source()
         self.text_input = teacher.text_input  # the student is fed what its teacher is fed
         split = training_split(_records(texts, labels), self.spec.data, self.seed, key=self.text_input)
         base_split = split
@@ -190,19 +246,30 @@ class StudentModel:
 
 def expensive_models(body: dict[str, Any], base: str, teacher_options: Any, *, max_per_template: int | None = None,
                      progress: Any = None, rows: Sequence[str] = ("teacher", "student", "hard"),
-                     extra_data: Sequence[str | Path] = ()) -> dict[str, Any]:
+                     extra_data: Sequence[str | Path] = (), teachers: int = 1,
+                     teacher_alert_below: float | None = None) -> dict[str, Any]:
     """Factories (seed -> model) for the teacher, the distilled student and the hard-label student; the
     students are fed what the teacher is fed (``teacher_options.input``). ``extra_data``: the distilled
-    student's ``--extra-data`` (e.g. other systems' lines, unlabelled: the teacher labels them)."""
+    student's ``--extra-data`` (e.g. other systems' lines, unlabelled: the teacher labels them).
+    ``teachers`` > 1 or a ``teacher_alert_below``: the teacher is a :class:`TeacherEnsemble` of fine-tunes with
+    seeds ``seed, seed + 1, ...``."""
     from logdistill.model.engine.teacher import TeacherOptions
     from logdistill.spec import DataSpec
 
     # Dev fraction, cap per template, rare-label folding: the engine's defaults.
     data_spec = DataSpec() if max_per_template is None else DataSpec(max_per_template=max_per_template)
 
-    def make_teacher(seed: int) -> TeacherModel:
+    if teachers < 1:
+        raise ValueError(f"teachers: {teachers}; at least one")
+
+    def make_one(seed: int) -> TeacherModel:
         options = TeacherOptions(**{**teacher_options.as_dict(), "seed": seed})
         return TeacherModel(base, options, data_spec, progress)
+
+    def make_teacher(seed: int) -> TeacherModel | TeacherEnsemble:
+        if teachers == 1 and teacher_alert_below is None:
+            return make_one(seed)
+        return TeacherEnsemble([make_one(seed + i) for i in range(teachers)], teacher_alert_below)
 
     shared = SharedTeacher(make_teacher)
     factories = {

@@ -159,10 +159,13 @@ class CheckpointTeacher:
         self._members: list[tuple[LoadedModel, float]] | None = None
 
     @classmethod
-    def in_memory(cls, model: LoadedModel) -> "CheckpointTeacher":
-        """A teacher already loaded (fine-tuned in this process, e.g. per fold of ``bench quality``)."""
+    def in_memory(cls, *models: LoadedModel) -> "CheckpointTeacher":
+        """Teachers already loaded (fine-tuned in this process, e.g. per fold of ``bench quality``), weighted
+        alike when there are several."""
+        if not models:
+            raise ValueError("in_memory needs at least one teacher")
         source = cls.__new__(cls)
-        source.spec, source._members = None, [(model, 1.0)]
+        source.spec, source._members = None, [(model, 1.0) for model in models]
         return source
 
     @property
