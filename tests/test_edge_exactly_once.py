@@ -165,7 +165,10 @@ class Node:
         self._retire()
 
     def stop(self) -> None:
+        """SIGTERM once the process is tailing: a restart right after the last line can still be loading its
+        model, before its handler is installed, and would die of the signal (-15) rather than stop."""
         assert self.process is not None
+        self.process.wait_for_stderr(r"tailing ", timeout=60)
         assert self.process.stop() == 0
         self._retire()
 
