@@ -237,21 +237,23 @@ def test_bench_quality_refuses_an_unknown_model_or_input(capsys):
 def test_a_teacher_ensemble_answers_by_its_members_mean_probabilities_and_its_bar(monkeypatch):
     """Two members that disagree: the mean decides (top label), a bar on the mean's P(normal) turns an unsure
     mean into the most likely alert; members whose labels come in another order are aligned first."""
-    import numpy as np
-
-    from logdistill.model.engine import quality_models
+    torch = pytest.importorskip("torch")
+    from logdistill.model.engine import teachers
     from logdistill.model.engine.quality_models import TeacherEnsemble
 
-    class Member:
+    class Member:  # a fitted TeacherModel as the ensemble reads it; its "model" is its probabilities
         def __init__(self, labels, probs):
-            self.tuned = SimpleNamespace(model=probs, tokenizer=None, labels=labels, normal="-")
-            self.options = SimpleNamespace(max_length=8)
+            self.tuned = SimpleNamespace(labels=labels, normal="-")
             self.text_input = str
+            self._loaded = SimpleNamespace(model=probs, tokenizer=None, labels=labels, normal="-", max_length=8)
 
-    monkeypatch.setattr(quality_models, "_probabilities",
-                        lambda model, tokenizer, inputs, max_length: np.array(model, dtype=float))
-    sure = Member(["-", "KERNSTOR", "KERNDTLB"], [[0.9, 0.05, 0.05], [0.9, 0.1, 0.0]])
-    unsure = Member(["KERNDTLB", "-", "KERNSTOR"], [[0.1, 0.2, 0.7], [0.0, 0.9, 0.1]])  # another label order
+        def loaded(self):
+            return self._loaded
+
+    monkeypatch.setattr(teachers, "predict_logits",
+                        lambda model, tokenizer, templates, max_length: torch.log(torch.tensor(model)))
+    sure = Member(["-", "KERNSTOR", "KERNDTLB"], [[0.9, 0.05, 0.05], [0.9, 0.1, 1e-9]])
+    unsure = Member(["KERNDTLB", "-", "KERNSTOR"], [[0.1, 0.2, 0.7], [1e-9, 0.9, 0.1]])  # another label order
     # Line 1: mean P(normal) 0.55, most likely alert KERNSTOR (0.375); line 2: both say normal (0.9).
     assert TeacherEnsemble([sure, unsure]).predict(["a", "b"]) == ["-", "-"]
     assert TeacherEnsemble([sure, unsure], alert_below=0.7).predict(["a", "b"]) == ["KERNSTOR", "-"]

@@ -39,15 +39,6 @@ def _fingerprint(texts: Sequence[str], labels: Sequence[str], seed: int) -> str:
     return digest.hexdigest()
 
 
-def _probabilities(model: Any, tokenizer: Any, inputs: list[str], max_length: int) -> Any:
-    """``[len(inputs), C]`` softmax probabilities (numpy), columns in the model's label order."""
-    import torch
-
-    from logdistill.model.engine.train import predict_logits
-
-    return torch.softmax(predict_logits(model, tokenizer, inputs, max_length), dim=1).numpy()
-
-
 def _decided(probs: Any, labels: list[str], normal: str, alert_below: float | None) -> list[str]:
     """The label per row that :func:`~logdistill.model.runtime.inference.decide` picks with ``alert_below``
     (the model's alert bar; None: the top label), as the edge does."""
@@ -58,9 +49,14 @@ def _decided(probs: Any, labels: list[str], normal: str, alert_below: float | No
 
 def _predict(model: Any, tokenizer: Any, labels: list[str], normal: str, inputs: list[str], max_length: int,
              alert_below: float | None = None) -> list[str]:
+    import torch
+
+    from logdistill.model.engine.train import predict_logits
+
     if not inputs:
         return []
-    return _decided(_probabilities(model, tokenizer, inputs, max_length), labels, normal, alert_below)
+    probs = torch.softmax(predict_logits(model, tokenizer, inputs, max_length), dim=1).numpy()
+    return _decided(probs, labels, normal, alert_below)
 
 
 class TeacherModel:
@@ -116,18 +112,12 @@ class TeacherEnsemble:
         return self
 
     def predict(self, texts: Sequence[str]) -> list[str]:
-        import numpy as np
-
         if not texts:
             return []
-        inputs = [self.text_input(x) for x in texts]
         first = self.members[0].tuned
-        mixed = []
-        for member in self.members:
-            t = member.tuned
-            probs = _probabilities(t.model, t.tokenizer, inputs, member.options.max_length)
-            mixed.append(probs[:, [t.labels.index(label) for label in first.labels]])
-        return _decided(np.mean(mixed, axis=0), list(first.labels), first.normal, self.alert_below)
+        # The members' mixture at T = 1, mixed where the students' soft targets are (teacher.ensemble's code).
+        probs = self.source().probs([self.text_input(x) for x in texts], first.labels, temperature=1.0).numpy()
+        return _decided(probs, list(first.labels), first.normal, self.alert_below)
 
     def source(self) -> Any:
         from logdistill.model.engine.teachers import CheckpointTeacher
