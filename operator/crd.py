@@ -81,7 +81,12 @@ CEL_RULES: dict[str, list[dict[str, str]]] = {
             "rule": "!self.escalation.enabled || !has(self.teacher.endpoint)",
             "message": "escalation.enabled needs teacher.checkpoint, teacher.ensemble or teacher.train",
             "fieldPath": ".escalation.enabled",
-        }
+        },
+        {
+            "rule": "!self.training.intermediate.enabled || self.job.workers == 1",
+            "message": "training.intermediate.enabled needs job.workers: 1",
+            "fieldPath": ".training.intermediate.enabled",
+        },
     ],
     RolloutSpec.__name__: [
         {

@@ -145,3 +145,42 @@ def test_fit_adds_the_intermediate_loss_and_trains_the_projections():
                  dev_truth=[], labels=LABELS, options=options, auxiliary=distiller)
     assert result.epochs_run == 1
     assert not torch.equal(before, distiller.projections[0].weight.detach())
+
+
+def _losses(distiller, teacher, batch, student):
+    """(the distiller's loss, the same term with the teacher run on this very batch, no cache)."""
+    outputs = student(**batch, **distiller.student_kwargs)
+    cached = distiller(batch, outputs)
+    with torch.no_grad():
+        target = teacher.eval()(**batch, output_hidden_states=True, output_attentions=distiller.attention)
+    mask, direct = batch["attention_mask"], 0.0
+    for i, layer in enumerate(distiller.mapping):
+        direct = direct + hidden_mse(outputs.hidden_states[i + 1], target.hidden_states[layer],
+                                     distiller.projections[i], mask)
+        if distiller.attention:
+            direct = direct + attention_mse(outputs.attentions[i], target.attentions[layer - 1], mask)
+    return float(cached), float(distiller.weight * direct / len(distiller.mapping))
+
+
+@pytest.mark.parametrize("attention", [False, True])
+def test_teacher_targets_run_the_teacher_once_per_row_and_match_it_at_any_padding(attention):
+    teacher, student, distiller = _pair(attention)
+    student.eval()
+    calls = []
+    teacher.register_forward_hook(lambda module, args, output: calls.append(1))
+    ids = torch.randint(5, 60, (3, 9))
+    wide = {"input_ids": ids, "attention_mask": torch.ones(3, 9, dtype=torch.long)}
+    wide["attention_mask"][0, 4:] = 0
+    wide["attention_mask"][1, 7:] = 0
+    cached, direct = _losses(distiller, teacher, wide, student)
+    assert cached == pytest.approx(direct, rel=1e-5)
+    calls.clear()
+    # Row 0 again, padded to another length and beside a new row: only the new row reaches the teacher.
+    narrow = {"input_ids": torch.stack([ids[0, :6], torch.randint(5, 60, (6,))]),
+              "attention_mask": torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])}
+    cached, direct = _losses(distiller, teacher, narrow, student)
+    assert len(calls) == 1 + 1 and len(distiller.targets.rows) == 4  # the new row, then the reference's own run
+    assert cached == pytest.approx(direct, rel=1e-5)
+    calls.clear()
+    distiller(wide, student(**wide, **distiller.student_kwargs))
+    assert calls == []  # every row known: the teacher does not run

@@ -84,6 +84,26 @@ def test_endpoint_teacher_with_escalation_is_refused_by_the_api_server(cluster, 
     assert "escalation.enabled" in err.value.body
 
 
+INTERMEDIATE_ACROSS_PODS = {"training": {"intermediate": {"enabled": True}}, "job": {"workers": 2}}
+
+
+def test_the_intermediate_loss_across_worker_pods_is_refused():
+    with pytest.raises(SpecError, match="training.intermediate.enabled needs job.workers: 1"):
+        parse_spec({"teacher": {"train": {}}, **INTERMEDIATE_ACROSS_PODS}, DistilledModelSpec)
+    one_pod = {**INTERMEDIATE_ACROSS_PODS, "job": {"workers": 1}}
+    assert parse_spec({"teacher": {"train": {}}, **one_pod}, DistilledModelSpec).training.intermediate.enabled
+
+
+def test_the_intermediate_loss_across_worker_pods_is_refused_by_the_api_server(cluster, apis, namespace):
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DistilledModel", "metadata": {"name": "bad"},
+            "spec": {"teacher": {"train": {}}, **INTERMEDIATE_ACROSS_PODS}}
+    with pytest.raises(ApiException) as err:
+        apis["custom"].create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body, dry_run="All")
+    assert "training.intermediate.enabled needs job.workers: 1" in err.value.body
+    body["spec"]["job"]["workers"] = 1
+    apis["custom"].create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body, dry_run="All")
+
+
 def test_closed_loop_example_is_accepted_by_both_layers(cluster, apis, namespace):
     import yaml
 

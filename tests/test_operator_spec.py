@@ -109,6 +109,11 @@ def test_examples_follow_the_measured_demo_recipe(name):
         k: DEMO_STUDENT[k] for k in ("layers", "hidden", "heads", "intermediate", "alertBelow")}
     assert {k: spec["training"][k] for k in ("epochs", "learningRate", "alpha", "patience")} == {
         k: DEMO_TRAINING[k] for k in ("epochs", "learningRate", "alpha", "patience")}
+    intermediate = spec["training"].get("intermediate")
+    if spec.get("job", {}).get("workers", 1) == 1:
+        assert intermediate == DEMO_TRAINING["intermediate"]
+    else:  # the intermediate-layer loss runs in one pod only (spec validation)
+        assert intermediate is None
     # the teacher is trained in the cluster with the demo's teacher recipe; the classifier reads pod logs
     from logdistill.model.engine.teacher import TeacherOptions
 

@@ -44,6 +44,19 @@ def test_a_student_started_from_a_shipped_encoder_trains_its_fresh_head_faster()
     spec = parse_spec(body, DistillSpec)
     assert spec.student.init == "pretrained" and spec.student.pretrained == "/bases/minilm"
     assert spec.training.head_learning_rate == TeacherOptions().head_learning_rate > spec.training.learning_rate
+    # its own tokenizer: no token-by-token match to the teacher's hidden states
+    assert not spec.training.intermediate.enabled
+    assert parse_spec(demo_spec("/t"), DistillSpec).training.intermediate.enabled
+
+
+def test_the_hard_label_student_learns_nothing_from_the_teacher():
+    from logdistill.model.cli.demo import demo_spec
+    from logdistill.model.engine.quality_models import StudentModel
+
+    distilled = StudentModel(None, demo_spec("/t"), 13).spec.training
+    hard = StudentModel(None, demo_spec("/t"), 13, distil=False).spec.training
+    assert (distilled.alpha, distilled.intermediate.enabled) == (0.7, True)
+    assert (hard.alpha, hard.intermediate.enabled) == (0.0, False)
 
 
 def test_progress_writes_to_the_stderr_of_when_it_is_made_or_nowhere(monkeypatch):

@@ -191,14 +191,16 @@ class _TeacherRow:
 
 class StudentModel:
     """The distillation student of ``body`` (a distill spec body, e.g. the demo's) trained from the fold's
-    teacher; ``distil=False``: the same student on hard labels only (``alpha: 0``)."""
+    teacher; ``distil=False``: the same student on hard labels only (``alpha: 0``, no intermediate-layer loss)."""
 
     def __init__(self, shared: SharedTeacher | ArtifactTeacher, body: dict[str, Any], seed: int, *, distil: bool = True,
                  extra_data: Sequence[str | Path] = (), progress: Any = None) -> None:
         from logdistill.spec import parse_spec
 
         body = {**body, "teacher": {"checkpoint": "<fold teacher>"},
-                "training": {**body["training"], "seed": seed, **({} if distil else {"alpha": 0.0})}}
+                "training": {**body["training"], "seed": seed,
+                             # hard labels only: no soft targets and no teacher hidden states either
+                             **({} if distil else {"alpha": 0.0, "intermediate": {"enabled": False}})}}
         self.spec = parse_spec(body, source="bench quality student")
         self.shared, self.seed, self.progress = shared, seed, progress
         self.extra_data = tuple(extra_data)

@@ -546,6 +546,13 @@ class DistilledModelSpec(DistillSpec):
                              "teacher service loads a checkpoint; an endpoint teacher is already a service)")
         return self
 
+    @model_validator(mode="after")
+    def _intermediate_runs_in_one_pod(self) -> "DistilledModelSpec":
+        if self.training.intermediate.enabled and self.job.workers > 1:
+            raise ValueError("training.intermediate.enabled needs job.workers: 1 (the intermediate-layer loss is not"
+                             " supported under torchrun; set one of the two)")
+        return self
+
 
 class SpecError(ValueError):
     """A config file that does not validate; the message names the file and every bad field."""
