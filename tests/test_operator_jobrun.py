@@ -113,8 +113,8 @@ def test_recipe_inputs_map_the_operator_recipe_onto_the_teacher_options():
 
 
 def test_a_teacher_made_before_inputs_were_recorded_is_still_the_template_recipe(tmp_path):
-    """cached_teacher: a verified teacher whose recorded training options lack "input" matches the
-    template recipe (what every teacher was fed then), not the light one."""
+    """cached_teacher: a verified teacher whose recorded training options lack "input" and "pooling" matches
+    the template recipe with [CLS] pooling (what every teacher was then), not the light one."""
     from helpers.onnx_artifacts import build_onnx_artifact
 
     from logdistill.model.engine import teacher as t
@@ -124,7 +124,7 @@ def test_a_teacher_made_before_inputs_were_recorded_is_still_the_template_recipe
     directory = tmp_path / "teacher"
     build_onnx_artifact(directory, ["-", "ERROR"], {"error": "ERROR"})
     options = t.TeacherOptions(input="template")
-    training = {k: v for k, v in options.as_dict().items() if k != "input"}
+    training = {k: v for k, v in options.as_dict().items() if k not in ("input", "pooling")}
     spec = {"base": "b", "data": DataSpec().model_dump(by_alias=True, mode="json"), "training": training}
     write_manifest(directory, kind="teacher", spec=spec, info={})
     assert t.cached_teacher(directory, DataSpec(), "b", options)

@@ -80,6 +80,7 @@ def _bar(value: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from logdistill.model.engine.bases import BASES
     from logdistill.model.runtime.folds import PROTOCOLS
+    from logdistill.model.engine.teacher import POOLINGS
     from logdistill.model.runtime.templates import MODEL_INPUTS
 
     parser.add_argument("--data", default=None, help="labelled logs (default: the bundled BGL_20k.log)")
@@ -107,6 +108,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training lines kept per distinct model input (default: the engine's, 8)")
     parser.add_argument("--teacher-epochs", type=int, default=None,
                         help="teacher epochs per fold (default: the teacher recipe's)")
+    parser.add_argument("--teacher-pooling", default="cls", choices=POOLINGS,
+                        help="what the teacher's head reads: BERT's [CLS] pooler or the mean of the last layer's"
+                             " tokens (MiniLM only; measured in memory, never saved; default cls)")
     parser.add_argument("--teacher-seeds", type=_members, default=1, metavar="N",
                         help="fine-tune N teachers per fold (seeds: the fold's seed and the next N-1) and answer by the"
                              " mean of their probabilities; the students learn their mixed soft targets (default 1)")
@@ -158,7 +162,7 @@ def expensive_from(args: argparse.Namespace, rows: list[str], progress: Any) -> 
     epochs = args.teacher_epochs or defaults.epochs
     options = TeacherOptions(**{**TEACHER_OPTIONS[args.teacher_base], "epochs": epochs, "threads": args.threads,
                                 "patience": min(epochs, defaults.patience),
-                                "input": args.teacher_input or defaults.input})
+                                "input": args.teacher_input or defaults.input, "pooling": args.teacher_pooling})
     student_epochs = args.student_epochs or DEMO_TRAINING["epochs"]
     return protocol_models(base_path(args.teacher_base), options, student_epochs, max_per_template=args.max_per_template,
                            rows=tuple(rows), student_from=None if args.teacher_base == "minilm" else minilm_path(),

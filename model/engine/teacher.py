@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from logdistill.model.runtime.templates import MODEL_INPUTS, model_input
 
-__all__ = ["EXAMPLES", "FineTuned", "fine_tune", "TeacherOptions", "default_base", "distinct_pairs", "cached_teacher", "ensure_teacher",
+__all__ = ["EXAMPLES", "POOLINGS", "FineTuned", "fine_tune", "TeacherOptions", "default_base", "distinct_pairs", "cached_teacher", "ensure_teacher",
            "ensure_teacher_shared", "recipe_inputs", "train_teacher", "model_labels", "add_arguments", "main"]
 
 DEFAULT_OUT = "artifacts/teacher"
@@ -54,6 +54,9 @@ def distinct_pairs(templates: list[str], labels: list[Any]) -> list[tuple[str, A
 DEFAULT_INPUT = "light"
 """The teacher recipe's model input (:data:`~logdistill.model.runtime.templates.MODEL_INPUTS`)."""
 
+POOLINGS = ("cls", "mean")
+"""What the teacher's head reads (:mod:`logdistill.model.engine.pooling` builds each)."""
+
 EXAMPLES = ("distinct", "lines")
 """What one training example is: each distinct (input, label) pair once, or each line of the split
 (capped per input by ``maxPerTemplate``), so a frequent input weighs up to the cap."""
@@ -69,10 +72,14 @@ class TeacherOptions:
                  warmup_ratio: float = 0.1, weight_decay: float = 0.01, patience: int = 4, seed: int = 13,
                  max_length: int = 64, balance_classes: float = 1.0, head_learning_rate: float = 3e-3,
                  threads: int = 0, input: str = DEFAULT_INPUT, examples: str = "lines",
-                 early_stopping: bool = False) -> None:
+                 early_stopping: bool = False, pooling: str = "cls") -> None:
         model_input(input)  # a closed set: ValueError naming the choices
         if examples not in EXAMPLES:
             raise ValueError(f"unknown examples {examples!r}; choose from {', '.join(EXAMPLES)}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
+        self.pooling = pooling
+        """What the head reads (:mod:`logdistill.model.engine.pooling`); ``mean`` only in memory (bench quality)."""
         self.examples = examples
         self.early_stopping = early_stopping
         """False: no dev part is held out (it joins training) and the last of ``epochs`` is kept; a dev
@@ -110,8 +117,9 @@ def fine_tune(split: Any, base: str, options: TeacherOptions, progress: Any = No
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
+    from logdistill.model.engine.pooling import sequence_classifier
     from logdistill.model.runtime.data import NORMAL_LABEL
     from logdistill.model.engine.train import FitOptions, Progress, fit, set_threads
 
@@ -131,9 +139,8 @@ def fine_tune(split: Any, base: str, options: TeacherOptions, progress: Any = No
 
     torch.manual_seed(options.seed)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            base, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=index
-        )
+        model = sequence_classifier(base, options.pooling, num_labels=len(labels),
+                                    id2label=dict(enumerate(labels)), label2id=index)
         tokenizer = AutoTokenizer.from_pretrained(base)
     except (OSError, ValueError) as err:
         raise ValueError(f"--base {base}: cannot load a pretrained encoder: {err}") from None
@@ -174,6 +181,9 @@ def train_teacher(data_spec: Any, base: str, out_dir: str | Path, options: Teach
     from logdistill.model.runtime.splits import make_split
     from logdistill.model.engine.train import Progress
 
+    if options.pooling != "cls":
+        raise ValueError(f"pooling {options.pooling}: a saved teacher is reloaded as a [CLS] classifier by every"
+                         " reader; mean pooling is measured in memory only (bench quality --teacher-pooling)")
     progress = progress or Progress()
     started = time.monotonic()
     progress.update(stage="loading", force=True)
@@ -217,6 +227,7 @@ def cached_teacher(directory: str | Path, data_spec: Any, base: str, options: Te
         return False
     wanted = {k: v for k, v in options.as_dict().items() if k != "threads"}
     recorded = {"input": "template",  # recorded since inputs were; before, every teacher was fed templates
+                "pooling": "cls",  # and [CLS] pooling, before it was a choice
                 **{k: v for k, v in dict(manifest.spec.get("training", {})).items() if k != "threads"}}
     return (
         manifest.kind == "teacher"
