@@ -78,11 +78,11 @@ def test_a_teacher_fine_tuned_with_mean_pooling_learns_the_alert_words(tiny_base
     tuned = fine_tune(SimpleNamespace(train=records, dev=[]), str(base), options,
                       progress=SimpleNamespace(say=lambda *a: None, update=lambda *a, **k: None))
     assert isinstance(tuned.model, MeanPooledBert)
-    from logdistill.model.engine.quality_models import _predict  # the bench's own answer
+    from logdistill.model.engine.quality_models import _score  # the bench's own answer
     from logdistill.model.runtime.templates import model_input
 
-    predicted = _predict(tuned.model, tuned.tokenizer, tuned.labels, tuned.normal,
-                         [model_input(options.input)(r.text) for r in records], options.max_length)
+    predicted = _score(tuned.model, tuned.tokenizer, tuned.labels, tuned.normal,
+                       [model_input(options.input)(r.text) for r in records], options.max_length).labels
     right = sum(p == r.label for p, r in zip(predicted, records))
     assert right / len(records) > 0.9, right
 

@@ -7,10 +7,12 @@ import json
 from collections import Counter
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from logdistill.model.engine.baseline import UNSEEN_TEMPLATE, JaccardNearestNeighbour, NeverSeenTemplateAlert
-from logdistill.model.engine.quality import ProtocolConfig, agreement, fold_scores, markdown, run, summarise
+from logdistill.model.engine.quality import (ProtocolConfig, Scored, agreement, fold_scores, markdown,
+                                            probability_distance, run, summarise)
 from logdistill.model.runtime.data import NORMAL_LABEL, LogRecord
 from logdistill.model.runtime.folds import categories_with, chronological_fold, leave_category_out, template_kfold
 from logdistill.model.runtime.templates import mask
@@ -166,6 +168,59 @@ def test_protocol_scores_every_other_model_against_the_teacher_on_the_same_test_
     assert summary["teacher"]["teacherAgreement"] is None
     assert "agrees with the teacher" in markdown(result) and "÷ the teacher's" in markdown(result)
     assert summary["other"]["teacherF1Ratio"]["worst"] < 1.0 and summary["copy"]["teacherF1Ratio"]["worst"] == 1.0
+
+
+def test_probability_distance_is_the_mean_total_variation_over_both_models_classes():
+    teacher = Scored(["-", "KERNA"], ["-", "KERNA"], np.array([[0.9, 0.1], [0.2, 0.8]]))
+    assert probability_distance(teacher, teacher) == 0.0
+    # The same two lines with the classes in another order: the same distributions.
+    reordered = Scored(["-", "KERNA"], ["KERNA", "-"], np.array([[0.1, 0.9], [0.8, 0.2]]))
+    assert probability_distance(reordered, teacher) == pytest.approx(0.0)
+    # Line 1 moves 0.3 of its mass, line 2 none: mean 0.15, in either direction.
+    unsure = Scored(["-", "KERNA"], ["-", "KERNA"], np.array([[0.6, 0.4], [0.2, 0.8]]))
+    assert probability_distance(unsure, teacher) == pytest.approx(0.15)
+    assert probability_distance(teacher, unsure) == pytest.approx(0.15)
+    # A class the teacher does not have counts as probability 0 there; nothing in common is distance 1.
+    elsewhere = Scored(["KERNB", "KERNB"], ["KERNB"], np.array([[1.0], [1.0]]))
+    assert probability_distance(elsewhere, teacher) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="1 lines scored against 2"):
+        probability_distance(Scored(["-"], ["-"], np.array([[1.0]])), teacher)
+
+
+class _FixedScored(_Fixed):
+    """:class:`_Fixed` with its probabilities: ``sure`` on its answer, the rest on the other label."""
+
+    def __init__(self, word: str, sure: float) -> None:
+        super().__init__(word)
+        self.sure = sure
+
+    def score(self, texts):
+        labels = self.predict(texts)
+        classes = [NORMAL_LABEL, self.alert]
+        probs = np.array([[self.sure, 1 - self.sure] if label == NORMAL_LABEL else [1 - self.sure, self.sure]
+                          for label in labels]).reshape(len(labels), 2)
+        return Scored(labels, classes, probs)
+
+
+def test_protocol_measures_how_far_a_scored_model_is_from_the_teachers_probabilities():
+    """Two students that give the teacher's label on every line, one as sure as the teacher and one less so: the
+    agreement cannot tell them apart, the distance can; a model without probabilities gets no distance."""
+    records = synthetic()
+    models = {"teacher": lambda seed: _FixedScored("kerna", 0.9), "same": lambda seed: _FixedScored("kerna", 0.9),
+              "unsure": lambda seed: _FixedScored("kerna", 0.6), "labels only": lambda seed: _Fixed("kerna")}
+    result = run(records, ProtocolConfig(folds=3, seeds=(1,), protocols=("kfold",)), models)
+    for row in result["folds"]:
+        scores = row["models"]
+        assert scores["same"]["teacherAgreement"] == scores["unsure"]["teacherAgreement"] == 1.0
+        assert scores["same"]["teacherDistance"] == pytest.approx(0.0)
+        assert scores["unsure"]["teacherDistance"] == pytest.approx(0.3)
+        assert "teacherDistance" not in scores["labels only"] and "teacherDistance" not in scores["teacher"]
+    summary = result["summary"]["kfold"]
+    assert summary["unsure"]["teacherDistance"]["worst"] == pytest.approx(0.3)
+    assert summary["labels only"]["teacherDistance"] is None
+    table = markdown(result)
+    assert "distance to the teacher's probabilities" in table
+    assert "| 0.300 ± 0.000 (worst 0.300) |" in table.split("| unsure |")[1].splitlines()[0]
 
 
 def test_summary_reports_mean_sd_and_the_worst_fold_per_metric():
@@ -359,6 +414,8 @@ def test_teacher_and_students_train_per_fold_with_the_engine_and_share_one_teach
     assert summary["teacher"]["alertRecall"]["mean"] > 0.8
     assert summary["student distilled"]["alertRecall"]["mean"] > 0.8
     assert summary["student distilled"]["teacherAgreement"]["mean"] > 0.8
+    for student in ("student distilled", "student hard labels"):  # both give their probabilities
+        assert 0.0 < summary[student]["teacherDistance"]["mean"] < 1.0
 
 
 def test_the_distilled_students_extra_data_joins_its_transfer_set_unlabelled(tmp_path):
@@ -432,6 +489,9 @@ def test_the_demo_scores_its_own_teacher_and_student_on_its_split_without_traini
                            "1-NN Jaccard (token sets)", "never-seen template = alert"}
     # The same artifact as teacher and "student": the same labels, line for line.
     assert models["student distilled"]["teacherAgreement"] == 1.0
+    assert models["student distilled"]["teacherDistance"] == pytest.approx(0.0)
+    assert 0.0 < models["student hard labels"]["teacherDistance"] < 1.0
+    assert "teacherDistance" not in models["TF-IDF + LR"]  # labels only
     assert models["teacher"]["fitSeconds"] < 1.0
     assert set(result["perCategory"]) == {"KERNFAIL"}
     assert any(r.label == "APPERR" for r in split.test)  # the held-out templates test other alerts too ...

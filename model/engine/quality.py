@@ -13,7 +13,10 @@ where one spurious prediction of an absent label does not add a zero), alert rec
 counts as flagged when predicted as any non-normal label), alert F1, the normal false-positive rate, and
 per alert category the share of its lines flagged. When a model named :data:`TEACHER` runs on the fold, every
 other model also gets its agreement with the teacher on the fold's (held-out) test lines: the share of lines
-given the teacher's label, and the share of the lines the teacher flags that it flags too. Torch-free.
+given the teacher's label, and the share of the lines the teacher flags that it flags too. Models that also
+give their class probabilities (:class:`ScoredModel`: the teacher and the students) get the mean total-variation
+distance between theirs and the teacher's: it still tells two recipes apart on a fold where both give the
+teacher's label on every line. Torch-free.
 """
 
 from __future__ import annotations
@@ -24,13 +27,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
 from logdistill.model.runtime.data import NORMAL_LABEL, LogRecord
 from logdistill.model.runtime.folds import (PROTOCOLS, Fold, chronological_fold, leave_category_out,
                                             template_kfold)
 from logdistill.model.runtime.metrics import classification_report, supported_macro_f1
 
-__all__ = ["Model", "ModelFactory", "ProtocolConfig", "QUICK", "FULL", "TEACHER", "agreement", "build_folds", "fold_scores", "run_protocol",
-           "summarise", "per_category", "markdown", "cheap_models", "run", "merge"]
+__all__ = ["Model", "ModelFactory", "ScoredModel", "Scored", "ProtocolConfig", "QUICK", "FULL", "TEACHER", "agreement",
+           "probability_distance", "build_folds", "fold_scores", "run_protocol", "summarise", "per_category",
+           "markdown", "cheap_models", "run", "merge"]
 
 
 class Model(Protocol):
@@ -39,12 +45,28 @@ class Model(Protocol):
     def predict(self, texts: Sequence[str]) -> list[str]: ...
 
 
+@dataclass(frozen=True)
+class Scored:
+    """A model's answers for some lines and the class probabilities behind them: ``probabilities[i, j]`` is
+    line i's P(``classes[j]``); ``labels[i]`` is what the model answers for it (its top label, or its alert bar's)."""
+
+    labels: list[str]
+    classes: list[str]
+    probabilities: np.ndarray
+
+
+class ScoredModel(Model, Protocol):
+    """A model that also gives its class probabilities; ``predict(texts)`` is ``score(texts).labels``."""
+
+    def score(self, texts: Sequence[str]) -> Scored: ...
+
+
 ModelFactory = Callable[[int], Model]
 """Seed -> a fresh, unfitted model."""
 
 # Which way is worse, per metric: the worst fold is the minimum or the maximum.
 METRICS = {"macroF1": min, "macroF1Supported": min, "alertRecall": min, "alertF1": min, "normalFpr": max,
-           "teacherAgreement": min, "teacherAlertAgreement": min, "teacherF1Ratio": min}
+           "teacherAgreement": min, "teacherAlertAgreement": min, "teacherF1Ratio": min, "teacherDistance": max}
 
 TEACHER = "teacher"
 """The row the other rows' agreement is measured against, when it runs on the fold."""
@@ -126,6 +148,24 @@ def agreement(predicted: Sequence[str], reference: Sequence[str], normal: str = 
             "teacherAlertAgreement": sum(flagged) / len(flagged) if flagged else None}
 
 
+def probability_distance(scored: Scored, reference: Scored) -> float:
+    """Mean over lines of the total-variation distance between two models' class probabilities for the same
+    lines (0: the same distribution on every line; 1: no class in common), over the union of their classes (a
+    class one model lacks has probability 0 there)."""
+    if len(scored.labels) != len(reference.labels):
+        raise ValueError(f"{len(scored.labels)} lines scored against {len(reference.labels)}")
+    if not scored.labels:
+        return 0.0
+    classes = list(dict.fromkeys([*reference.classes, *scored.classes]))
+
+    def aligned(s: Scored) -> np.ndarray:
+        out = np.zeros((len(s.labels), len(classes)))
+        out[:, [classes.index(c) for c in s.classes]] = s.probabilities
+        return out
+
+    return float(0.5 * np.abs(aligned(scored) - aligned(reference)).sum(axis=1).mean())
+
+
 def run_protocol(records: Sequence[LogRecord], folds: Sequence[Fold], models: dict[str, ModelFactory],
                  say: Callable[[str], None] = lambda message: None,
                  on_row: Callable[[dict[str, Any]], None] = lambda row: None) -> list[dict[str, Any]]:
@@ -141,13 +181,18 @@ def run_protocol(records: Sequence[LogRecord], folds: Sequence[Fold], models: di
                                "heldOut": fold.held_out, "trainLines": len(fold.train), "testLines": len(fold.test),
                                "testAlerts": sum(t != NORMAL_LABEL for t in truth), "models": {}}
         predictions: dict[str, list[str]] = {}
+        scored: dict[str, Scored] = {}
         for name, factory in models.items():
             started = time.monotonic()
             try:
                 model = factory(fold.seed)
                 model.fit(train_texts, train_labels)
                 fitted = time.monotonic()
-                predicted = model.predict(test_texts)
+                if hasattr(model, "score"):
+                    scored[name] = model.score(test_texts)
+                    predicted = scored[name].labels
+                else:
+                    predicted = model.predict(test_texts)
             except ValueError as err:  # e.g. a training part with a single label
                 row["models"][name] = {"error": str(err)}
                 say(f"{fold.name}: {name}: {err}")
@@ -167,6 +212,8 @@ def run_protocol(records: Sequence[LogRecord], folds: Sequence[Fold], models: di
                     # Retention, the issue's target: this fold's macro-F1 over the teacher's on the same fold.
                     row["models"][name]["teacherF1Ratio"] = (row["models"][name]["macroF1"] / teacher_f1
                                                              if teacher_f1 else None)
+                    if name in scored and TEACHER in scored:
+                        row["models"][name]["teacherDistance"] = probability_distance(scored[name], scored[TEACHER])
         rows.append(row)
         on_row(row)
     return rows
@@ -238,15 +285,17 @@ def markdown(result: dict[str, Any]) -> str:
         lines += [f"**{PROTOCOL_TITLES[protocol]}** ({folds} fold(s) over seeds {result['config']['seeds']};"
                   " mean ± sd (worst fold))", "",
                   "| model | macro-F1 | macro-F1, the fold's labels | macro-F1 ÷ the teacher's | alert recall"
-                  " | alert F1 | normal lines flagged | agrees with the teacher (its alerts kept) | fit s / fold |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  " | alert F1 | normal lines flagged | agrees with the teacher (its alerts kept)"
+                  " | distance to the teacher's probabilities | fit s / fold |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for name, m in models.items():
             failed = f" ({m['errors']} fold(s) failed: see the JSON)" if m["errors"] else ""
             kept = f" ({_cell(m['teacherAlertAgreement'])})" if m.get("teacherAlertAgreement") else ""
             agrees = _cell(m.get("teacherAgreement")) + kept if m.get("teacherAgreement") else "–"
             lines.append(f"| {name}{failed} | {_cell(m['macroF1'])} | {_cell(m.get('macroF1Supported'))} |"
                          f" {_cell(m.get('teacherF1Ratio'))} | {_cell(m['alertRecall'])} | {_cell(m['alertF1'])} |"
-                         f" {_cell(m['normalFpr'], percent=True)} | {agrees} | {_fmt(m['fitSeconds'], 1)} |")
+                         f" {_cell(m['normalFpr'], percent=True)} | {agrees} | {_cell(m.get('teacherDistance'))} |"
+                         f" {_fmt(m['fitSeconds'], 1)} |")
         lines.append("")
     categories = result.get("perCategory") or {}
     if categories:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from logdistill.model.engine.quality import Scored
 from logdistill.model.runtime.data import LogRecord
 from logdistill.model.runtime.splits import training_split
 from logdistill.model.runtime.templates import mask, model_input
@@ -39,24 +40,26 @@ def _fingerprint(texts: Sequence[str], labels: Sequence[str], seed: int) -> str:
     return digest.hexdigest()
 
 
-def _decided(probs: Any, labels: list[str], normal: str, alert_below: float | None) -> list[str]:
-    """The label per row that :func:`~logdistill.model.runtime.inference.decide` picks with ``alert_below``
-    (the model's alert bar; None: the top label), as the edge does."""
+def _scored(probs: Any, labels: list[str], normal: str, alert_below: float | None) -> Scored:
+    """``probs`` ([lines, labels]) with the label per row that :func:`~logdistill.model.runtime.inference.decide`
+    picks with ``alert_below`` (the model's alert bar; None: the top label), as the edge does."""
     from logdistill.model.runtime.inference import decide
 
-    return [labels[i] for i in decide(probs, labels.index(normal), alert_below).tolist()]
+    answers = [labels[i] for i in decide(probs, labels.index(normal), alert_below).tolist()]
+    return Scored(answers, list(labels), probs)
 
 
-def _predict(model: Any, tokenizer: Any, labels: list[str], normal: str, inputs: list[str], max_length: int,
-             alert_below: float | None = None) -> list[str]:
+def _score(model: Any, tokenizer: Any, labels: list[str], normal: str, inputs: list[str], max_length: int,
+           alert_below: float | None = None) -> Scored:
+    import numpy as np
     import torch
 
     from logdistill.model.engine.train import predict_logits
 
     if not inputs:
-        return []
+        return Scored([], list(labels), np.zeros((0, len(labels))))
     probs = torch.softmax(predict_logits(model, tokenizer, inputs, max_length), dim=1).numpy()
-    return _decided(probs, labels, normal, alert_below)
+    return _scored(probs, labels, normal, alert_below)
 
 
 class TeacherModel:
@@ -74,10 +77,13 @@ class TeacherModel:
         self.tuned = fine_tune(split, self.base, self.options, self.progress)
         return self
 
-    def predict(self, texts: Sequence[str]) -> list[str]:
+    def score(self, texts: Sequence[str]) -> Scored:
         t = self.tuned
-        return _predict(t.model, t.tokenizer, t.labels, t.normal, [self.text_input(x) for x in texts],
-                        self.options.max_length)
+        return _score(t.model, t.tokenizer, t.labels, t.normal, [self.text_input(x) for x in texts],
+                      self.options.max_length)
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return self.score(texts).labels
 
     def loaded(self) -> Any:
         """The fitted teacher as the distillation pipeline's teacher source wants it."""
@@ -111,13 +117,18 @@ class TeacherEnsemble:
             member.fit(texts, labels)
         return self
 
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        if not texts:
-            return []
+    def score(self, texts: Sequence[str]) -> Scored:
+        import numpy as np
+
         first = self.members[0].tuned
+        if not texts:
+            return Scored([], list(first.labels), np.zeros((0, len(first.labels))))
         # The members' mixture at T = 1, mixed where the students' soft targets are (teacher.ensemble's code).
         probs = self.source().probs([self.text_input(x) for x in texts], first.labels, temperature=1.0).numpy()
-        return _decided(probs, list(first.labels), first.normal, self.alert_below)
+        return _scored(probs, list(first.labels), first.normal, self.alert_below)
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return self.score(texts).labels
 
     def source(self) -> Any:
         from logdistill.model.engine.teachers import CheckpointTeacher
@@ -172,9 +183,13 @@ class ArtifactModel:
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "ArtifactModel":
         return self
 
+    def score(self, texts: Sequence[str]) -> Scored:
+        c = self.classifier
+        probs = c.predict_proba([c.model_input(t) for t in texts])
+        return Scored([c.labels[i] for i in c.choose(probs).tolist()], list(c.labels), probs)
+
     def predict(self, texts: Sequence[str]) -> list[str]:
-        inputs = [self.classifier.model_input(t) for t in texts]
-        return [label for label, _ in self.classifier.predict(inputs)]
+        return self.score(texts).labels
 
 
 class _TeacherRow:
@@ -184,6 +199,9 @@ class _TeacherRow:
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "_TeacherRow":
         self.teacher = self.shared.fitted(texts, labels, self.seed)
         return self
+
+    def score(self, texts: Sequence[str]) -> Scored:
+        return self.teacher.score(texts)
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         return self.teacher.predict(texts)
@@ -230,10 +248,13 @@ class StudentModel:
                                      base_split=base_split if self.extra_data else None)
         return self
 
-    def predict(self, texts: Sequence[str]) -> list[str]:
+    def score(self, texts: Sequence[str]) -> Scored:
         student = self.spec.student
-        return _predict(self.trained.model, self.trained.tokenizer, self.labels, self.normal,
-                        [self.text_input(t) for t in texts], student.max_length, student.alert_below)
+        return _score(self.trained.model, self.trained.tokenizer, self.labels, self.normal,
+                      [self.text_input(t) for t in texts], student.max_length, student.alert_below)
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return self.score(texts).labels
 
 
 def expensive_models(body: dict[str, Any], base: str, teacher_options: Any, *, max_per_template: int | None = None,
