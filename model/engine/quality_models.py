@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from logdistill.model.engine.quality import Scored
 from logdistill.model.runtime.data import LogRecord
 from logdistill.model.runtime.splits import training_split
@@ -51,7 +53,6 @@ def _scored(probs: Any, labels: list[str], normal: str, alert_below: float | Non
 
 def _score(model: Any, tokenizer: Any, labels: list[str], normal: str, inputs: list[str], max_length: int,
            alert_below: float | None = None) -> Scored:
-    import numpy as np
     import torch
 
     from logdistill.model.engine.train import predict_logits
@@ -118,8 +119,6 @@ class TeacherEnsemble:
         return self
 
     def score(self, texts: Sequence[str]) -> Scored:
-        import numpy as np
-
         first = self.members[0].tuned
         if not texts:
             return Scored([], list(first.labels), np.zeros((0, len(first.labels))))
