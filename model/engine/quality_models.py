@@ -63,7 +63,17 @@ def _score(model: Any, tokenizer: Any, labels: list[str], normal: str, inputs: l
     return _scored(probs, labels, normal, alert_below)
 
 
-class TeacherModel:
+class _Scoring:
+    """A :class:`~logdistill.model.engine.quality.ScoredModel`'s ``predict``: the labels of its ``score``."""
+
+    def score(self, texts: Sequence[str]) -> Scored:
+        raise NotImplementedError
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return self.score(texts).labels
+
+
+class TeacherModel(_Scoring):
     """A teacher fine-tuned on one fold's training lines (a :class:`~logdistill.model.engine.quality.Model`)."""
 
     def __init__(self, base: str, options: Any, data_spec: Any, progress: Any = None) -> None:
@@ -83,9 +93,6 @@ class TeacherModel:
         return _score(t.model, t.tokenizer, t.labels, t.normal, [self.text_input(x) for x in texts],
                       self.options.max_length)
 
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        return self.score(texts).labels
-
     def loaded(self) -> Any:
         """The fitted teacher as the distillation pipeline's teacher source wants it."""
         from logdistill.model.engine.export import LoadedModel
@@ -101,7 +108,7 @@ class TeacherModel:
         return CheckpointTeacher.in_memory(self.loaded())
 
 
-class TeacherEnsemble:
+class TeacherEnsemble(_Scoring):
     """``len(members)`` teachers fine-tuned on the same lines (consecutive seeds): the mean of their probabilities
     answers, with an alert whenever that mean leaves less than ``alert_below`` on normal (None: the top label).
     Which never-seen category one fine-tune flags depends on its seed (docs/benchmarks.md, session 11); the mean
@@ -125,9 +132,6 @@ class TeacherEnsemble:
         # The members' mixture at T = 1, mixed where the students' soft targets are (teacher.ensemble's code).
         probs = self.source().probs([self.text_input(x) for x in texts], first.labels, temperature=1.0).numpy()
         return _scored(probs, list(first.labels), first.normal, self.alert_below)
-
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        return self.score(texts).labels
 
     def source(self) -> Any:
         from logdistill.model.engine.teachers import CheckpointTeacher
@@ -170,7 +174,7 @@ class ArtifactTeacher:
         return CheckpointTeacher.in_memory(self._loaded)
 
 
-class ArtifactModel:
+class ArtifactModel(_Scoring):
     """A published artifact (int8 ONNX, as the edge runs it) already trained on the fold's training lines:
     ``fit`` keeps it as it is. Torch-free."""
 
@@ -187,11 +191,8 @@ class ArtifactModel:
         probs = c.predict_proba([c.model_input(t) for t in texts])
         return Scored([c.labels[i] for i in c.choose(probs).tolist()], list(c.labels), probs)
 
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        return self.score(texts).labels
 
-
-class _TeacherRow:
+class _TeacherRow(_Scoring):
     def __init__(self, shared: SharedTeacher, seed: int) -> None:
         self.shared, self.seed, self.teacher = shared, seed, None
 
@@ -202,11 +203,8 @@ class _TeacherRow:
     def score(self, texts: Sequence[str]) -> Scored:
         return self.teacher.score(texts)
 
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        return self.teacher.predict(texts)
 
-
-class StudentModel:
+class StudentModel(_Scoring):
     """The distillation student of ``body`` (a distill spec body, e.g. the demo's) trained from the fold's
     teacher; ``distil=False``: the same student on hard labels only (``alpha: 0``, no intermediate-layer loss)."""
 
@@ -251,9 +249,6 @@ class StudentModel:
         student = self.spec.student
         return _score(self.trained.model, self.trained.tokenizer, self.labels, self.normal,
                       [self.text_input(t) for t in texts], student.max_length, student.alert_below)
-
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        return self.score(texts).labels
 
 
 def expensive_models(body: dict[str, Any], base: str, teacher_options: Any, *, max_per_template: int | None = None,
