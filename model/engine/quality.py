@@ -25,7 +25,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -55,6 +55,7 @@ class Scored:
     probabilities: np.ndarray
 
 
+@runtime_checkable
 class ScoredModel(Model, Protocol):
     """A model that also gives its class probabilities; ``predict(texts)`` is ``score(texts).labels``."""
 
@@ -188,7 +189,7 @@ def run_protocol(records: Sequence[LogRecord], folds: Sequence[Fold], models: di
                 model = factory(fold.seed)
                 model.fit(train_texts, train_labels)
                 fitted = time.monotonic()
-                if hasattr(model, "score"):
+                if isinstance(model, ScoredModel):
                     scored[name] = model.score(test_texts)
                     predicted = scored[name].labels
                 else:

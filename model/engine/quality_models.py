@@ -188,8 +188,7 @@ class ArtifactModel(_Scoring):
 
     def score(self, texts: Sequence[str]) -> Scored:
         c = self.classifier
-        probs = c.predict_proba([c.model_input(t) for t in texts])
-        return Scored([c.labels[i] for i in c.choose(probs).tolist()], list(c.labels), probs)
+        return _scored(c.predict_proba([c.model_input(t) for t in texts]), c.labels, c.normal_label, c.alert_below)
 
 
 class _TeacherRow(_Scoring):
